@@ -1,0 +1,83 @@
+// The OS boundary: a passive object per child process, and the two ways of
+// starting one (fork for a closure, posix_spawn for a command).
+//
+// A Child owns its pid and a pidfd; it does nothing on its own. The engine
+// (engine.h) polls the pidfds, decides when to signal, and reaps. Destroying a
+// Child that was not reaped kills its whole process group and reaps it, so no
+// path leaves a zombie or a stray process behind.
+//
+// Thread-safety: thread-compatible.
+
+#ifndef PARALLEL_INTERNAL_CHILD_H_
+#define PARALLEL_INTERNAL_CHILD_H_
+
+#include <sys/types.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "parallel/internal/fd.h"
+
+namespace parallel {
+namespace internal {
+
+class Child {
+ public:
+  Child() = default;
+  Child(pid_t pid, UniqueFd pidfd) : pid_(pid), pidfd_(std::move(pidfd)) {}
+  Child(Child&& other) noexcept;
+  Child& operator=(Child&& other) noexcept;
+  ~Child();
+
+  pid_t pid() const { return pid_; }
+  // Readable once the child has ended.
+  int pidfd() const { return pidfd_.get(); }
+  bool alive() const { return pid_ > 0; }
+
+  // Sends `signo` to the child's process group (grandchildren too).
+  void SignalGroup(int signo) const;
+  // Sends `signo` to the child's main thread only.
+  void SignalMainThread(int signo) const;
+  // Blocks until the child has ended, kills whatever is left of its process
+  // group, reaps it and returns its wait status.
+  int Reap();
+
+ private:
+  pid_t pid_ = 0;
+  UniqueFd pidfd_;
+};
+
+// The descriptors a child gets as 0, 1 and 2, and where it writes its result
+// records (fork only; -1 for commands). Not owned.
+struct ChildIo {
+  int stdin_fd = -1;
+  int stdout_fd = -1;
+  int stderr_fd = -1;
+  int result_fd = -1;
+};
+
+// Forks a child that runs `body` and reports through io.result_fd (see
+// record.h), then _exits. Everything the child needs is prepared before fork;
+// until `body` runs it does only async-signal-safe work. When `keep_value` is
+// false the value `body` returns is not sent back. ResourceExhaustedError when
+// the system is out of processes or memory (try again later).
+absl::StatusOr<Child> ForkChild(
+    const std::function<absl::StatusOr<std::string>()>& body,
+    const ChildIo& io, bool keep_value);
+
+// Starts argv with posix_spawnp in its own process group, default signal
+// dispositions and an empty signal mask. NotFoundError if argv[0] cannot be
+// executed; ResourceExhaustedError as for ForkChild.
+absl::StatusOr<Child> SpawnChild(const std::vector<std::string>& argv,
+                                 const ChildIo& io);
+
+// For a forked child that will itself start children: forget the parent's
+// process-wide state (interrupt handling). Async-signal-safe.
+void ResetStateInChild();
+
+}  // namespace internal
+}  // namespace parallel
+
+#endif  // PARALLEL_INTERNAL_CHILD_H_

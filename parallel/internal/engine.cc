@@ -1,0 +1,594 @@
+#include "parallel/internal/engine.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <string>
+#include <tuple>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "parallel/codec.h"
+#include "parallel/internal/capture.h"
+#include "parallel/internal/child.h"
+#include "parallel/internal/fd.h"
+#include "parallel/internal/interrupt.h"
+#include "parallel/internal/record.h"
+#include "parallel/internal/stack.h"
+
+namespace parallel {
+namespace internal {
+namespace {
+
+std::string SignalName(int signo) {
+  const char* abbrev = ::sigabbrev_np(signo);
+  return abbrev == nullptr ? absl::StrCat("signal ", signo)
+                           : absl::StrCat("SIG", abbrev);
+}
+
+// Why the engine is killing a step.
+enum class KillReason { kNone, kTimeout, kSilentTimeout, kHalt, kInterrupt };
+
+enum class Phase { kPending, kRunning, kDone };
+
+// A byte range of the spool file.
+struct SpoolRange {
+  uint64_t offset = 0;
+  uint64_t length = 0;
+};
+
+struct StepState {
+  Phase phase = Phase::kPending;
+  Child child;
+  UniqueFd out;     // stdout (and stderr when combined)
+  UniqueFd err;     // stderr when !combine_stderr
+  UniqueFd result;  // result records, fork steps only
+  // How much of out/err has been replayed (live streaming of the head).
+  uint64_t out_replayed = 0;
+  uint64_t err_replayed = 0;
+  // Set when the output was moved to the spool file and out/err closed.
+  bool spooled = false;
+  SpoolRange spool_out;
+  SpoolRange spool_err;
+  // Output is not replayed (halted steps, as chromite).
+  bool drop_output = false;
+  // Finished ahead of the head with its capture files still open.
+  bool held = false;
+
+  absl::Time started;
+  absl::Time deadline = absl::InfiniteFuture();
+  absl::Time silent_deadline = absl::InfiniteFuture();
+  uint64_t last_output_size = 0;
+
+  KillReason kill = KillReason::kNone;
+  enum class KillStage { kNone, kDump, kTerm, kKill } kill_stage = KillStage::kNone;
+  absl::Time next_kill_at = absl::InfiniteFuture();
+};
+
+class Engine {
+ public:
+  Engine(std::vector<Step> steps, const ParallelOptions& options,
+         std::string temp_dir)
+      : steps_(std::move(steps)),
+        options_(options),
+        temp_dir_(std::move(temp_dir)),
+        states_(steps_.size()) {
+    report_.steps.resize(steps_.size());
+    for (size_t i = 0; i < steps_.size(); ++i) {
+      report_.steps[i].name =
+          steps_[i].name().empty() ? absl::StrCat("step ", i) : steps_[i].name();
+    }
+    limit_ = options_.max_parallel == 0 ? steps_.size()
+                                        : static_cast<size_t>(options_.max_parallel);
+  }
+
+  absl::StatusOr<RunReport> Run();
+
+ private:
+  void StartSteps(absl::Time now);
+  absl::Status Launch(size_t index, absl::Time now);
+  void Finish(size_t index, absl::Time now);
+  void Judge(size_t index, int wait_status, absl::Time now);
+  void Fail(size_t index, absl::string_view type, std::string message,
+            std::string traceback = "");
+  void BeginStop(KillReason reason, absl::Time now);
+  void StartKill(size_t index, KillReason reason, absl::Time now);
+  void CheckDeadlines(absl::Time now);
+  absl::Time NextWakeup(absl::Time now) const;
+  void Replay();
+  void ReplayFd(int fd, uint64_t* replayed, int to);
+  void MaybeSpool(size_t index);
+  void Release(size_t index);
+
+  std::vector<Step> steps_;
+  ParallelOptions options_;
+  std::string temp_dir_;
+  std::vector<StepState> states_;
+  RunReport report_;
+  size_t limit_ = 0;
+
+  UniqueFd dev_null_;
+  UniqueFd spool_;
+  uint64_t spool_size_ = 0;
+  size_t held_captures_ = 0;  // finished, unreplayed steps with open captures
+
+  std::vector<size_t> running_;
+  size_t next_start_ = 0;
+  size_t next_replay_ = 0;
+  bool start_blocked_ = false;  // out of fds or processes: wait for a finish
+  KillReason stopping_ = KillReason::kNone;
+  bool replay_broken_ = false;  // output_fd stopped taking bytes
+};
+
+absl::StatusOr<RunReport> Engine::Run() {
+  dev_null_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  if (!dev_null_.valid()) return ErrnoStatus("open /dev/null");
+  // Output the caller buffered in stdio comes before anything replayed.
+  std::fflush(stdout);
+  std::fflush(stderr);
+
+  InterruptScope interrupts;
+  std::vector<pollfd> fds;
+  while (true) {
+    absl::Time now = absl::Now();
+    if (stopping_ == KillReason::kNone) StartSteps(now);
+    Replay();
+    if (next_replay_ == steps_.size() && running_.empty()) break;
+    if (running_.empty() && (next_start_ == steps_.size() ||
+                             stopping_ != KillReason::kNone)) {
+      // Nothing runs and nothing will start: the rest were never started.
+      for (size_t i = next_start_; i < steps_.size(); ++i) {
+        states_[i].phase = Phase::kDone;
+        report_.steps[i].outcome = stopping_ == KillReason::kInterrupt
+                                       ? StepOutcome::kInterrupted
+                                       : StepOutcome::kHalted;
+      }
+      next_start_ = steps_.size();
+      continue;
+    }
+
+    fds.clear();
+    for (size_t index : running_) {
+      fds.push_back({states_[index].child.pidfd(), POLLIN, 0});
+    }
+    if (interrupts.wake_fd() >= 0) fds.push_back({interrupts.wake_fd(), POLLIN, 0});
+    const absl::Duration wait = NextWakeup(now) - now;
+    timespec timeout = absl::ToTimespec(std::max(wait, absl::ZeroDuration()));
+    const int ready =
+        ::ppoll(fds.data(), fds.size(),
+                wait == absl::InfiniteDuration() ? nullptr : &timeout,
+                interrupts.poll_mask());
+    if (ready < 0 && errno != EINTR) {
+      // Only EINVAL/ENOMEM are possible; fall back to a short sleep-like wait.
+      ::poll(nullptr, 0, 10);
+    }
+    now = absl::Now();
+    if (const int signo = InterruptScope::pending();
+        signo != 0 && stopping_ != KillReason::kInterrupt) {
+      report_.interrupt_signal = signo;
+      BeginStop(KillReason::kInterrupt, now);
+    }
+    if (ready > 0) {
+      // Collect first: Finish() edits running_.
+      std::vector<size_t> ended;
+      for (size_t i = 0; i < running_.size(); ++i) {
+        if (fds[i].revents != 0) ended.push_back(running_[i]);
+      }
+      for (size_t index : ended) Finish(index, now);
+    }
+    CheckDeadlines(now);
+  }
+  return std::move(report_);
+}
+
+void Engine::StartSteps(absl::Time now) {
+  while (next_start_ < steps_.size() && running_.size() < limit_ &&
+         !start_blocked_ && stopping_ == KillReason::kNone) {
+    const size_t index = next_start_;
+    absl::Status status = Launch(index, now);
+    if (absl::IsResourceExhausted(status) && !running_.empty()) {
+      // Out of fds or processes: go on with fewer at once.
+      start_blocked_ = true;
+      return;
+    }
+    ++next_start_;
+    if (!status.ok()) {
+      states_[index].phase = Phase::kDone;
+      report_.steps[index].started = false;
+      Fail(index, kProcessStartError,
+           absl::StrCat("could not start: ", status.message()));
+      if (options_.halt_on_error) BeginStop(KillReason::kHalt, now);
+    }
+  }
+}
+
+absl::Status Engine::Launch(size_t index, absl::Time now) {
+  StepState& state = states_[index];
+  const Step& step = steps_[index];
+  absl::StatusOr<UniqueFd> out = CreateCaptureFile(temp_dir_);
+  if (!out.ok()) return out.status();
+  UniqueFd err;
+  if (!options_.combine_stderr) {
+    absl::StatusOr<UniqueFd> fd = CreateCaptureFile(temp_dir_);
+    if (!fd.ok()) return fd.status();
+    err = *std::move(fd);
+  }
+  UniqueFd result;
+  if (!step.is_command()) {
+    result.reset(::memfd_create("parallel-result", MFD_CLOEXEC));
+    if (!result.valid()) {
+      const int error = errno;
+      if (error == EMFILE || error == ENFILE || error == ENOMEM) {
+        return absl::ResourceExhaustedError("memfd_create: too many files");
+      }
+      return ErrnoStatus(error, "memfd_create");
+    }
+  }
+  ChildIo io;
+  io.stdin_fd = dev_null_.get();
+  io.stdout_fd = out->get();
+  io.stderr_fd = err.valid() ? err.get() : out->get();
+  io.result_fd = result.get();
+  absl::StatusOr<Child> child =
+      step.is_command()
+          ? SpawnChild(step.argv(), io)
+          : ForkChild(step.body(), io, options_.return_values);
+  if (!child.ok()) return child.status();
+
+  state.phase = Phase::kRunning;
+  state.child = *std::move(child);
+  state.out = *std::move(out);
+  state.err = std::move(err);
+  state.result = std::move(result);
+  state.started = now;
+  state.deadline = now + options_.timeout;
+  state.silent_deadline = now + options_.silent_timeout;
+  StepReport& report = report_.steps[index];
+  report.started = true;
+  report.pid = state.child.pid();
+  running_.push_back(index);
+  return absl::OkStatus();
+}
+
+void Engine::Finish(size_t index, absl::Time now) {
+  StepState& state = states_[index];
+  const int wait_status = state.child.Reap();
+  running_.erase(std::find(running_.begin(), running_.end(), index));
+  start_blocked_ = false;
+  state.phase = Phase::kDone;
+
+  StepReport& report = report_.steps[index];
+  report.duration = now - state.started;
+  if (WIFEXITED(wait_status)) report.exit_code = WEXITSTATUS(wait_status);
+  if (WIFSIGNALED(wait_status)) report.signal = WTERMSIG(wait_status);
+  uint64_t output = FileSize(state.out.get()).value_or(0);
+  if (state.err.valid()) output += FileSize(state.err.get()).value_or(0);
+  report.output_bytes = output;
+
+  Judge(index, wait_status, now);
+  state.result.reset();
+  if (report.outcome == StepOutcome::kFailed && options_.halt_on_error &&
+      stopping_ == KillReason::kNone) {
+    BeginStop(KillReason::kHalt, now);
+  }
+  if (index != next_replay_) MaybeSpool(index);
+}
+
+void Engine::Judge(size_t index, int wait_status, absl::Time) {
+  StepState& state = states_[index];
+  StepReport& report = report_.steps[index];
+  const std::string who = absl::StrCat(report.name, " (pid ", report.pid, ")");
+
+  switch (state.kill) {
+    case KillReason::kHalt:
+      report.outcome = StepOutcome::kHalted;
+      state.drop_output = true;
+      return;
+    case KillReason::kInterrupt:
+      report.outcome = StepOutcome::kInterrupted;
+      return;
+    default:
+      break;
+  }
+
+  std::vector<Record> records;
+  absl::Status records_status = absl::OkStatus();
+  if (state.result.valid()) {
+    std::string bytes;
+    if (absl::StatusOr<uint64_t> size = FileSize(state.result.get()); size.ok()) {
+      bytes.resize(*size);
+      size_t got = 0;
+      while (got < bytes.size()) {
+        const ssize_t n = RetryOnEintr([&] {
+          return ::pread(state.result.get(), bytes.data() + got,
+                         bytes.size() - got, got);
+        });
+        if (n <= 0) break;
+        got += n;
+      }
+      bytes.resize(got);
+    }
+    absl::StatusOr<std::vector<Record>> parsed = ParseRecords(bytes);
+    if (parsed.ok()) {
+      records = *std::move(parsed);
+    } else {
+      records_status = parsed.status();
+    }
+  }
+  auto find = [&records](RecordKind kind) -> const Record* {
+    for (const Record& record : records) {
+      if (record.kind == kind) return &record;
+    }
+    return nullptr;
+  };
+
+  if (state.kill == KillReason::kTimeout ||
+      state.kill == KillReason::kSilentTimeout) {
+    const Record* hang = find(RecordKind::kHang);
+    const bool silent = state.kill == KillReason::kSilentTimeout;
+    Fail(index, silent ? kProcessSilentTimeout : kProcessTimeout,
+         absl::StrCat(who,
+                      silent ? " had no output for " : " timed out after ",
+                      absl::FormatDuration(silent ? options_.silent_timeout
+                                                  : options_.timeout)),
+         hang != nullptr ? hang->payload : "");
+    return;
+  }
+
+  if (WIFSIGNALED(wait_status)) {
+    const int signo = WTERMSIG(wait_status);
+    const Record* crash = find(RecordKind::kCrash);
+    Fail(index, kProcessUnexpectedExit,
+         absl::StrCat(who, " was killed by signal ", signo, " (",
+                      SignalName(signo), ")"),
+         crash != nullptr ? crash->payload : "");
+    return;
+  }
+  const int code = WEXITSTATUS(wait_status);
+
+  if (steps_[index].is_command()) {
+    if (code == 0) {
+      report.outcome = StepOutcome::kSucceeded;
+    } else {
+      Fail(index, kProcessUnexpectedExit,
+           absl::StrCat(who, " exited with code ", code));
+    }
+    return;
+  }
+
+  if (!records_status.ok()) {
+    Fail(index, kCorruptResult,
+         absl::StrCat(who, " sent a corrupt result: ", records_status.message()));
+    return;
+  }
+  if (const Record* failure = find(RecordKind::kFailure); failure != nullptr) {
+    absl::StatusOr<std::tuple<std::string, std::string, std::string>> info =
+        Decode<std::tuple<std::string, std::string, std::string>>(
+            failure->payload);
+    if (!info.ok()) {
+      Fail(index, kCorruptResult,
+           absl::StrCat(who, " sent a corrupt failure: ", info.status().message()));
+      return;
+    }
+    auto& [type, message, traceback] = *info;
+    Fail(index, type, absl::StrCat(message, " [", who, "]"), std::move(traceback));
+    return;
+  }
+  const Record* value = find(RecordKind::kValue);
+  if (value == nullptr || code != 0) {
+    Fail(index, kProcessUnexpectedExit,
+         absl::StrCat(who, " exited unexpectedly with code ", code));
+    return;
+  }
+  report.outcome = StepOutcome::kSucceeded;
+  report.value = value->payload;
+}
+
+void Engine::Fail(size_t index, absl::string_view type, std::string message,
+                  std::string traceback) {
+  StepReport& report = report_.steps[index];
+  report.outcome = StepOutcome::kFailed;
+  ExceptionInfo info;
+  info.type = std::string(type);
+  info.message = std::move(message);
+  info.traceback = std::move(traceback);
+  info.step = report.name;
+  report.error = std::move(info);
+}
+
+void Engine::BeginStop(KillReason reason, absl::Time now) {
+  stopping_ = reason;
+  for (size_t index : running_) StartKill(index, reason, now);
+}
+
+void Engine::StartKill(size_t index, KillReason reason, absl::Time now) {
+  StepState& state = states_[index];
+  // An interrupt or a halt overrides a timeout already in progress.
+  if (state.kill != KillReason::kNone &&
+      !(reason == KillReason::kInterrupt || reason == KillReason::kHalt)) {
+    return;
+  }
+  const bool first = state.kill == KillReason::kNone;
+  state.kill = reason;
+  if (!first) return;  // the kill sequence is already under way
+  const bool timed_out =
+      reason == KillReason::kTimeout || reason == KillReason::kSilentTimeout;
+  if (timed_out && !steps_[index].is_command()) {
+    // Let it write its stack into its output first.
+    state.child.SignalMainThread(kDumpStackSignal);
+    state.kill_stage = StepState::KillStage::kDump;
+    state.next_kill_at = now + kDumpGrace;
+  } else {
+    state.child.SignalGroup(SIGTERM);
+    state.kill_stage = StepState::KillStage::kTerm;
+    state.next_kill_at = now + kKillGrace;
+  }
+}
+
+void Engine::CheckDeadlines(absl::Time now) {
+  for (size_t index : std::vector<size_t>(running_)) {
+    StepState& state = states_[index];
+    if (state.kill_stage != StepState::KillStage::kNone) {
+      if (now < state.next_kill_at) continue;
+      if (state.kill_stage == StepState::KillStage::kDump) {
+        state.child.SignalGroup(SIGTERM);
+        state.kill_stage = StepState::KillStage::kTerm;
+        state.next_kill_at = now + kKillGrace;
+      } else {
+        state.child.SignalGroup(SIGKILL);
+        state.kill_stage = StepState::KillStage::kKill;
+        state.next_kill_at = absl::InfiniteFuture();
+      }
+      continue;
+    }
+    if (now >= state.deadline) {
+      StartKill(index, KillReason::kTimeout, now);
+      continue;
+    }
+    if (now >= state.silent_deadline) {
+      uint64_t size = FileSize(state.out.get()).value_or(0);
+      if (state.err.valid()) size += FileSize(state.err.get()).value_or(0);
+      if (size != state.last_output_size) {
+        state.last_output_size = size;
+        state.silent_deadline = now + options_.silent_timeout;
+      } else {
+        StartKill(index, KillReason::kSilentTimeout, now);
+      }
+    }
+  }
+}
+
+absl::Time Engine::NextWakeup(absl::Time now) const {
+  absl::Time wake = absl::InfiniteFuture();
+  for (size_t index : running_) {
+    const StepState& state = states_[index];
+    if (state.kill_stage != StepState::KillStage::kNone) {
+      wake = std::min(wake, state.next_kill_at);
+    } else {
+      wake = std::min({wake, state.deadline, state.silent_deadline});
+    }
+  }
+  if (next_replay_ < states_.size() &&
+      states_[next_replay_].phase == Phase::kRunning) {
+    wake = std::min(wake, now + kLiveStreamInterval);
+  }
+  return wake;
+}
+
+void Engine::ReplayFd(int fd, uint64_t* replayed, int to) {
+  if (replay_broken_ || fd < 0) return;
+  absl::StatusOr<uint64_t> size = FileSize(fd);
+  if (!size.ok() || *size <= *replayed) return;
+  absl::StatusOr<uint64_t> copied = CopyRange(fd, *replayed, *size - *replayed, to);
+  if (!copied.ok()) {
+    replay_broken_ = true;  // e.g. EPIPE with SIGPIPE ignored: stop replaying
+    return;
+  }
+  *replayed += *copied;
+}
+
+void Engine::Replay() {
+  const int to_err = options_.combine_stderr ? options_.output_fd : options_.error_fd;
+  while (next_replay_ < states_.size()) {
+    StepState& state = states_[next_replay_];
+    if (state.phase == Phase::kPending) return;
+    if (!state.drop_output) {
+      if (state.spooled) {
+        if (!replay_broken_) {
+          if (!CopyRange(spool_.get(), state.spool_out.offset,
+                         state.spool_out.length, options_.output_fd)
+                   .ok() ||
+              !CopyRange(spool_.get(), state.spool_err.offset,
+                         state.spool_err.length, to_err)
+                   .ok()) {
+            replay_broken_ = true;
+          }
+        }
+      } else {
+        ReplayFd(state.out.get(), &state.out_replayed, options_.output_fd);
+        ReplayFd(state.err.get(), &state.err_replayed, to_err);
+      }
+    }
+    if (state.phase == Phase::kRunning) return;  // the live head
+    Release(next_replay_);
+    ++next_replay_;
+  }
+}
+
+void Engine::MaybeSpool(size_t index) {
+  StepState& state = states_[index];
+  if (!state.out.valid()) return;
+  if (state.drop_output) {
+    state.out.reset();
+    state.err.reset();
+    return;
+  }
+  auto hold = [this, &state] {
+    state.held = true;
+    ++held_captures_;
+  };
+  if (held_captures_ < kMaxHeldCaptures) {
+    hold();
+    return;
+  }
+  if (!spool_.valid()) {
+    absl::StatusOr<UniqueFd> spool = CreateCaptureFile(temp_dir_);
+    if (!spool.ok()) {
+      hold();  // cannot spool: keep the fds, at the cost of fds
+      return;
+    }
+    spool_ = *std::move(spool);
+  }
+  auto move_to_spool = [this](const UniqueFd& fd, SpoolRange* range) {
+    range->offset = spool_size_;
+    range->length = 0;
+    if (!fd.valid()) return true;
+    absl::StatusOr<uint64_t> size = FileSize(fd.get());
+    if (!size.ok()) return false;
+    absl::StatusOr<uint64_t> copied = CopyRange(fd.get(), 0, *size, spool_.get());
+    if (!copied.ok()) return false;
+    range->length = *copied;
+    spool_size_ += *copied;
+    return true;
+  };
+  if (move_to_spool(state.out, &state.spool_out) &&
+      move_to_spool(state.err, &state.spool_err)) {
+    state.spooled = true;
+    state.out.reset();
+    state.err.reset();
+  } else {
+    hold();
+  }
+}
+
+void Engine::Release(size_t index) {
+  StepState& state = states_[index];
+  if (state.held) {
+    state.held = false;
+    --held_captures_;
+  }
+  state.out.reset();
+  state.err.reset();
+  state.result.reset();
+}
+
+}  // namespace
+
+absl::StatusOr<RunReport> RunEngine(std::vector<Step> steps,
+                                    const ParallelOptions& options) {
+  if (absl::Status status = ValidateOptions(options); !status.ok()) return status;
+  std::string temp_dir = ResolveTempDir(options.temp_dir);
+  if (absl::Status status = CheckTempDir(temp_dir); !status.ok()) return status;
+  return Engine(std::move(steps), options, std::move(temp_dir)).Run();
+}
+
+}  // namespace internal
+}  // namespace parallel

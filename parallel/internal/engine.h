@@ -1,0 +1,41 @@
+// The event loop behind RunSteps: starts children within the parallelism
+// limit, watches them through pidfds in one ppoll, enforces deadlines, kills
+// and reaps, and replays captured output in step order (the earliest
+// unfinished step streamed live).
+//
+// Priorities each turn, highest first: an interrupt from the caller's signal,
+// children that ended, deadlines, live output.
+//
+// Thread-safety: one Engine per run, used from one thread.
+
+#ifndef PARALLEL_INTERNAL_ENGINE_H_
+#define PARALLEL_INTERNAL_ENGINE_H_
+
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "parallel/options.h"
+#include "parallel/step.h"
+
+namespace parallel {
+namespace internal {
+
+// How often the live head step's capture file is checked for new output.
+inline constexpr absl::Duration kLiveStreamInterval = absl::Milliseconds(20);
+// After SIGTERM, how long a step's process group gets before SIGKILL.
+inline constexpr absl::Duration kKillGrace = absl::Milliseconds(500);
+// How long a hung step gets to dump its stack before SIGTERM.
+inline constexpr absl::Duration kDumpGrace = absl::Milliseconds(250);
+// At most this many finished, not yet replayed steps keep their own capture
+// files open; the output of further ones is moved into one spool file, so fd
+// use stays constant however many steps finish ahead of the head.
+inline constexpr size_t kMaxHeldCaptures = 32;
+
+// Validated options in, report out. See RunSteps in parallel/steps.h.
+absl::StatusOr<RunReport> RunEngine(std::vector<Step> steps,
+                                    const ParallelOptions& options);
+
+}  // namespace internal
+}  // namespace parallel
+
+#endif  // PARALLEL_INTERNAL_ENGINE_H_

@@ -1,0 +1,58 @@
+// Owning file descriptors, errno to Status, and the one EINTR-retry helper.
+//
+// Thread-safety: UniqueFd is a value type; distinct objects may be used from
+// distinct threads.
+
+#ifndef PARALLEL_INTERNAL_FD_H_
+#define PARALLEL_INTERNAL_FD_H_
+
+#include <cerrno>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+
+namespace parallel {
+namespace internal {
+
+// Move-only owner of a file descriptor; closes it on destruction.
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  UniqueFd(UniqueFd&& other) noexcept : fd_(other.release()) {}
+  UniqueFd& operator=(UniqueFd&& other) noexcept {
+    reset(other.release());
+    return *this;
+  }
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+  ~UniqueFd() { reset(); }
+
+  int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+  int release() { return std::exchange(fd_, -1); }
+  void reset(int fd = -1);
+
+ private:
+  int fd_ = -1;
+};
+
+// Calls `fn` until it does not fail with EINTR. The only place that retries.
+template <typename Fn>
+auto RetryOnEintr(Fn fn) -> decltype(fn()) {
+  decltype(fn()) result;
+  do {
+    result = fn();
+  } while (result == -1 && errno == EINTR);
+  return result;
+}
+
+// A Status for the current errno: "<what>: <strerror>".
+absl::Status ErrnoStatus(absl::string_view what);
+absl::Status ErrnoStatus(int error, absl::string_view what);
+
+}  // namespace internal
+}  // namespace parallel
+
+#endif  // PARALLEL_INTERNAL_FD_H_

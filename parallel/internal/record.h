@@ -1,0 +1,53 @@
+// Records: how a child reports its result to the parent.
+//
+// The child appends framed records to a result file the parent created before
+// fork; the parent reads them after the child has ended. Each record is
+//   "PRL1" | kind (1 byte) | 3 zero bytes | payload length (u64 LE) |
+//   CRC-32 of the payload (u32 LE) | payload
+// and is validated (magic, kind, length, checksum) before it is trusted, so a
+// step that scribbles over the file, or dies half-way through a write, yields a
+// clean "corrupt result" error rather than garbage.
+//
+// Thread-safety: WriteRecord is async-signal-safe; ParseRecords is pure.
+
+#ifndef PARALLEL_INTERNAL_RECORD_H_
+#define PARALLEL_INTERNAL_RECORD_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace parallel {
+namespace internal {
+
+enum class RecordKind : uint8_t {
+  kValue = 1,    // the step succeeded; payload is its encoded value (or empty)
+  kFailure = 2,  // the step failed; payload encodes type, message, traceback
+  kCrash = 3,    // a fatal signal; payload is the crashing thread's stack
+  kHang = 4,     // a timeout stack dump; payload is the hung thread's stack
+};
+
+inline constexpr size_t kRecordHeaderSize = 20;
+
+// CRC-32 (IEEE). Async-signal-safe.
+uint32_t Crc32(const void* data, size_t size);
+
+// Appends one record to `fd`. Async-signal-safe. False if a write failed.
+bool WriteRecord(int fd, RecordKind kind, const void* payload, size_t size);
+
+struct Record {
+  RecordKind kind;
+  std::string payload;
+};
+
+// Parses every record in `bytes`; DataLossError on the first bad one.
+absl::StatusOr<std::vector<Record>> ParseRecords(absl::string_view bytes);
+
+}  // namespace internal
+}  // namespace parallel
+
+#endif  // PARALLEL_INTERNAL_RECORD_H_

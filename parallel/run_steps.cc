@@ -1,0 +1,19 @@
+#include "parallel/run_steps.h"
+
+#include <utility>
+
+#include "parallel/internal/engine.h"
+
+namespace parallel {
+
+absl::StatusOr<RunReport> RunSteps(std::vector<Step> steps,
+                                   const ParallelOptions& options) {
+  for (const Step& step : steps) {
+    if (!step.is_command() && !step.body()) {
+      return absl::InvalidArgumentError("a step has no body (empty function)");
+    }
+  }
+  return internal::RunEngine(std::move(steps), options);
+}
+
+}  // namespace parallel
