@@ -1,13 +1,15 @@
 #include "parallel/internal/stack.h"
 
+#include <execinfo.h>
 #include <signal.h>
+#include <ucontext.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 
-#include "absl/debugging/stacktrace.h"
 #include "absl/debugging/symbolize.h"
 #include "parallel/internal/record.h"
 
@@ -57,9 +59,8 @@ void WriteStderr(const char* text, size_t size) {
   }
 }
 
-void OnFatalSignal(int signo, siginfo_t*, void*) {
-  // Frame 0 is this handler, frame 1 the kernel's signal trampoline.
-  const size_t n = FormatStackTrace(g_trace, sizeof(g_trace), 2);
+void OnFatalSignal(int signo, siginfo_t*, void* ucontext) {
+  const size_t n = FormatStackTrace(g_trace, sizeof(g_trace), 0, ucontext);
   WriteRecord(g_result_fd, RecordKind::kCrash, g_trace, n);
   // Die of the same signal so the parent sees it in the wait status.
   signal(signo, SIG_DFL);
@@ -71,10 +72,10 @@ void OnFatalSignal(int signo, siginfo_t*, void*) {
   _exit(128 + signo);
 }
 
-void OnDumpStack(int, siginfo_t*, void*) {
+void OnDumpStack(int, siginfo_t*, void* ucontext) {
   static const char kHeader[] =
       "\nparallel: step timed out; stack of its main thread:\n";
-  const size_t n = FormatStackTrace(g_trace, sizeof(g_trace), 2);
+  const size_t n = FormatStackTrace(g_trace, sizeof(g_trace), 0, ucontext);
   WriteStderr(kHeader, sizeof(kHeader) - 1);
   WriteStderr(g_trace, n);
   WriteRecord(g_result_fd, RecordKind::kHang, g_trace, n);
@@ -84,17 +85,35 @@ void OnDumpStack(int, siginfo_t*, void*) {
 
 }  // namespace
 
-size_t FormatStackTrace(char* buf, size_t size, int skip) {
+size_t FormatStackTrace(char* buf, size_t size, int skip,
+                        const void* ucontext) {
+  // glibc's backtrace() unwinds with the DWARF tables, so it walks through the
+  // kernel's signal frame and through libc code built without frame pointers
+  // (abort, raise), where a frame-pointer walk stops.
   void* frames[kMaxFrames];
-  const int depth = absl::GetStackTrace(frames, kMaxFrames, skip + 1);
+  const int depth = backtrace(frames, kMaxFrames);
+  int first = std::min(depth, skip + 1);  // + 1: this function
+  if (ucontext != nullptr) {
+    // Start at the interrupted instruction, above the handler's own frames.
+    const auto* context = static_cast<const ucontext_t*>(ucontext);
+    void* pc = reinterpret_cast<void*>(context->uc_mcontext.gregs[REG_RIP]);
+    for (int i = 0; i < depth; ++i) {
+      if (frames[i] == pc) {
+        first = i;
+        break;
+      }
+    }
+  }
   size_t used = 0;
   buf[0] = '\0';
   char symbol[512];
-  for (int i = 0; i < depth; ++i) {
+  for (int i = first; i < depth; ++i) {
     used = Append(buf, size, used, "    @ ");
     used = AppendHex(buf, size, used, reinterpret_cast<uintptr_t>(frames[i]));
-    // Return addresses point after the call; symbolize the call itself.
-    const char* pc = static_cast<const char*>(frames[i]) - (i > 0 ? 1 : 0);
+    // Return addresses point after the call; symbolize the call itself. The
+    // first frame of a signal's stack is the interrupted instruction itself.
+    const bool exact = i == first && ucontext != nullptr;
+    const char* pc = static_cast<const char*>(frames[i]) - (exact ? 0 : 1);
     if (absl::Symbolize(pc, symbol, sizeof(symbol))) {
       used = Append(buf, size, used, "  ");
       used = Append(buf, size, used, symbol);
@@ -108,6 +127,9 @@ size_t FormatStackTrace(char* buf, size_t size, int skip) {
 
 void InstallChildHandlers(int result_fd) {
   g_result_fd = result_fd;
+  // The first backtrace() loads libgcc_s; do it now, not in a handler.
+  void* warm_up[1];
+  backtrace(warm_up, 1);
   // An alternate stack so that a stack overflow can still be reported.
   void* stack = mmap(nullptr, kAltStackSize, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

@@ -19,8 +19,11 @@ inline constexpr int kDumpStackSignal = SIGXCPU;
 
 // Writes the calling thread's symbolized stack into buf, one frame a line
 // ("    @ 0x4005d0  Foo()"), skipping `skip` innermost frames. Returns the
-// length written (always < size, NUL-terminated). Async-signal-safe.
-size_t FormatStackTrace(char* buf, size_t size, int skip);
+// length written (always < size, NUL-terminated). In a signal handler, pass
+// its ucontext so the walk starts at the interrupted code, which works even on
+// an alternate signal stack. Async-signal-safe.
+size_t FormatStackTrace(char* buf, size_t size, int skip,
+                        const void* ucontext = nullptr);
 
 // In a forked child: on SIGSEGV, SIGBUS, SIGFPE, SIGILL or SIGABRT, append a
 // kCrash record with the crashing thread's stack to `result_fd`, then die of
