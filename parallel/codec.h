@@ -14,6 +14,7 @@
 //   std::string bytes = parallel::Encode(std::map<std::string, int>{{"a", 1}});
 //   absl::StatusOr<std::map<std::string, int>> back =
 //       parallel::Decode<std::map<std::string, int>>(bytes);
+//   absl::Status ok = parallel::DecodeInto(bytes, &some_map);  // same, in place
 //
 // The one hook for a user type is a specialization of Codec, in namespace
 // parallel, with two static functions:
@@ -385,16 +386,28 @@ std::string Encode(const T& value) {
   return out;
 }
 
-// Decodes exactly one T from `bytes`. Returns DataLossError if the bytes are
-// truncated, corrupt, or followed by anything else.
+// Decodes exactly one T from `bytes` into *out. Returns DataLossError if the
+// bytes are truncated, corrupt, or followed by anything else.
 template <typename T>
-absl::StatusOr<T> Decode(absl::string_view bytes) {
-  T value{};
-  if (!Codec<T>::Decode(&bytes, &value)) {
+absl::Status DecodeInto(absl::string_view bytes, T* out) {
+  if (!Codec<T>::Decode(&bytes, out)) {
     return absl::DataLossError("parallel::Decode: truncated or corrupt value");
   }
   if (!bytes.empty()) {
     return absl::DataLossError("parallel::Decode: trailing bytes after value");
+  }
+  return absl::OkStatus();
+}
+
+// As DecodeInto, returning the value. (For T = absl::Status use DecodeInto:
+// a StatusOr<absl::Status> cannot tell a decoding error from a decoded one.)
+template <typename T>
+absl::StatusOr<T> Decode(absl::string_view bytes) {
+  static_assert(!std::is_same_v<T, absl::Status>,
+                "use parallel::DecodeInto to decode an absl::Status");
+  T value{};
+  if (absl::Status status = DecodeInto(bytes, &value); !status.ok()) {
+    return status;
   }
   return value;
 }

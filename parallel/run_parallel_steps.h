@@ -123,12 +123,12 @@ std::vector<T> RunParallelSteps(std::vector<std::function<T()>> steps,
   values.reserve(report.steps.size());
   std::vector<ExceptionInfo> corrupt;
   for (const StepReport& step : report.steps) {
-    absl::StatusOr<T> value = Decode<T>(step.value);
-    if (value.ok()) {
-      values.push_back(*std::move(value));
+    T value{};
+    if (absl::Status status = DecodeInto(step.value, &value); status.ok()) {
+      values.push_back(std::move(value));
     } else {
       corrupt.push_back({std::string(kCorruptResult),
-                         std::string(value.status().message()), "", step.name});
+                         std::string(status.message()), "", step.name});
     }
   }
   if (!corrupt.empty()) throw BackgroundFailure(std::move(corrupt));

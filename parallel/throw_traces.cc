@@ -39,7 +39,9 @@ bool ThrowSiteTraceback(std::string* traceback) {
     char line[64];
     snprintf(line, sizeof(line), "    @ %p  ", t_last_throw.frames[i]);
     traceback->append(line);
-    const char* pc = static_cast<const char*>(t_last_throw.frames[i]) - (i > 0 ? 1 : 0);
+    // Return addresses point after the call (for a throw, often past the end
+    // of the function); symbolize the call itself.
+    const char* pc = static_cast<const char*>(t_last_throw.frames[i]) - 1;
     traceback->append(absl::Symbolize(pc, symbol, sizeof(symbol)) ? symbol
                                                                   : "(unknown)");
     traceback->push_back('\n');
@@ -59,9 +61,9 @@ extern "C" [[noreturn]] void __cxa_throw(void* exception, std::type_info* type,
   static const CxaThrow real_throw =
       reinterpret_cast<CxaThrow>(dlsym(RTLD_NEXT, "__cxa_throw"));
   t_last_throw.exception = exception;
-  // Skip this frame: the first frame shown is the throw expression's function.
+  // Frame 0 is the return address into the function with the throw.
   t_last_throw.depth =
-      absl::GetStackTrace(t_last_throw.frames, kMaxFrames, /*skip_count=*/1);
+      absl::GetStackTrace(t_last_throw.frames, kMaxFrames, /*skip_count=*/0);
   real_throw(exception, type, destructor);
   __builtin_unreachable();
 }

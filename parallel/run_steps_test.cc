@@ -1,0 +1,158 @@
+#include "parallel/run_steps.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "testing/process_counts.h"
+
+namespace parallel {
+namespace {
+
+using ::parallel::testing::OutputFile;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+ParallelOptions Into(const OutputFile& out) {
+  ParallelOptions options;
+  options.output_fd = out.fd();
+  return options;
+}
+
+TEST(RunSteps, ReportsEveryStep) {
+  OutputFile out;
+  std::vector<Step> steps;
+  steps.push_back(Step::Function([]() -> absl::StatusOr<std::string> {
+    std::printf("twelve bytes");
+    return std::string("v");
+  }, "named"));
+  steps.push_back(Step::Function(
+      []() -> absl::StatusOr<std::string> { return absl::AbortedError("no"); }));
+  steps.push_back(Step::Command({"sh", "-c", "echo cmd; exit 7"}));
+  steps.push_back(Step::Command({"sh", "-c", "kill -TERM $$"}));
+  ParallelOptions options = Into(out);
+  options.return_values = true;
+  absl::StatusOr<RunReport> report = RunSteps(std::move(steps), options);
+  ASSERT_TRUE(report.ok()) << report.status();
+  ASSERT_EQ(report->steps.size(), 4u);
+  EXPECT_EQ(out.Contents(), "twelve bytescmd\n");
+
+  const StepReport& named = report->steps[0];
+  EXPECT_EQ(named.name, "named");
+  EXPECT_EQ(named.outcome, StepOutcome::kSucceeded);
+  EXPECT_EQ(named.exit_code, 0);
+  EXPECT_EQ(named.output_bytes, 12u);
+  EXPECT_EQ(named.value, "v");
+  EXPECT_GT(named.pid, 0);
+  EXPECT_GT(named.duration, absl::ZeroDuration());
+  EXPECT_FALSE(named.error.has_value());
+
+  EXPECT_EQ(report->steps[1].name, "step 1");
+  EXPECT_EQ(report->steps[1].outcome, StepOutcome::kFailed);
+  EXPECT_EQ(report->steps[1].error->type, "absl::Status");
+
+  EXPECT_EQ(report->steps[2].exit_code, 7);
+  EXPECT_EQ(report->steps[2].output_bytes, 4u);
+  EXPECT_EQ(report->steps[2].error->type, kProcessUnexpectedExit);
+  EXPECT_THAT(report->steps[2].error->message, HasSubstr("exited with code 7"));
+
+  EXPECT_EQ(report->steps[3].signal, SIGTERM);
+  EXPECT_EQ(report->steps[3].exit_code, -1);
+  EXPECT_THAT(report->steps[3].error->message,
+              HasSubstr("was killed by signal 15 (SIGTERM)"));
+  EXPECT_EQ(report->failed_count(), 3u);
+  EXPECT_EQ(report->failures().size(), 3u);
+}
+
+TEST(RunSteps, InvalidOptionsAreAStatusAndNothingRuns) {
+  ParallelOptions options;
+  options.max_parallel = -3;
+  absl::StatusOr<RunReport> report = RunSteps({Step::Shell("true")}, options);
+  EXPECT_TRUE(absl::IsInvalidArgument(report.status()));
+  EXPECT_THAT(std::string(report.status().message()), HasSubstr("max_parallel"));
+}
+
+TEST(RunSteps, ShellLinesWithoutMetacharactersRunDirectly) {
+  EXPECT_THAT(Step::Shell("echo  a\tb").argv(), ElementsAre("echo", "a", "b"));
+  EXPECT_THAT(Step::Shell("echo $HOME").argv(),
+              ElementsAre("/bin/sh", "-c", "echo $HOME"));
+  EXPECT_THAT(Step::Shell("a | b").argv(), ElementsAre("/bin/sh", "-c", "a | b"));
+  EXPECT_EQ(Step::Shell("echo x").name(), "echo x");
+  OutputFile out;
+  absl::StatusOr<RunReport> report = RunSteps(
+      {Step::Shell("echo direct"), Step::Shell("echo via shell | tr a-z A-Z")},
+      Into(out));
+  ASSERT_TRUE(report.ok());
+  EXPECT_EQ(out.Contents(), "direct\nVIA SHELL\n");
+}
+
+TEST(RunSteps, MissingProgramFailsItsStepOnly) {
+  OutputFile out;
+  absl::StatusOr<RunReport> report = RunSteps(
+      {Step::Command({"/no/such/program"}), Step::Shell("echo fine")}, Into(out));
+  ASSERT_TRUE(report.ok());
+  EXPECT_EQ(report->steps[0].outcome, StepOutcome::kFailed);
+  EXPECT_EQ(report->steps[0].error->type, kProcessStartError);
+  EXPECT_THAT(report->steps[0].error->message, HasSubstr("/no/such/program"));
+  EXPECT_EQ(report->steps[1].outcome, StepOutcome::kSucceeded);
+  EXPECT_EQ(out.Contents(), "fine\n");
+}
+
+TEST(RunSteps, HaltedStepsAreReportedAsHalted) {
+  OutputFile out;
+  ParallelOptions options = Into(out);
+  options.halt_on_error = true;
+  options.max_parallel = 2;
+  absl::StatusOr<RunReport> report =
+      RunSteps({Step::Shell("sleep 60"), Step::Shell("false"), Step::Shell("echo never")},
+               options);
+  ASSERT_TRUE(report.ok());
+  EXPECT_EQ(report->steps[0].outcome, StepOutcome::kHalted);
+  EXPECT_EQ(report->steps[1].outcome, StepOutcome::kFailed);
+  EXPECT_EQ(report->steps[2].outcome, StepOutcome::kHalted);
+  EXPECT_FALSE(report->steps[2].started);
+  EXPECT_EQ(out.Contents(), "");
+  EXPECT_THAT(testing::ChildPids(), IsEmpty());
+}
+
+TEST(RunSteps, CommandTimeoutKillsTheProcessGroup) {
+  OutputFile out;
+  ParallelOptions options = Into(out);
+  options.timeout = absl::Milliseconds(100);
+  absl::StatusOr<RunReport> report =
+      RunSteps({Step::Shell("sleep 60 & sleep 60; echo not reached")}, options);
+  ASSERT_TRUE(report.ok());
+  EXPECT_EQ(report->steps[0].error->type, kProcessTimeout);
+  EXPECT_EQ(out.Contents(), "");
+  EXPECT_THAT(testing::ChildPids(), IsEmpty());
+}
+
+TEST(RunSteps, StdinIsDevNull) {
+  OutputFile out;
+  absl::StatusOr<RunReport> report = RunSteps({Step::Shell("wc -c")}, Into(out));
+  ASSERT_TRUE(report.ok());
+  EXPECT_EQ(out.Contents(), "0\n");
+}
+
+TEST(RunSteps, ManyStepsAtOnce) {
+  std::vector<Step> steps;
+  std::string expected;
+  for (int i = 0; i < 1100; ++i) {
+    steps.push_back(Step::Command({"echo", absl::StrCat(i)}));
+    absl::StrAppend(&expected, i, "\n");
+  }
+  OutputFile out;
+  absl::StatusOr<RunReport> report = RunSteps(std::move(steps), Into(out));
+  ASSERT_TRUE(report.ok());
+  EXPECT_EQ(report->failed_count(), 0u);
+  EXPECT_EQ(out.Contents(), expected);
+}
+
+}  // namespace
+}  // namespace parallel
