@@ -74,7 +74,11 @@ void SetUpChild(const ChildIo& io, pid_t parent) {
   struct sigaction dfl = {};
   dfl.sa_handler = SIG_DFL;
   for (int signo = 1; signo < NSIG; ++signo) {
-    if (signo != SIGKILL && signo != SIGSTOP) ::sigaction(signo, &dfl, nullptr);
+    if (signo == SIGKILL || signo == SIGSTOP) continue;
+    if (io.signals_to_reset == nullptr ||
+        sigismember(io.signals_to_reset, signo) == 1) {
+      ::sigaction(signo, &dfl, nullptr);
+    }
   }
   sigset_t empty;
   sigemptyset(&empty);
@@ -172,9 +176,27 @@ int Child::Reap() {
   return status;
 }
 
+sigset_t NonDefaultSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int signo = 1; signo < NSIG; ++signo) {
+    struct sigaction current;
+    if (::sigaction(signo, nullptr, &current) == 0 &&
+        current.sa_handler != SIG_DFL) {
+      sigaddset(&set, signo);
+    }
+  }
+  for (int signo : {SIGPIPE, SIGINT, SIGTERM, SIGHUP}) sigaddset(&set, signo);
+  return set;
+}
+
 absl::StatusOr<Child> ForkChild(
     const std::function<absl::StatusOr<std::string>()>& body,
     const ChildIo& io, bool keep_value) {
+  // Load what the children's signal handlers need once, here, so that no
+  // child has to (and no handler ever does).
+  static const bool prepared = (PrepareChildHandlers(), true);
+  (void)prepared;
   const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
   if (pid < 0) return StartError(errno, "fork");

@@ -11,6 +11,7 @@
 #ifndef PARALLEL_INTERNAL_CHILD_H_
 #define PARALLEL_INTERNAL_CHILD_H_
 
+#include <signal.h>
 #include <sys/types.h>
 
 #include <functional>
@@ -56,7 +57,14 @@ struct ChildIo {
   int stdout_fd = -1;
   int stderr_fd = -1;
   int result_fd = -1;
+  // Signals whose disposition a forked child resets to SIG_DFL (those the
+  // parent does not leave at default); null = all of them.
+  const sigset_t* signals_to_reset = nullptr;
 };
+
+// The signals whose disposition is not SIG_DFL in this process now, plus
+// SIGPIPE, SIGINT, SIGTERM and SIGHUP: what a child must reset.
+sigset_t NonDefaultSignals();
 
 // Forks a child that runs `body` and reports through io.result_fd (see
 // record.h), then _exits. Everything the child needs is prepared before fork;

@@ -116,6 +116,7 @@ class Engine {
   size_t limit_ = 0;
 
   UniqueFd dev_null_;
+  sigset_t signals_to_reset_;
   UniqueFd spool_;
   uint64_t spool_size_ = 0;
   size_t held_captures_ = 0;  // finished, unreplayed steps with open captures
@@ -136,6 +137,7 @@ absl::StatusOr<RunReport> Engine::Run() {
   std::fflush(stderr);
 
   InterruptScope interrupts;
+  signals_to_reset_ = NonDefaultSignals();
   std::vector<pollfd> fds;
   while (true) {
     absl::Time now = absl::Now();
@@ -237,6 +239,7 @@ absl::Status Engine::Launch(size_t index, absl::Time now) {
   io.stdout_fd = out->get();
   io.stderr_fd = err.valid() ? err.get() : out->get();
   io.result_fd = result.get();
+  io.signals_to_reset = &signals_to_reset_;
   absl::StatusOr<Child> child =
       step.is_command()
           ? SpawnChild(step.argv(), io)

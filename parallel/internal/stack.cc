@@ -3,7 +3,6 @@
 #include <execinfo.h>
 #include <signal.h>
 #include <ucontext.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -22,6 +21,9 @@ constexpr size_t kTraceBufferSize = 16 * 1024;
 constexpr size_t kAltStackSize = 64 * 1024;
 
 int g_result_fd = -1;
+// The alternate signal stack, in static storage: a forked child inherits it
+// without an mmap, and its pages are only touched if a handler runs.
+alignas(64) char g_alt_stack[kAltStackSize];
 // Static so that a handler on a small alternate stack does not need it there.
 char g_trace[kTraceBufferSize];
 
@@ -127,18 +129,11 @@ size_t FormatStackTrace(char* buf, size_t size, int skip,
 
 void InstallChildHandlers(int result_fd) {
   g_result_fd = result_fd;
-  // The first backtrace() loads libgcc_s; do it now, not in a handler.
-  void* warm_up[1];
-  backtrace(warm_up, 1);
   // An alternate stack so that a stack overflow can still be reported.
-  void* stack = mmap(nullptr, kAltStackSize, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (stack != MAP_FAILED) {
-    stack_t ss = {};
-    ss.ss_sp = stack;
-    ss.ss_size = kAltStackSize;
-    sigaltstack(&ss, nullptr);
-  }
+  stack_t ss = {};
+  ss.ss_sp = g_alt_stack;
+  ss.ss_size = kAltStackSize;
+  sigaltstack(&ss, nullptr);
   struct sigaction action = {};
   sigemptyset(&action.sa_mask);
   action.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESETHAND;
@@ -148,6 +143,12 @@ void InstallChildHandlers(int result_fd) {
   }
   action.sa_sigaction = OnDumpStack;
   sigaction(kDumpStackSignal, &action, nullptr);
+}
+
+void PrepareChildHandlers() {
+  // The first backtrace() loads libgcc_s; do it now, never in a handler.
+  void* warm_up[1];
+  backtrace(warm_up, 1);
 }
 
 }  // namespace internal

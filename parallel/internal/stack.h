@@ -32,6 +32,10 @@ size_t FormatStackTrace(char* buf, size_t size, int skip,
 // Async-signal-safe.
 void InstallChildHandlers(int result_fd);
 
+// In the parent, once: loads what the handlers use (the unwinder) so that
+// forked children inherit it ready.
+void PrepareChildHandlers();
+
 }  // namespace internal
 }  // namespace parallel
 
