@@ -79,6 +79,9 @@ struct StepReport {
   uint64_t output_bytes = 0;
   // Set exactly when outcome == kFailed.
   std::optional<ExceptionInfo> error;
+  // For failed steps: the last few KiB of their output (for summaries and CI
+  // reports); empty otherwise.
+  std::string output_tail;
   // The step's encoded return value, when options.return_values.
   std::string value;
 };

@@ -278,6 +278,15 @@ void Engine::Finish(size_t index, absl::Time now) {
 
   Judge(index, wait_status, now);
   state.result.reset();
+  if (report.outcome == StepOutcome::kFailed) {
+    const uint64_t size = FileSize(state.out.get()).value_or(0);
+    const uint64_t tail = std::min(size, kOutputTailBytes);
+    report.output_tail.resize(tail);
+    const ssize_t got = RetryOnEintr([&] {
+      return ::pread(state.out.get(), report.output_tail.data(), tail, size - tail);
+    });
+    report.output_tail.resize(got > 0 ? got : 0);
+  }
   if (report.outcome == StepOutcome::kFailed && options_.halt_on_error &&
       stopping_ == KillReason::kNone) {
     BeginStop(KillReason::kHalt, now);

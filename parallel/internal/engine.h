@@ -30,6 +30,8 @@ inline constexpr absl::Duration kDumpGrace = absl::Milliseconds(250);
 // files open; the output of further ones is moved into one spool file, so fd
 // use stays constant however many steps finish ahead of the head.
 inline constexpr size_t kMaxHeldCaptures = 32;
+// How much of a failed step's output its report keeps as output_tail.
+inline constexpr uint64_t kOutputTailBytes = 4096;
 
 // Validated options in, report out. See RunSteps in parallel/steps.h.
 absl::StatusOr<RunReport> RunEngine(std::vector<Step> steps,

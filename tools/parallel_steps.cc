@@ -1,0 +1,234 @@
+// parallel_steps: run shell commands as parallel steps, with grouped, in-order
+// output (the earliest unfinished command streamed live), a failure summary,
+// and JSON / JUnit reports for CI.
+//
+//   parallel_steps [flags] -- 'make -C a' 'make -C b' './run_tests.sh'
+//   generate_commands | parallel_steps -j 4 --junit=report.xml
+//
+// Exit code: 0 if every command passed; otherwise the number of failed
+// commands, at most 101 (GNU parallel's convention); the tool dies of SIGINT /
+// SIGTERM / SIGHUP when interrupted (a shell sees 130 / 143 / 129) after
+// killing the commands and replaying their output so far; 255 on bad usage,
+// with a one-line error.
+//
+// Flags are parsed here rather than with Abseil flags because absl's parser
+// exits with status 1 on a bad flag, and this tool's contract is 255.
+
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/time/time.h"
+#include "parallel/parallel.h"
+#include "tools/reports.h"
+
+namespace {
+
+constexpr int kUsageError = 255;
+constexpr int kMaxFailureExit = 101;
+
+constexpr char kUsage[] =
+    R"(usage: parallel_steps [flags] [--] [command ...]
+
+Runs each command (a shell command line) as a step in its own process group,
+several at once, and prints each command's output grouped and in order, as if
+they had run one after another. Without commands after the flags, reads one
+command per line from stdin (blank lines and lines starting with # skipped).
+
+flags:
+  -j N, --jobs=N        run at most N commands at once (default: number of CPUs)
+  --halt-on-error       on the first failure, kill the rest and start no more
+  --timeout=D           kill a command that runs longer than D (e.g. 300ms, 2m)
+  --silent-timeout=D    kill a command that prints nothing for D
+  --json=FILE           write a JSON report, one object per command
+  --junit=FILE          write a JUnit XML report, one testcase per command
+  --temp-dir=DIR        where output is captured (default: $TMPDIR or /tmp)
+  --help                show this help
+  --version             show the version
+
+exit status: 0 if all passed, else the number of failed commands (max 101);
+killed by the signal if interrupted; 255 on bad usage.
+)";
+
+struct Flags {
+  int jobs = 0;
+  bool halt_on_error = false;
+  absl::Duration timeout = absl::InfiniteDuration();
+  absl::Duration silent_timeout = absl::InfiniteDuration();
+  std::string json;
+  std::string junit;
+  std::string temp_dir;
+  std::vector<std::string> commands;
+  bool commands_given = false;
+};
+
+[[noreturn]] void UsageError(const std::string& message) {
+  std::cerr << "parallel_steps: " << message
+            << " (see parallel_steps --help)\n";
+  std::exit(kUsageError);
+}
+
+absl::Duration ParseDurationFlag(const std::string& name,
+                                 const std::string& value) {
+  absl::Duration duration;
+  if (!absl::ParseDuration(value, &duration) || duration <= absl::ZeroDuration()) {
+    UsageError(absl::StrCat("--", name, " wants a positive duration such as ",
+                            "300ms or 2m, got '", value, "'"));
+  }
+  return duration;
+}
+
+Flags ParseFlags(int argc, char** argv) {
+  Flags flags;
+  flags.jobs = static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN));
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "--") {
+      flags.commands_given = true;
+      for (++i; i < argc; ++i) flags.commands.push_back(argv[i]);
+      break;
+    }
+    if (arg.size() < 2 || arg[0] != '-') {
+      flags.commands_given = true;
+      for (; i < argc; ++i) flags.commands.push_back(argv[i]);
+      break;
+    }
+    std::string name = std::string(absl::StripPrefix(
+        absl::StripPrefix(arg, "-"), "-"));
+    std::string value;
+    bool has_value = false;
+    if (const size_t eq = name.find('='); eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+      has_value = true;
+    }
+    auto take_value = [&]() -> std::string {
+      if (has_value) return value;
+      if (i + 1 >= argc) UsageError(absl::StrCat("--", name, " needs a value"));
+      return argv[++i];
+    };
+    auto no_value = [&] {
+      if (has_value) UsageError(absl::StrCat("--", name, " takes no value"));
+    };
+    if (name == "help" || name == "h") {
+      std::cout << kUsage;
+      std::exit(0);
+    } else if (name == "version") {
+      std::cout << "parallel_steps 0.1\n";
+      std::exit(0);
+    } else if (name == "j" || name == "jobs") {
+      const std::string text = take_value();
+      if (!absl::SimpleAtoi(text, &flags.jobs) || flags.jobs < 1) {
+        UsageError(absl::StrCat("--jobs wants a positive number, got '", text, "'"));
+      }
+    } else if (name == "halt-on-error") {
+      no_value();
+      flags.halt_on_error = true;
+    } else if (name == "timeout") {
+      flags.timeout = ParseDurationFlag(name, take_value());
+    } else if (name == "silent-timeout") {
+      flags.silent_timeout = ParseDurationFlag(name, take_value());
+    } else if (name == "json") {
+      flags.json = take_value();
+    } else if (name == "junit") {
+      flags.junit = take_value();
+    } else if (name == "temp-dir") {
+      flags.temp_dir = take_value();
+    } else {
+      UsageError(absl::StrCat("unknown flag '", arg, "'"));
+    }
+  }
+  return flags;
+}
+
+std::vector<std::string> ReadCommands(std::istream& in) {
+  std::vector<std::string> commands;
+  std::string line;
+  while (std::getline(in, line)) {
+    absl::string_view text = absl::StripAsciiWhitespace(line);
+    if (text.empty() || text[0] == '#') continue;
+    commands.emplace_back(text);
+  }
+  if (in.bad()) UsageError("cannot read commands from stdin");
+  return commands;
+}
+
+void PrintSummary(const parallel::RunReport& report) {
+  const size_t failed = report.failed_count();
+  if (failed == 0) return;
+  std::string text = absl::StrCat("\nparallel_steps: ", failed, " of ",
+                                  report.steps.size(), " commands failed:\n");
+  for (const parallel::StepReport& step : report.steps) {
+    if (step.outcome != parallel::StepOutcome::kFailed) continue;
+    absl::StrAppend(&text, "  FAILED ", step.name, "  (",
+                    tools::DescribeEnd(step), ", ",
+                    absl::FormatDuration(absl::Trunc(step.duration, absl::Milliseconds(1))),
+                    ")\n");
+    std::vector<absl::string_view> lines =
+        absl::StrSplit(absl::StripSuffix(step.output_tail, "\n"), '\n');
+    const size_t first = lines.size() > 5 ? lines.size() - 5 : 0;
+    for (size_t i = first; i < lines.size(); ++i) {
+      if (!lines[i].empty()) absl::StrAppend(&text, "    | ", lines[i], "\n");
+    }
+  }
+  std::cerr << text;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Flags flags = ParseFlags(argc, argv);
+  if (!flags.commands_given) {
+    if (::fcntl(STDIN_FILENO, F_GETFD) == -1) UsageError("stdin is closed");
+    flags.commands = ReadCommands(std::cin);
+  }
+
+  std::vector<parallel::Step> steps;
+  steps.reserve(flags.commands.size());
+  for (const std::string& command : flags.commands) {
+    steps.push_back(parallel::Step::Shell(command));
+  }
+  parallel::ParallelOptions options;
+  options.max_parallel = flags.jobs;
+  options.halt_on_error = flags.halt_on_error;
+  options.timeout = flags.timeout;
+  options.silent_timeout = flags.silent_timeout;
+  options.combine_stderr = false;  // stdout to stdout, stderr to stderr
+  options.output_fd = STDOUT_FILENO;
+  options.error_fd = STDERR_FILENO;
+  options.temp_dir = flags.temp_dir;
+
+  absl::StatusOr<parallel::RunReport> report =
+      parallel::RunSteps(std::move(steps), options);
+  if (!report.ok()) {
+    std::cerr << "parallel_steps: " << report.status().message() << "\n";
+    return kUsageError;
+  }
+  PrintSummary(*report);
+  for (const auto& [path, write] :
+       {std::make_pair(flags.json, &tools::WriteJsonReport),
+        std::make_pair(flags.junit, &tools::WriteJunitReport)}) {
+    if (path.empty()) continue;
+    if (absl::Status status = write(*report, path); !status.ok()) {
+      std::cerr << "parallel_steps: " << status.message() << "\n";
+    }
+  }
+  if (report->interrupt_signal != 0) {
+    std::fflush(nullptr);
+    signal(report->interrupt_signal, SIG_DFL);
+    raise(report->interrupt_signal);
+    return 128 + report->interrupt_signal;
+  }
+  const size_t failed = report->failed_count();
+  return failed > kMaxFailureExit ? kMaxFailureExit : static_cast<int>(failed);
+}

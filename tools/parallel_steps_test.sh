@@ -1,0 +1,154 @@
+#!/bin/bash
+# End-to-end tests of the parallel_steps tool: real commands, exact output,
+# exit codes, reports parsed by real parsers, interrupts.
+set -uo pipefail
+
+tool="$(pwd)/tools/parallel_steps"
+work="${TEST_TMPDIR:-$(mktemp -d)}/work"
+mkdir -p "$work"
+cd "$work"
+failures=0
+
+fail() {
+  echo "FAIL: $*" >&2
+  failures=$((failures + 1))
+}
+
+expect_eq() {  # name expected actual
+  if [[ "$2" != "$3" ]]; then
+    fail "$1: expected [$2], got [$3]"
+  fi
+}
+
+# Output is grouped and in order even when later commands finish first.
+out=$("$tool" -j 3 -- 'sleep 0.3; echo one' 'sleep 0.1; echo two' 'echo three')
+expect_eq "order" $'one\ntwo\nthree' "$out"
+
+# stdout goes to stdout, stderr to stderr.
+"$tool" -- 'echo out; echo err >&2' >stdout.txt 2>stderr.txt
+expect_eq "stdout" "out" "$(cat stdout.txt)"
+expect_eq "stderr" "err" "$(cat stderr.txt)"
+
+# Exit code: the number of failed commands.
+"$tool" -- true false 'exit 3' 'kill -9 $$' >/dev/null 2>&1
+expect_eq "exit code counts failures" 3 $?
+
+# ...capped at 101.
+cmds=()
+for i in $(seq 1 105); do cmds+=(false); done
+"$tool" -j 4 -- "${cmds[@]}" >/dev/null 2>&1
+expect_eq "exit code cap" 101 $?
+
+# The failure summary names the command, how it ended and its last lines.
+"$tool" -- 'echo last words; exit 4' >/dev/null 2>summary.txt
+grep -q "FAILED echo last words; exit 4  (exit code 4" summary.txt || fail "summary: $(cat summary.txt)"
+grep -q "| last words" summary.txt || fail "summary tail: $(cat summary.txt)"
+
+# Bad usage: 255 and one line naming the problem.
+for args in "--no-such-flag" "--jobs=-3" "-j x" "--timeout=soon" "--jobs"; do
+  # shellcheck disable=SC2086
+  "$tool" $args -- true >/dev/null 2>err.txt
+  code=$?
+  expect_eq "usage error code for $args" 255 "$code"
+  expect_eq "usage error is one line for $args" 1 "$(wc -l <err.txt)"
+done
+grep -q "unknown flag '--no-such-flag'" <("$tool" --no-such-flag 2>&1) || fail "unknown flag message"
+
+# A bad temp dir is a one-line error before anything runs.
+"$tool" --temp-dir=/no/such/dir -- 'touch ran' >/dev/null 2>err.txt
+expect_eq "bad temp dir code" 255 $?
+grep -q "'/no/such/dir'" err.txt || fail "temp dir message: $(cat err.txt)"
+[[ ! -e ran ]] || fail "a command ran despite the bad temp dir"
+
+# Commands from stdin, skipping blank lines and comments.
+out=$(printf 'echo a\n\n# a comment\n  echo b  \n' | "$tool")
+expect_eq "stdin mode" $'a\nb' "$out"
+
+# Closed stdin with no commands is a usage error.
+"$tool" <&- >/dev/null 2>err.txt
+expect_eq "closed stdin" 255 $?
+
+# --halt-on-error: the sleeper is killed, the rest never start.
+start=$SECONDS
+"$tool" -j 2 --halt-on-error -- 'sleep 60' 'exit 1' 'touch should_not_exist' >/dev/null 2>&1
+expect_eq "halt exit code" 1 $?
+[[ ! -e should_not_exist ]] || fail "halt started a later command"
+((SECONDS - start < 30)) || fail "halt took $((SECONDS - start))s"
+
+# --timeout and --silent-timeout.
+"$tool" --timeout=200ms -- 'sleep 60' 'echo fine' >out.txt 2>err.txt
+expect_eq "timeout exit code" 1 $?
+grep -q "timed out" err.txt || fail "timeout summary: $(cat err.txt)"
+"$tool" --silent-timeout=200ms -- 'echo hi; sleep 60' >/dev/null 2>err.txt
+expect_eq "silent timeout exit code" 1 $?
+grep -q "silent too long" err.txt || fail "silent timeout summary: $(cat err.txt)"
+
+# -j is honoured: count the most commands ever running at once.
+cat >probe.sh <<'PROBE'
+mkdir -p running
+touch running/$$
+ls running | wc -l >>counts
+sleep 0.2
+rm running/$$
+PROBE
+cmds=()
+for i in $(seq 1 8); do cmds+=("sh probe.sh"); done
+rm -f counts
+"$tool" -j 2 -- "${cmds[@]}" >/dev/null 2>&1
+expect_eq "-j 2 max concurrency" 2 "$(sort -n counts | tail -1)"
+
+# Reports, checked by real parsers.
+"$tool" --json=report.json --junit=report.xml -- 'echo ok' 'echo bad; exit 2' >/dev/null 2>&1
+python3 - <<'PY' || fail "reports did not parse or were wrong"
+import json, xml.etree.ElementTree as ET
+steps = json.load(open("report.json"))
+assert [s["command"] for s in steps] == ["echo ok", "echo bad; exit 2"], steps
+assert steps[0]["status"] == "passed" and steps[0]["exit_code"] == 0, steps[0]
+assert steps[1]["status"] == "failed" and steps[1]["exit_code"] == 2, steps[1]
+assert steps[0]["output_bytes"] == 3 and steps[0]["signal"] is None
+assert isinstance(steps[1]["duration_ms"], int)
+suite = ET.parse("report.xml").getroot()
+assert suite.tag == "testsuite" and suite.get("tests") == "2" and suite.get("failures") == "1"
+cases = suite.findall("testcase")
+assert cases[0].find("failure") is None
+failure = cases[1].find("failure")
+assert "exited with code 2" in failure.get("message"), failure.get("message")
+assert "bad" in failure.text
+float(cases[1].get("time"))
+PY
+ls report.json.tmp.* report.xml.tmp.* >/dev/null 2>&1 && fail "report temp files left behind"
+
+# SIGINT mid-run: output so far is replayed, no command survives, and the tool
+# dies of SIGINT.
+rm -f pids
+"$tool" -- 'echo started; echo $$ >>pids; sleep 60' 'echo $$ >>pids; sleep 60' >int.txt 2>&1 &
+tool_pid=$!
+for _ in $(seq 1 100); do
+  [[ -s pids && $(wc -l <pids) -ge 2 ]] && break
+  sleep 0.05
+done
+kill -INT "$tool_pid"
+wait "$tool_pid"
+expect_eq "SIGINT exit status" 130 $?
+grep -q started int.txt || fail "output before SIGINT was not replayed"
+while read -r pid; do
+  kill -0 "$pid" 2>/dev/null && fail "command $pid survived SIGINT"
+done <pids
+
+# SIGTERM likewise ends as 143.
+"$tool" -- 'sleep 60' >/dev/null 2>&1 &
+tool_pid=$!
+sleep 0.2
+kill -TERM "$tool_pid"
+wait "$tool_pid"
+expect_eq "SIGTERM exit status" 143 $?
+
+# Commands without shell syntax are executed directly (no /bin/sh).
+out=$("$tool" -- 'ps -o comm= -p $$' 'cat /proc/self/comm')
+expect_eq "direct exec vs shell" $'sh\ncat' "$out"
+
+if ((failures > 0)); then
+  echo "$failures check(s) failed" >&2
+  exit 1
+fi
+echo "all checks passed"

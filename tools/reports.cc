@@ -1,0 +1,178 @@
+#include "tools/reports.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cstdio>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace tools {
+namespace {
+
+std::string StatusWord(const parallel::StepReport& step) {
+  switch (step.outcome) {
+    case parallel::StepOutcome::kSucceeded:
+      return "passed";
+    case parallel::StepOutcome::kFailed:
+      return "failed";
+    case parallel::StepOutcome::kHalted:
+      return step.started ? "halted" : "not_started";
+    case parallel::StepOutcome::kInterrupted:
+      return "interrupted";
+  }
+  return "unknown";
+}
+
+std::string JsonString(absl::string_view text) {
+  std::string out = "\"";
+  for (unsigned char c : text) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20) {
+          absl::StrAppendFormat(&out, "\\u%04x", c);
+        } else {
+          out.push_back(static_cast<char>(c));
+        }
+    }
+  }
+  return out + "\"";
+}
+
+// XML 1.0 cannot carry most control characters even escaped; they become '?'.
+std::string XmlText(absl::string_view text) {
+  std::string out;
+  for (unsigned char c : text) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      case '\'': out += "&apos;"; break;
+      default:
+        if (c < 0x20 && c != '\n' && c != '\t' && c != '\r') {
+          out.push_back('?');
+        } else {
+          out.push_back(static_cast<char>(c));
+        }
+    }
+  }
+  return out;
+}
+
+absl::Status WriteAtomically(const std::string& path, const std::string& text) {
+  const std::string temp = absl::StrCat(path, ".tmp.", getpid());
+  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return absl::ErrnoToStatus(errno, absl::StrCat("cannot write '", path, "'"));
+  size_t done = 0;
+  while (done < text.size()) {
+    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int error = errno;
+      ::close(fd);
+      ::unlink(temp.c_str());
+      return absl::ErrnoToStatus(error, absl::StrCat("cannot write '", path, "'"));
+    }
+    done += n;
+  }
+  if (::close(fd) != 0 || ::rename(temp.c_str(), path.c_str()) != 0) {
+    const int error = errno;
+    ::unlink(temp.c_str());
+    return absl::ErrnoToStatus(error, absl::StrCat("cannot write '", path, "'"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::string DescribeEnd(const parallel::StepReport& step) {
+  if (step.error.has_value() && step.error->type == parallel::kProcessTimeout) {
+    return "timed out";
+  }
+  if (step.error.has_value() && step.error->type == parallel::kProcessSilentTimeout) {
+    return "silent too long";
+  }
+  if (step.error.has_value() && step.error->type == parallel::kProcessStartError) {
+    return "could not start";
+  }
+  if (step.signal != 0) {
+    const char* abbrev = sigabbrev_np(step.signal);
+    return absl::StrCat("signal ", step.signal, abbrev ? absl::StrCat(" (SIG", abbrev, ")") : "");
+  }
+  if (step.exit_code >= 0) return absl::StrCat("exit code ", step.exit_code);
+  return StatusWord(step);
+}
+
+std::string JsonReport(const parallel::RunReport& report) {
+  std::string out = "[\n";
+  for (size_t i = 0; i < report.steps.size(); ++i) {
+    const parallel::StepReport& step = report.steps[i];
+    absl::StrAppend(
+        &out, "  {\"command\": ", JsonString(step.name),
+        ", \"status\": ", JsonString(StatusWord(step)),
+        ", \"exit_code\": ", step.exit_code >= 0 ? absl::StrCat(step.exit_code) : "null",
+        ", \"signal\": ", step.signal != 0 ? absl::StrCat(step.signal) : "null",
+        ", \"duration_ms\": ", absl::ToInt64Milliseconds(step.duration),
+        ", \"output_bytes\": ", step.output_bytes);
+    if (step.error.has_value()) {
+      absl::StrAppend(&out, ", \"error\": ", JsonString(step.error->ToString()));
+    }
+    absl::StrAppend(&out, "}", i + 1 < report.steps.size() ? "," : "", "\n");
+  }
+  return out + "]\n";
+}
+
+std::string JunitReport(const parallel::RunReport& report) {
+  size_t skipped = 0;
+  absl::Duration total;
+  for (const parallel::StepReport& step : report.steps) {
+    if (step.outcome != parallel::StepOutcome::kSucceeded &&
+        step.outcome != parallel::StepOutcome::kFailed) {
+      ++skipped;
+    }
+    total += step.duration;
+  }
+  std::string out = absl::StrFormat(
+      "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+      "<testsuite name=\"parallel_steps\" tests=\"%d\" failures=\"%d\" "
+      "errors=\"0\" skipped=\"%d\" time=\"%.3f\">\n",
+      report.steps.size(), report.failed_count(), skipped,
+      absl::ToDoubleSeconds(total));
+  for (const parallel::StepReport& step : report.steps) {
+    absl::StrAppendFormat(&out,
+                          "  <testcase classname=\"parallel_steps\" name=\"%s\" "
+                          "time=\"%.3f\">",
+                          XmlText(step.name), absl::ToDoubleSeconds(step.duration));
+    if (step.outcome == parallel::StepOutcome::kFailed) {
+      const std::string message =
+          step.error.has_value() ? step.error->ToString() : DescribeEnd(step);
+      absl::StrAppend(&out, "\n    <failure message=\"", XmlText(message),
+                      "\">", XmlText(step.output_tail), "</failure>\n  ");
+    } else if (step.outcome != parallel::StepOutcome::kSucceeded) {
+      absl::StrAppend(&out, "<skipped message=\"", StatusWord(step), "\"/>");
+    }
+    out += "</testcase>\n";
+  }
+  return out + "</testsuite>\n";
+}
+
+absl::Status WriteJsonReport(const parallel::RunReport& report,
+                             const std::string& path) {
+  return WriteAtomically(path, JsonReport(report));
+}
+
+absl::Status WriteJunitReport(const parallel::RunReport& report,
+                              const std::string& path) {
+  return WriteAtomically(path, JunitReport(report));
+}
+
+}  // namespace tools
