@@ -303,7 +303,7 @@ TEST(RunParallelSteps, ExitIsAnUnexpectedExitWithItsCode) {
               HasSubstr("exited unexpectedly with code 0"));
 }
 
-int CrashBySegfault() {
+[[gnu::noinline]] int CrashBySegfault() {
   volatile int* volatile null = nullptr;
   return *null;
 }
