@@ -24,6 +24,7 @@
 namespace parallel {
 namespace {
 
+using ::parallel::testing::Into;
 using ::parallel::testing::OutputFile;
 using ::testing::AllOf;
 using ::testing::ElementsAre;
@@ -41,12 +42,6 @@ void Say(const std::string& text) {
     if (n <= 0) std::abort();
     done += n;
   }
-}
-
-ParallelOptions Into(const OutputFile& out) {
-  ParallelOptions options;
-  options.output_fd = out.fd();
-  return options;
 }
 
 BackgroundFailure RunExpectingFailure(std::vector<std::function<void()>> steps,

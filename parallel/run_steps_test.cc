@@ -14,16 +14,11 @@
 namespace parallel {
 namespace {
 
+using ::parallel::testing::Into;
 using ::parallel::testing::OutputFile;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
-
-ParallelOptions Into(const OutputFile& out) {
-  ParallelOptions options;
-  options.output_fd = out.fd();
-  return options;
-}
 
 TEST(RunSteps, ReportsEveryStep) {
   OutputFile out;

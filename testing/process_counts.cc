@@ -45,6 +45,12 @@ std::string OutputFile::Contents() const {
   return text;
 }
 
+ParallelOptions Into(const OutputFile& out) {
+  ParallelOptions options;
+  options.output_fd = out.fd();
+  return options;
+}
+
 int CountOpenFds() { return CountDirEntries("/proc/self/fd") - 1; }
 
 std::vector<pid_t> ChildPids() {

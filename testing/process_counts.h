@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include "parallel/options.h"
+
 namespace parallel {
 namespace testing {
 
@@ -33,6 +35,9 @@ class OutputFile {
  private:
   int fd_;
 };
+
+// Default options, with replayed output going into `out`.
+ParallelOptions Into(const OutputFile& out);
 
 // Descriptors open in this process.
 int CountOpenFds();

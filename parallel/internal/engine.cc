@@ -101,6 +101,8 @@ class Engine {
             std::string traceback = "");
   void BeginStop(KillReason reason, absl::Time now);
   void StartKill(size_t index, KillReason reason, absl::Time now);
+  // SIGTERM to the step's process group; SIGKILL follows after kKillGrace.
+  void Terminate(StepState* state, absl::Time now);
   void CheckDeadlines(absl::Time now);
   absl::Time NextWakeup(absl::Time now) const;
   void Replay();
@@ -439,10 +441,14 @@ void Engine::StartKill(size_t index, KillReason reason, absl::Time now) {
     state.kill_stage = StepState::KillStage::kDump;
     state.next_kill_at = now + kDumpGrace;
   } else {
-    state.child.SignalGroup(SIGTERM);
-    state.kill_stage = StepState::KillStage::kTerm;
-    state.next_kill_at = now + kKillGrace;
+    Terminate(&state, now);
   }
+}
+
+void Engine::Terminate(StepState* state, absl::Time now) {
+  state->child.SignalGroup(SIGTERM);
+  state->kill_stage = StepState::KillStage::kTerm;
+  state->next_kill_at = now + kKillGrace;
 }
 
 void Engine::CheckDeadlines(absl::Time now) {
@@ -451,9 +457,7 @@ void Engine::CheckDeadlines(absl::Time now) {
     if (state.kill_stage != StepState::KillStage::kNone) {
       if (now < state.next_kill_at) continue;
       if (state.kill_stage == StepState::KillStage::kDump) {
-        state.child.SignalGroup(SIGTERM);
-        state.kill_stage = StepState::KillStage::kTerm;
-        state.next_kill_at = now + kKillGrace;
+        Terminate(&state, now);
       } else {
         state.child.SignalGroup(SIGKILL);
         state.kill_stage = StepState::KillStage::kKill;
