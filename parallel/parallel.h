@@ -5,7 +5,8 @@
 //
 // See run_parallel_steps.h (the throwing API and the fork contract),
 // run_steps.h (the exception-free core), step.h (steps and reports),
-// failure.h, options.h and codec.h.
+// task_runner.h (BackgroundTaskRunner, RunTasksInProcessPool), failure.h,
+// options.h and codec.h.
 
 #ifndef PARALLEL_PARALLEL_H_
 #define PARALLEL_PARALLEL_H_
@@ -16,5 +17,6 @@
 #include "parallel/run_parallel_steps.h" // IWYU pragma: export
 #include "parallel/run_steps.h"          // IWYU pragma: export
 #include "parallel/step.h"               // IWYU pragma: export
+#include "parallel/task_runner.h"        // IWYU pragma: export
 
 #endif  // PARALLEL_PARALLEL_H_

@@ -10,25 +10,29 @@ namespace internal {
 
 RunReport RunOrThrow(std::vector<Step> steps, const ParallelOptions& options) {
   absl::StatusOr<RunReport> report = RunSteps(std::move(steps), options);
-  if (!report.ok()) {
-    const std::string message(report.status().message());
-    if (absl::IsInvalidArgument(report.status())) {
-      throw std::invalid_argument(absl::StrCat("parallel: ", message));
-    }
-    throw std::runtime_error(absl::StrCat("parallel: ", message));
-  }
-  std::vector<ExceptionInfo> failures = report->failures();
-  if (report->interrupt_signal != 0) {
-    ReraiseSignal(report->interrupt_signal);
+  if (!report.ok()) ThrowStatus(report.status());
+  ThrowIfFailed(*report);
+  return *std::move(report);
+}
+
+void ThrowIfFailed(const RunReport& report) {
+  std::vector<ExceptionInfo> failures = report.failures();
+  if (report.interrupt_signal != 0) {
+    ReraiseSignal(report.interrupt_signal);
     // Still here: the caller handles (or ignores) the signal. The run did not
     // complete, which must not pass for success.
     failures.push_back({"parallel::Interrupted",
                         absl::StrCat("interrupted by signal ",
-                                     report->interrupt_signal),
+                                     report.interrupt_signal),
                         "", "run"});
   }
   if (!failures.empty()) throw BackgroundFailure(std::move(failures));
-  return *std::move(report);
+}
+
+[[noreturn]] void ThrowStatus(const absl::Status& status) {
+  const std::string message = absl::StrCat("parallel: ", status.message());
+  if (absl::IsInvalidArgument(status)) throw std::invalid_argument(message);
+  throw std::runtime_error(message);
 }
 
 }  // namespace internal

@@ -85,23 +85,37 @@ struct IsStatusOr : std::false_type {};
 template <typename T>
 struct IsStatusOr<absl::StatusOr<T>> : std::true_type {};
 
+// Runs the steps and turns the report into the throwing API's behaviour.
+RunReport RunOrThrow(std::vector<Step> steps, const ParallelOptions& options);
+
+// Re-raises an interrupt the run saw, then throws BackgroundFailure listing
+// every failure, if any.
+void ThrowIfFailed(const RunReport& report);
+
+// std::invalid_argument for InvalidArgument, else std::runtime_error.
+[[noreturn]] void ThrowStatus(const absl::Status& status);
+
+// What a step or task returned, as a result body: the encoded value (or ""
+// when !keep_value), or the failing status of an absl::Status / StatusOr.
+template <typename T>
+absl::StatusOr<std::string> EncodeResult(T value, bool keep_value) {
+  if constexpr (std::is_same_v<T, absl::Status>) {
+    if (!value.ok()) return value;
+  } else if constexpr (IsStatusOr<T>::value) {
+    if (!value.ok()) return value.status();
+  }
+  return keep_value ? Encode(value) : std::string();
+}
+
+
 // Adapts a step returning T to a Step body that encodes its value.
 template <typename T>
 std::function<absl::StatusOr<std::string>()> MakeBody(std::function<T()> step,
                                                       bool keep_value) {
   return [step = std::move(step), keep_value]() -> absl::StatusOr<std::string> {
-    T value = step();
-    if constexpr (std::is_same_v<T, absl::Status>) {
-      if (!value.ok()) return value;
-    } else if constexpr (IsStatusOr<T>::value) {
-      if (!value.ok()) return value.status();
-    }
-    return keep_value ? Encode(value) : std::string();
+    return EncodeResult<T>(step(), keep_value);
   };
 }
-
-// Runs the steps and turns the report into the throwing API's behaviour.
-RunReport RunOrThrow(std::vector<Step> steps, const ParallelOptions& options);
 
 }  // namespace internal
 

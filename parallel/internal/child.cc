@@ -93,42 +93,6 @@ void SetUpChild(const ChildIo& io, pid_t parent) {
   InstallChildHandlers(io.result_fd);
 }
 
-void ReportFailure(int result_fd, std::string type, std::string message,
-                   std::string traceback) {
-  const std::string payload = Encode(
-      std::make_tuple(std::move(type), std::move(message), std::move(traceback)));
-  WriteRecord(result_fd, RecordKind::kFailure, payload.data(), payload.size());
-}
-
-std::string CurrentExceptionType() {
-  const std::type_info* type = abi::__cxa_current_exception_type();
-  return type == nullptr ? "unknown" : Demangle(type->name());
-}
-
-// Runs the step and reports its outcome; returns the child's exit code.
-int RunBody(const std::function<absl::StatusOr<std::string>()>& body,
-            int result_fd, bool keep_value) {
-  try {
-    absl::StatusOr<std::string> value = body();
-    if (value.ok()) {
-      const std::string empty;
-      const std::string& payload = keep_value ? *value : empty;
-      return WriteRecord(result_fd, RecordKind::kValue, payload.data(),
-                         payload.size())
-                 ? 0
-                 : kExitSetupFailed;
-    }
-    ReportFailure(result_fd, "absl::Status", value.status().ToString(), "");
-  } catch (const std::exception& e) {
-    ReportFailure(result_fd, CurrentExceptionType(), e.what(),
-                  TracebackForCurrentException());
-  } catch (...) {
-    ReportFailure(result_fd, CurrentExceptionType(), "unknown exception",
-                  TracebackForCurrentException());
-  }
-  return 1;
-}
-
 }  // namespace
 
 Child::Child(Child&& other) noexcept
@@ -190,9 +154,70 @@ sigset_t NonDefaultSignals() {
   return set;
 }
 
+namespace {
+
+void AppendFailure(std::string type, std::string message, std::string traceback,
+                   std::string* out) {
+  AppendRecord(RecordKind::kFailure,
+               Encode(std::make_tuple(std::move(type), std::move(message),
+                                      std::move(traceback))),
+               out);
+}
+
+std::string CurrentExceptionType() {
+  const std::type_info* type = abi::__cxa_current_exception_type();
+  return type == nullptr ? "unknown" : Demangle(type->name());
+}
+
+bool WriteAll(int fd, absl::string_view bytes) {
+  while (!bytes.empty()) {
+    const ssize_t n = RetryOnEintr([&] { return ::write(fd, bytes.data(), bytes.size()); });
+    if (n <= 0) return false;
+    bytes.remove_prefix(n);
+  }
+  return true;
+}
+
+}  // namespace
+
+int RunBody(const std::function<absl::StatusOr<std::string>()>& body,
+            bool keep_value, std::string* record) {
+  try {
+    absl::StatusOr<std::string> value = body();
+    if (value.ok()) {
+      AppendRecord(RecordKind::kValue, keep_value ? *value : "", record);
+      return 0;
+    }
+    AppendFailure("absl::Status", value.status().ToString(), "", record);
+  } catch (const std::exception& e) {
+    AppendFailure(CurrentExceptionType(), e.what(), TracebackForCurrentException(),
+                  record);
+  } catch (...) {
+    AppendFailure(CurrentExceptionType(), "unknown exception",
+                  TracebackForCurrentException(), record);
+  }
+  return 1;
+}
+
+int RunBodyAndReport(const std::function<absl::StatusOr<std::string>()>& body,
+                     int result_fd, bool keep_value) {
+  std::string record;
+  const int code = RunBody(body, keep_value, &record);
+  return WriteAll(result_fd, record) ? code : kExitSetupFailed;
+}
+
 absl::StatusOr<Child> ForkChild(
     const std::function<absl::StatusOr<std::string>()>& body,
     const ChildIo& io, bool keep_value) {
+  return ForkProcess(
+      [&body, &io, keep_value] {
+        return RunBodyAndReport(body, io.result_fd, keep_value);
+      },
+      io);
+}
+
+absl::StatusOr<Child> ForkProcess(const std::function<int()>& child_main,
+                                  const ChildIo& io) {
   // Load what the children's signal handlers need once, here, so that no
   // child has to (and no handler ever does).
   static const bool prepared = (PrepareChildHandlers(), true);
@@ -202,7 +227,7 @@ absl::StatusOr<Child> ForkChild(
   if (pid < 0) return StartError(errno, "fork");
   if (pid == 0) {
     SetUpChild(io, parent);
-    const int code = RunBody(body, io.result_fd, keep_value);
+    const int code = child_main();
     std::cout.flush();
     std::cerr.flush();
     std::fflush(nullptr);

@@ -75,6 +75,22 @@ absl::StatusOr<Child> ForkChild(
     const std::function<absl::StatusOr<std::string>()>& body,
     const ChildIo& io, bool keep_value);
 
+// The general form of ForkChild: the child runs `child_main` after the same
+// preparation and _exits with what it returns (after flushing stdio).
+absl::StatusOr<Child> ForkProcess(const std::function<int()>& child_main,
+                                  const ChildIo& io);
+
+// Runs `body` and appends its record (as RunBodyAndReport) to *record.
+int RunBody(const std::function<absl::StatusOr<std::string>()>& body,
+            bool keep_value, std::string* record);
+
+// In a child: runs `body` and appends a kValue record (its value, or "" when
+// !keep_value) or a kFailure record (exception type, message, traceback; or
+// the non-OK status) to `result_fd`. Returns 0 if the body succeeded, 1 if it
+// failed, 126 if the record could not be written.
+int RunBodyAndReport(const std::function<absl::StatusOr<std::string>()>& body,
+                     int result_fd, bool keep_value);
+
 // Starts argv with posix_spawnp in its own process group, default signal
 // dispositions and an empty signal mask. NotFoundError if argv[0] cannot be
 // executed; ResourceExhaustedError as for ForkChild.

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 
 namespace parallel {
@@ -66,32 +67,58 @@ bool WriteRecord(int fd, RecordKind kind, const void* payload, size_t size) {
   return WriteAll(fd, header, sizeof(header)) && WriteAll(fd, payload, size);
 }
 
+void AppendRecord(RecordKind kind, absl::string_view payload, std::string* out) {
+  unsigned char header[kRecordHeaderSize] = {};
+  std::memcpy(header, kMagic, 4);
+  header[4] = static_cast<unsigned char>(kind);
+  PutLe(payload.size(), 8, header + 8);
+  PutLe(Crc32(payload.data(), payload.size()), 4, header + 16);
+  out->append(reinterpret_cast<const char*>(header), sizeof(header));
+  out->append(payload.data(), payload.size());
+}
+
+absl::StatusOr<bool> TakeRecord(absl::string_view* bytes, Record* record) {
+  if (bytes->size() < kRecordHeaderSize) {
+    // Check what is there already, so garbage is caught before it grows.
+    if (std::memcmp(bytes->data(), kMagic, std::min<size_t>(4, bytes->size())) != 0) {
+      return absl::DataLossError("result record has a bad magic number");
+    }
+    return false;
+  }
+  const auto* header = reinterpret_cast<const unsigned char*>(bytes->data());
+  if (std::memcmp(header, kMagic, 4) != 0) {
+    return absl::DataLossError("result record has a bad magic number");
+  }
+  const uint8_t kind = header[4];
+  if (kind < static_cast<uint8_t>(RecordKind::kValue) ||
+      kind > static_cast<uint8_t>(RecordKind::kDone) || header[5] != 0 ||
+      header[6] != 0 || header[7] != 0) {
+    return absl::DataLossError("result record has an unknown kind");
+  }
+  const uint64_t size = GetLe(header + 8, 8);
+  if (size > bytes->size() - kRecordHeaderSize) return false;
+  absl::string_view payload = bytes->substr(kRecordHeaderSize, size);
+  if (Crc32(payload.data(), payload.size()) != GetLe(header + 16, 4)) {
+    return absl::DataLossError("result record fails its checksum");
+  }
+  record->kind = static_cast<RecordKind>(kind);
+  record->payload = std::string(payload);
+  bytes->remove_prefix(kRecordHeaderSize + size);
+  return true;
+}
+
 absl::StatusOr<std::vector<Record>> ParseRecords(absl::string_view bytes) {
   std::vector<Record> records;
   while (!bytes.empty()) {
-    if (bytes.size() < kRecordHeaderSize) {
-      return absl::DataLossError("result record truncated in its header");
+    Record record;
+    absl::StatusOr<bool> taken = TakeRecord(&bytes, &record);
+    if (!taken.ok()) return taken.status();
+    if (!*taken) {
+      return absl::DataLossError(bytes.size() < kRecordHeaderSize
+                                     ? "result record truncated in its header"
+                                     : "result record truncated in its payload");
     }
-    const auto* header = reinterpret_cast<const unsigned char*>(bytes.data());
-    if (std::memcmp(header, kMagic, 4) != 0) {
-      return absl::DataLossError("result record has a bad magic number");
-    }
-    const uint8_t kind = header[4];
-    if (kind < static_cast<uint8_t>(RecordKind::kValue) ||
-        kind > static_cast<uint8_t>(RecordKind::kHang) || header[5] != 0 ||
-        header[6] != 0 || header[7] != 0) {
-      return absl::DataLossError("result record has an unknown kind");
-    }
-    const uint64_t size = GetLe(header + 8, 8);
-    if (size > bytes.size() - kRecordHeaderSize) {
-      return absl::DataLossError("result record truncated in its payload");
-    }
-    absl::string_view payload = bytes.substr(kRecordHeaderSize, size);
-    if (Crc32(payload.data(), payload.size()) != GetLe(header + 16, 4)) {
-      return absl::DataLossError("result record fails its checksum");
-    }
-    records.push_back({static_cast<RecordKind>(kind), std::string(payload)});
-    bytes.remove_prefix(kRecordHeaderSize + size);
+    records.push_back(std::move(record));
   }
   return records;
 }

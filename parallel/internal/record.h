@@ -29,6 +29,11 @@ enum class RecordKind : uint8_t {
   kFailure = 2,  // the step failed; payload encodes type, message, traceback
   kCrash = 3,    // a fatal signal; payload is the crashing thread's stack
   kHang = 4,     // a timeout stack dump; payload is the hung thread's stack
+  // Between a task runner's parent and its workers (worker_pool.h):
+  kInput = 5,   // parent to worker: Encode(tuple<uint64 id, string args>)
+  kFinish = 6,  // parent to worker: run onexit, report, exit
+  kDone = 7,    // worker to parent: Encode(tuple<uint64 id, uint64 output
+                // start, uint64 output end>) after the input's kValue/kFailure
 };
 
 inline constexpr size_t kRecordHeaderSize = 20;
@@ -39,10 +44,18 @@ uint32_t Crc32(const void* data, size_t size);
 // Appends one record to `fd`. Async-signal-safe. False if a write failed.
 bool WriteRecord(int fd, RecordKind kind, const void* payload, size_t size);
 
+// Appends one record's bytes to *out (for senders that batch their writes).
+void AppendRecord(RecordKind kind, absl::string_view payload, std::string* out);
+
 struct Record {
   RecordKind kind;
   std::string payload;
 };
+
+// Takes one complete record off the front of *bytes into *record. Returns
+// false (and leaves *bytes alone) if *bytes holds only part of one;
+// DataLossError if the bytes cannot be a record.
+absl::StatusOr<bool> TakeRecord(absl::string_view* bytes, Record* record);
 
 // Parses every record in `bytes`; DataLossError on the first bad one.
 absl::StatusOr<std::vector<Record>> ParseRecords(absl::string_view bytes);

@@ -1,0 +1,682 @@
+#include "parallel/internal/worker_pool.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <iostream>
+#include <limits>
+#include <optional>
+#include <tuple>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "parallel/codec.h"
+#include "parallel/failure.h"
+#include "parallel/internal/capture.h"
+#include "parallel/internal/child.h"
+#include "parallel/internal/engine.h"
+#include "parallel/internal/fd.h"
+#include "parallel/internal/interrupt.h"
+#include "parallel/internal/record.h"
+#include "parallel/internal/stack.h"
+
+namespace parallel {
+namespace internal {
+namespace {
+
+// The id a worker's kDone carries for its onexit.
+constexpr uint64_t kOnexitId = std::numeric_limits<uint64_t>::max();
+
+enum KillReason { kNoKill, kTimeoutKill, kSilentKill, kHaltKill, kInterruptKill };
+enum KillStage { kNoStage, kDumpStage, kTermStage, kKillStage };
+
+using DoneInfo = std::tuple<uint64_t, uint64_t, uint64_t>;
+using FailureInfo = std::tuple<std::string, std::string, std::string>;
+
+std::string SignalName(int signo) {
+  const char* abbrev = ::sigabbrev_np(signo);
+  return abbrev == nullptr ? absl::StrCat("signal ", signo)
+                           : absl::StrCat("SIG", abbrev);
+}
+
+uint64_t OutputSize(int fd) {
+  struct stat st;
+  return ::fstat(fd, &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
+}
+
+void FlushStdio() {
+  std::cout.flush();
+  std::cerr.flush();
+  std::fflush(nullptr);
+}
+
+bool SendAll(int fd, absl::string_view bytes) {
+  while (!bytes.empty()) {
+    const ssize_t n = RetryOnEintr(
+        [&] { return ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL); });
+    if (n > 0) {
+      bytes.remove_prefix(n);
+      continue;
+    }
+    if (n < 0 && errno == EAGAIN) {
+      pollfd pfd = {fd, POLLOUT, 0};
+      RetryOnEintr([&] { return ::poll(&pfd, 1, -1); });
+      if (pfd.revents & (POLLERR | POLLHUP)) return false;
+      continue;
+    }
+    return false;
+  }
+  return true;
+}
+
+// The worker's side: run inputs until told to finish. Returns its exit code.
+int WorkerMain(int socket, const TaskBody& task,
+               const std::function<void()>& onexit, bool keep_values) {
+  std::string inbox;
+  char buffer[1 << 16];
+  std::string outbox;
+  while (true) {
+    Record record;
+    while (true) {
+      absl::string_view view(inbox);
+      absl::StatusOr<bool> taken = TakeRecord(&view, &record);
+      if (!taken.ok()) return 3;  // the parent sent garbage
+      if (*taken) {
+        inbox.erase(0, inbox.size() - view.size());
+        break;
+      }
+      const ssize_t n =
+          RetryOnEintr([&] { return ::read(socket, buffer, sizeof(buffer)); });
+      if (n <= 0) return 0;  // the parent is gone
+      inbox.append(buffer, n);
+    }
+    outbox.clear();
+    uint64_t id = kOnexitId;
+    const uint64_t start = OutputSize(STDOUT_FILENO);
+    if (record.kind == RecordKind::kFinish) {
+      if (onexit) {
+        RunBody(
+            [&onexit]() -> absl::StatusOr<std::string> {
+              onexit();
+              return std::string();
+            },
+            false, &outbox);
+      }
+    } else if (record.kind == RecordKind::kInput) {
+      std::tuple<uint64_t, std::string> input;
+      if (!DecodeInto(record.payload, &input).ok()) return 3;
+      id = std::get<0>(input);
+      const std::string& args = std::get<1>(input);
+      RunBody([&task, &args] { return task(args); }, keep_values, &outbox);
+    } else {
+      return 3;
+    }
+    FlushStdio();
+    AppendRecord(RecordKind::kDone,
+                 Encode(DoneInfo(id, start, OutputSize(STDOUT_FILENO))), &outbox);
+    if (!SendAll(socket, outbox)) return 0;
+    if (record.kind == RecordKind::kFinish) return 0;
+  }
+}
+
+}  // namespace
+
+struct WorkerPool::Worker {
+  size_t slot = 0;
+  Child child;
+  UniqueFd socket;  // the parent's end, non-blocking
+  std::shared_ptr<UniqueFd> capture;
+  std::string inbox;
+  std::optional<size_t> current;  // the input it runs
+  std::optional<Record> result;   // kValue / kFailure of the current input
+  std::string crash_trace;
+  std::string hang_trace;
+  bool finish_sent = false;
+  absl::Time deadline = absl::InfiniteFuture();
+  absl::Time silent_deadline = absl::InfiniteFuture();
+  uint64_t last_size = 0;
+  int kill = kNoKill;
+  int stage = kNoStage;
+  absl::Time next_kill_at = absl::InfiniteFuture();
+
+  bool alive() const { return child.alive(); }
+};
+
+struct WorkerPool::OnexitOutput {
+  size_t slot;
+  std::shared_ptr<UniqueFd> capture;
+  uint64_t start;
+  uint64_t end;
+};
+
+struct WorkerPool::Input {
+  enum State { kWaiting, kRunning, kDone };
+  State state = kWaiting;
+  StepReport report;
+  std::shared_ptr<UniqueFd> capture;
+  uint64_t start = 0;
+  uint64_t end = 0;
+  uint64_t replayed = 0;  // bytes of [start, end) already replayed
+  bool drop = false;
+  absl::Time dispatched;
+};
+
+WorkerPool::WorkerPool(TaskBody task, PoolConfig config)
+    : task_(std::move(task)), config_(std::move(config)) {}
+
+absl::StatusOr<std::unique_ptr<WorkerPool>> WorkerPool::Start(
+    TaskBody task, PoolConfig config) {
+  if (config.processes < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "processes must be >= 0 (0 = number of CPUs), got ", config.processes));
+  }
+  if (config.timeout <= absl::ZeroDuration() ||
+      config.silent_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("timeout and silent_timeout must be positive");
+  }
+  if (::fcntl(config.output_fd, F_GETFD) == -1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "output_fd ", config.output_fd, " is not an open file descriptor"));
+  }
+  if (absl::Status status = CheckTempDir(config.temp_dir); !status.ok()) {
+    return status;
+  }
+  std::unique_ptr<WorkerPool> pool(new WorkerPool(std::move(task), std::move(config)));
+  pool->dev_null_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (pool->dev_null_ < 0) return ErrnoStatus("open /dev/null");
+  std::fflush(stdout);
+  std::fflush(stderr);
+  for (int i = 0; i < pool->config_.processes; ++i) {
+    pool->workers_.push_back(std::make_unique<Worker>());
+    pool->workers_.back()->slot = i;
+    if (absl::Status status = pool->StartWorker(i); !status.ok()) return status;
+  }
+  return pool;
+}
+
+WorkerPool::~WorkerPool() {
+  for (auto& worker : workers_) {
+    if (worker->alive()) {
+      worker->child.SignalGroup(SIGKILL);
+      worker->child.Reap();
+    }
+  }
+  if (dev_null_ >= 0) ::close(dev_null_);
+}
+
+absl::Status WorkerPool::StartWorker(size_t slot) {
+  Worker& worker = *workers_[slot];
+  absl::StatusOr<UniqueFd> capture = CreateCaptureFile(config_.temp_dir);
+  if (!capture.ok()) return capture.status();
+  int sockets[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sockets) != 0) {
+    return ErrnoStatus("socketpair");
+  }
+  UniqueFd parent_end(sockets[0]);
+  UniqueFd worker_end(sockets[1]);
+  ChildIo io;
+  io.stdin_fd = dev_null_;
+  io.stdout_fd = capture->get();
+  io.stderr_fd = capture->get();
+  io.result_fd = worker_end.get();
+  const int socket = worker_end.get();
+  absl::StatusOr<Child> child = ForkProcess(
+      [this, socket] {
+        return WorkerMain(socket, task_, config_.onexit, config_.keep_values);
+      },
+      io);
+  if (!child.ok()) return child.status();
+  ::fcntl(parent_end.get(), F_SETFL, O_NONBLOCK);
+  worker.child = *std::move(child);
+  worker.socket = std::move(parent_end);
+  worker.capture = std::make_shared<UniqueFd>(*std::move(capture));
+  worker.inbox.clear();
+  worker.current.reset();
+  worker.result.reset();
+  worker.crash_trace.clear();
+  worker.hang_trace.clear();
+  worker.finish_sent = false;
+  worker.kill = kNoKill;
+  worker.stage = kNoStage;
+  worker.next_kill_at = absl::InfiniteFuture();
+  return absl::OkStatus();
+}
+
+std::string WorkerPool::Who(size_t worker) const {
+  return absl::StrCat("worker pid ", workers_[worker]->child.pid());
+}
+
+size_t WorkerPool::FreeWorker() const {
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    const Worker& worker = *workers_[i];
+    if (worker.alive() && !worker.current && worker.kill == kNoKill &&
+        !worker.finish_sent) {
+      return i;
+    }
+  }
+  return workers_.size();
+}
+
+bool WorkerPool::AnyWorkerAlive() const {
+  return std::any_of(workers_.begin(), workers_.end(),
+                     [](const auto& worker) { return worker->alive(); });
+}
+
+void WorkerPool::Put(std::string encoded_args, std::string label) {
+  const size_t index = inputs_.size();
+  inputs_.emplace_back();
+  inputs_[index].report.name = std::move(label);
+  while (!halted_ && interrupt_signal_ == 0 && !finishing_) {
+    const size_t worker = FreeWorker();
+    if (worker < workers_.size()) {
+      Dispatch(worker, index, encoded_args);
+      Replay();
+      return;
+    }
+    if (!AnyWorkerAlive()) {
+      // Every worker is gone and none could be replaced.
+      Fail(inputs_[index], kProcessStartError, "no worker process could be started");
+      inputs_[index].state = Input::kDone;
+      return;
+    }
+    Turn();
+  }
+  Input& input = inputs_[index];
+  input.state = Input::kDone;
+  input.report.outcome =
+      interrupt_signal_ != 0 ? StepOutcome::kInterrupted : StepOutcome::kHalted;
+}
+
+void WorkerPool::Dispatch(size_t index, size_t input_index,
+                          const std::string& encoded_args) {
+  Worker& worker = *workers_[index];
+  Input& input = inputs_[input_index];
+  std::string frame;
+  AppendRecord(RecordKind::kInput,
+               Encode(std::make_tuple(static_cast<uint64_t>(input_index),
+                                      encoded_args)),
+               &frame);
+  const absl::Time now = absl::Now();
+  input.state = Input::kRunning;
+  input.capture = worker.capture;
+  input.start = OutputSize(worker.capture->get());
+  input.report.started = true;
+  input.report.pid = worker.child.pid();
+  input.dispatched = now;
+  worker.current = input_index;
+  worker.deadline = now + config_.timeout;
+  worker.silent_deadline = now + config_.silent_timeout;
+  worker.last_size = input.start;
+  if (!SendAll(worker.socket.get(), frame)) {
+    // The worker died before it could take the input: WorkerEnded() reports
+    // it once the pidfd says so.
+    worker.child.SignalGroup(SIGKILL);
+  }
+}
+
+void WorkerPool::Turn() {
+  std::vector<pollfd> fds;
+  std::vector<size_t> owners;
+  absl::Time wake = absl::InfiniteFuture();
+  const absl::Time now = absl::Now();
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    Worker& worker = *workers_[i];
+    if (!worker.alive()) continue;
+    fds.push_back({worker.socket.get(), POLLIN, 0});
+    owners.push_back(i);
+    fds.push_back({worker.child.pidfd(), POLLIN, 0});
+    owners.push_back(i);
+    if (worker.stage != kNoStage) {
+      wake = std::min(wake, worker.next_kill_at);
+    } else if (worker.current) {
+      wake = std::min({wake, worker.deadline, worker.silent_deadline});
+    }
+  }
+  if (fds.empty()) return;
+  if (next_replay_ < inputs_.size() &&
+      inputs_[next_replay_].state == Input::kRunning) {
+    wake = std::min(wake, now + kLiveStreamInterval);
+  }
+  // Harvest what is ready without touching signal state; only a real wait
+  // needs the interrupt scope.
+  int ready = ::poll(fds.data(), fds.size(), 0);
+  if (ready == 0 && wake > now) {
+    InterruptScope interrupts;
+    if (interrupts.wake_fd() >= 0) fds.push_back({interrupts.wake_fd(), POLLIN, 0});
+    timespec timeout = absl::ToTimespec(wake - now);
+    ready = ::ppoll(fds.data(), fds.size(),
+                    wake == absl::InfiniteFuture() ? nullptr : &timeout,
+                    interrupts.poll_mask());
+    if (const int signo = InterruptScope::pending();
+        signo != 0 && interrupt_signal_ == 0) {
+      interrupt_signal_ = signo;
+      for (size_t i = 0; i < workers_.size(); ++i) {
+        if (workers_[i]->alive()) BeginKill(i, kInterruptKill);
+      }
+    }
+  }
+  if (ready > 0) {
+    for (size_t i = 0; i < owners.size(); ++i) {
+      if (fds[i].revents == 0) continue;
+      const size_t worker = owners[i];
+      if (!workers_[worker]->alive()) continue;
+      if (fds[i].fd == workers_[worker]->socket.get()) {
+        ReadFrom(worker);
+      } else {
+        WorkerEnded(worker);
+      }
+    }
+  }
+  CheckDeadlines(absl::Now());
+  Replay();
+}
+
+void WorkerPool::ReadFrom(size_t index) {
+  Worker& worker = *workers_[index];
+  char buffer[1 << 16];
+  while (true) {
+    const ssize_t n = RetryOnEintr(
+        [&] { return ::read(worker.socket.get(), buffer, sizeof(buffer)); });
+    if (n <= 0) break;
+    worker.inbox.append(buffer, n);
+  }
+  absl::string_view view(worker.inbox);
+  while (true) {
+    Record record;
+    absl::StatusOr<bool> taken = TakeRecord(&view, &record);
+    if (!taken.ok()) {
+      // The worker's channel is corrupt: nothing it says can be trusted.
+      if (worker.current) {
+        Fail(inputs_[*worker.current], kCorruptResult,
+             absl::StrCat("input sent a corrupt result: ", taken.status().message(),
+                          " [", Who(index), "]"));
+        inputs_[*worker.current].end = OutputSize(worker.capture->get());
+        inputs_[*worker.current].state = Input::kDone;
+        worker.current.reset();
+      }
+      view = {};
+      worker.child.SignalGroup(SIGKILL);
+      break;
+    }
+    if (!*taken) break;
+    HandleRecord(index, record);
+  }
+  worker.inbox.erase(0, worker.inbox.size() - view.size());
+}
+
+void WorkerPool::HandleRecord(size_t index, const Record& record) {
+  Worker& worker = *workers_[index];
+  switch (record.kind) {
+    case RecordKind::kValue:
+    case RecordKind::kFailure:
+      worker.result = record;
+      return;
+    case RecordKind::kCrash:
+      worker.crash_trace = record.payload;
+      return;
+    case RecordKind::kHang:
+      worker.hang_trace = record.payload;
+      return;
+    case RecordKind::kDone:
+      break;
+    default:
+      return;
+  }
+  DoneInfo done;
+  if (!DecodeInto(record.payload, &done).ok()) return;
+  const auto [id, start, end] = done;
+  std::optional<Record> result = std::move(worker.result);
+  worker.result.reset();
+  if (id == kOnexitId) {
+    onexit_outputs_.push_back({worker.slot, worker.capture, start, end});
+    if (result && result->kind == RecordKind::kFailure) {
+      FailureInfo info;
+      if (DecodeInto(result->payload, &info).ok()) {
+        StepReport onexit;
+        onexit.name = absl::StrCat("onexit of worker ", worker.slot);
+        onexit.outcome = StepOutcome::kFailed;
+        onexit.started = true;
+        onexit.pid = worker.child.pid();
+        onexit.error = ExceptionInfo{std::get<0>(info),
+                                     absl::StrCat(std::get<1>(info), " [", Who(index), "]"),
+                                     std::get<2>(info), onexit.name};
+        onexit_failures_.push_back(std::move(onexit));
+      }
+    }
+    return;
+  }
+  if (!worker.current || *worker.current != id) return;  // stale or forged
+  Input& input = inputs_[id];
+  worker.current.reset();
+  input.state = Input::kDone;
+  input.start = start;
+  input.end = end;
+  input.report.output_bytes = end >= start ? end - start : 0;
+  input.report.duration = absl::Now() - input.dispatched;
+  input.report.exit_code = 0;
+  if (worker.kill == kHaltKill || worker.kill == kInterruptKill) {
+    // Finished while being killed: its result stands.
+  }
+  if (result && result->kind == RecordKind::kValue) {
+    input.report.outcome = StepOutcome::kSucceeded;
+    input.report.value = std::move(result->payload);
+    return;
+  }
+  FailureInfo info;
+  if (result && DecodeInto(result->payload, &info).ok()) {
+    Fail(input, std::get<0>(info),
+         absl::StrCat(std::get<1>(info), " [", input.report.name, ", ", Who(index), "]"),
+         std::get<2>(info));
+  } else {
+    Fail(input, kCorruptResult,
+         absl::StrCat(input.report.name, " (", Who(index), ") sent no valid result"));
+  }
+}
+
+void WorkerPool::WorkerEnded(size_t index) {
+  Worker& worker = *workers_[index];
+  ReadFrom(index);  // what it said before it ended
+  const int status = worker.child.Reap();
+  if (worker.current) {
+    Input& input = inputs_[*worker.current];
+    worker.current.reset();
+    input.state = Input::kDone;
+    input.end = OutputSize(worker.capture->get());
+    input.report.output_bytes = input.end - input.start;
+    input.report.duration = absl::Now() - input.dispatched;
+    if (WIFEXITED(status)) input.report.exit_code = WEXITSTATUS(status);
+    if (WIFSIGNALED(status)) input.report.signal = WTERMSIG(status);
+    const std::string who = absl::StrCat(input.report.name, " (", Who(index), ")");
+    switch (worker.kill) {
+      case kHaltKill:
+        input.report.outcome = StepOutcome::kHalted;
+        input.drop = true;
+        break;
+      case kInterruptKill:
+        input.report.outcome = StepOutcome::kInterrupted;
+        break;
+      case kTimeoutKill:
+        Fail(input, kProcessTimeout,
+             absl::StrCat(who, " timed out after ", absl::FormatDuration(config_.timeout)),
+             worker.hang_trace);
+        break;
+      case kSilentKill:
+        Fail(input, kProcessSilentTimeout,
+             absl::StrCat(who, " had no output for ",
+                          absl::FormatDuration(config_.silent_timeout)),
+             worker.hang_trace);
+        break;
+      default:
+        if (WIFSIGNALED(status)) {
+          const int signo = WTERMSIG(status);
+          Fail(input, kProcessUnexpectedExit,
+               absl::StrCat(who, " was killed by signal ", signo, " (",
+                            SignalName(signo), ")"),
+               worker.crash_trace);
+        } else {
+          Fail(input, kProcessUnexpectedExit,
+               absl::StrCat(who, " exited unexpectedly with code ",
+                            WEXITSTATUS(status)));
+        }
+    }
+  }
+  // A dead worker is replaced while inputs may still come.
+  if (!finishing_ && !halted_ && interrupt_signal_ == 0) {
+    if (!StartWorker(index).ok()) {
+      // Out of processes or fds: go on with fewer workers.
+    }
+  }
+}
+
+void WorkerPool::Fail(Input& input, absl::string_view type, std::string message,
+                      std::string traceback) {
+  input.report.outcome = StepOutcome::kFailed;
+  input.report.error = ExceptionInfo{std::string(type), std::move(message),
+                                     std::move(traceback), input.report.name};
+  if (config_.halt_on_error && !halted_) Halt();
+}
+
+void WorkerPool::Halt() {
+  halted_ = true;
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    if (workers_[i]->alive()) BeginKill(i, kHaltKill);
+  }
+}
+
+void WorkerPool::BeginKill(size_t index, int reason) {
+  Worker& worker = *workers_[index];
+  if (worker.kill != kNoKill && reason != kHaltKill && reason != kInterruptKill) {
+    return;
+  }
+  const bool first = worker.kill == kNoKill;
+  worker.kill = reason;
+  if (!first) return;
+  const absl::Time now = absl::Now();
+  if (reason == kTimeoutKill || reason == kSilentKill) {
+    worker.child.SignalMainThread(kDumpStackSignal);
+    worker.stage = kDumpStage;
+    worker.next_kill_at = now + kDumpGrace;
+  } else {
+    worker.child.SignalGroup(SIGTERM);
+    worker.stage = kTermStage;
+    worker.next_kill_at = now + kKillGrace;
+  }
+}
+
+void WorkerPool::CheckDeadlines(absl::Time now) {
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    Worker& worker = *workers_[i];
+    if (!worker.alive()) continue;
+    if (worker.stage != kNoStage) {
+      if (now < worker.next_kill_at) continue;
+      if (worker.stage == kDumpStage) {
+        worker.child.SignalGroup(SIGTERM);
+        worker.stage = kTermStage;
+        worker.next_kill_at = now + kKillGrace;
+      } else {
+        worker.child.SignalGroup(SIGKILL);
+        worker.stage = kKillStage;
+        worker.next_kill_at = absl::InfiniteFuture();
+      }
+      continue;
+    }
+    if (!worker.current) continue;
+    if (now >= worker.deadline) {
+      BeginKill(i, kTimeoutKill);
+    } else if (now >= worker.silent_deadline) {
+      const uint64_t size = OutputSize(worker.capture->get());
+      if (size != worker.last_size) {
+        worker.last_size = size;
+        worker.silent_deadline = now + config_.silent_timeout;
+      } else {
+        BeginKill(i, kSilentKill);
+      }
+    }
+  }
+}
+
+void WorkerPool::Replay() {
+  while (next_replay_ < inputs_.size()) {
+    Input& input = inputs_[next_replay_];
+    if (input.state == Input::kWaiting) return;
+    if (input.capture && !input.drop && !replay_broken_) {
+      const uint64_t end = input.state == Input::kRunning
+                               ? OutputSize(input.capture->get())
+                               : input.end;
+      const uint64_t from = input.start + input.replayed;
+      if (end > from) {
+        absl::StatusOr<uint64_t> copied =
+            CopyRange(input.capture->get(), from, end - from, config_.output_fd);
+        if (copied.ok()) {
+          input.replayed += *copied;
+        } else {
+          replay_broken_ = true;
+        }
+      }
+    }
+    if (input.state == Input::kRunning) return;  // the live head
+    input.capture.reset();
+    ++next_replay_;
+  }
+}
+
+const RunReport& WorkerPool::Finish() {
+  if (finished_) return report_;
+  finishing_ = true;
+  if (!halted_ && interrupt_signal_ == 0) {
+    std::string frame;
+    AppendRecord(RecordKind::kFinish, "", &frame);
+    for (auto& worker : workers_) {
+      if (worker->alive() && worker->kill == kNoKill) {
+        worker->finish_sent = true;
+        if (!SendAll(worker->socket.get(), frame)) worker->child.SignalGroup(SIGKILL);
+      }
+    }
+  }
+  while (AnyWorkerAlive()) Turn();
+  Replay();
+  std::stable_sort(onexit_outputs_.begin(), onexit_outputs_.end(),
+                   [](const OnexitOutput& a, const OnexitOutput& b) {
+                     return a.slot < b.slot;
+                   });
+  for (const OnexitOutput& output : onexit_outputs_) {
+    if (replay_broken_ || output.end <= output.start) continue;
+    if (!CopyRange(output.capture->get(), output.start, output.end - output.start,
+                   config_.output_fd)
+             .ok()) {
+      replay_broken_ = true;
+    }
+  }
+  onexit_outputs_.clear();
+  report_.steps.reserve(inputs_.size() + onexit_failures_.size());
+  for (Input& input : inputs_) report_.steps.push_back(std::move(input.report));
+  for (StepReport& failure : onexit_failures_) report_.steps.push_back(std::move(failure));
+  report_.interrupt_signal = interrupt_signal_;
+  inputs_.clear();
+  next_replay_ = 0;
+  finished_ = true;
+  return report_;
+}
+
+void WorkerPool::Kill() {
+  halted_ = true;
+  finishing_ = true;
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    Worker& worker = *workers_[i];
+    if (!worker.alive()) continue;
+    worker.kill = kHaltKill;
+    worker.child.SignalGroup(SIGKILL);
+    WorkerEnded(i);
+  }
+}
+
+}  // namespace internal
+}  // namespace parallel

@@ -1,0 +1,277 @@
+// parallel/task_runner.h — chromite's BackgroundTaskRunner and
+// RunTasksInProcessPool: pre-forked worker processes fed with inputs.
+//
+//   {
+//     parallel::BackgroundTaskRunner<std::string, int> runner(
+//         [](std::string board, int jobs) { BuildBoard(board, jobs); });
+//     for (const std::string& board : boards) runner.Put(board, 8);
+//   }  // waits, replays output in Put() order, throws BackgroundFailure
+//
+//   std::vector<int> sizes = parallel::RunTasksInProcessPool(
+//       [](std::string path) { return FileSize(path); },
+//       std::vector<std::tuple<std::string>>{{"a"}, {"b"}});
+//
+// The workers are forked when the runner is constructed, so a task sees the
+// caller's memory as it was then (the fork contract of run_parallel_steps.h
+// applies). Arguments and results travel through parallel::Codec; an
+// argument type without a Codec is a compile-time error naming it.
+//
+// Output is captured per input — not per worker, as chromite does — and
+// replayed in Put() order, the earliest unfinished input streamed live. A
+// worker that crashes, exits or is killed fails only the input it was running
+// (parallel::ProcessUnexpectedExit, signal named) and is replaced; the other
+// inputs go on. Nothing hangs where Python's Pool.map would.
+//
+// Thread-safety: a runner is used from the thread that created it.
+
+#ifndef PARALLEL_TASK_RUNNER_H_
+#define PARALLEL_TASK_RUNNER_H_
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "parallel/codec.h"
+#include "parallel/failure.h"
+#include "parallel/internal/capture.h"
+#include "parallel/internal/worker_pool.h"
+#include "parallel/run_parallel_steps.h"
+
+namespace parallel {
+
+struct PoolOptions {
+  // Worker processes; 0 = min(number of CPUs, number of inputs).
+  int processes = 0;
+  // Runs once in each worker after its last input; its output is replayed
+  // after all inputs' output.
+  std::function<void()> onexit;
+  // The first failure kills the workers and runs nothing more.
+  bool halt_on_error = false;
+  // Per input: wall clock, and no output for this long. The worker is killed
+  // (after its stack is dumped into the input's output) and replaced.
+  absl::Duration timeout = absl::InfiniteDuration();
+  absl::Duration silent_timeout = absl::InfiniteDuration();
+  // Where replayed output goes; not owned.
+  int output_fd = 1;
+  // Capture files; "" = $TMPDIR, else /tmp.
+  std::string temp_dir;
+};
+
+namespace internal {
+
+inline int NumberOfCpus() {
+  const long cpus = ::sysconf(_SC_NPROCESSORS_ONLN);
+  return cpus > 0 ? static_cast<int>(cpus) : 1;
+}
+
+// Short text for an argument in a failure's step name, or "…".
+template <typename T>
+std::string DescribeArg(const T& arg) {
+  using D = std::decay_t<T>;
+  if constexpr (std::is_same_v<D, bool>) {
+    return arg ? "true" : "false";
+  } else if constexpr (std::is_arithmetic_v<D>) {
+    return absl::StrCat(arg);
+  } else if constexpr (std::is_convertible_v<const D&, absl::string_view>) {
+    return absl::StrCat("\"", absl::string_view(arg), "\"");
+  } else {
+    return "…";
+  }
+}
+
+// "input 3" or "input 3 (\"arm64\", 8)" when the arguments print shortly.
+template <typename... Args>
+std::string InputLabel(size_t index, const Args&... args) {
+  std::string label = absl::StrCat("input ", index);
+  if constexpr (sizeof...(Args) > 0) {
+    std::vector<std::string> parts = {DescribeArg(args)...};
+    std::string joined;
+    for (size_t i = 0; i < parts.size(); ++i) {
+      absl::StrAppend(&joined, i > 0 ? ", " : "", parts[i]);
+    }
+    if (joined.size() <= 48) absl::StrAppend(&label, " (", joined, ")");
+  }
+  return label;
+}
+
+template <typename F, typename... Args>
+TaskBody MakeTaskBody(F task) {
+  using Result = std::invoke_result_t<F&, Args&...>;
+  return [task = std::move(task)](
+             absl::string_view bytes) mutable -> absl::StatusOr<std::string> {
+    std::tuple<std::decay_t<Args>...> args;
+    if (absl::Status status = DecodeInto(bytes, &args); !status.ok()) {
+      return status;
+    }
+    if constexpr (std::is_void_v<Result>) {
+      std::apply(task, args);
+      return std::string();
+    } else {
+      return EncodeResult<Result>(std::apply(task, args), /*keep_value=*/true);
+    }
+  };
+}
+
+inline std::unique_ptr<WorkerPool> StartPool(TaskBody body, int processes,
+                                             bool halt_on_error, bool keep_values,
+                                             const PoolOptions& options) {
+  if (processes < 0) {
+    throw std::invalid_argument(absl::StrCat(
+        "parallel: processes must be >= 0 (0 = number of CPUs), got ", processes));
+  }
+  PoolConfig config;
+  config.processes = processes;
+  config.halt_on_error = halt_on_error;
+  config.keep_values = keep_values;
+  config.timeout = options.timeout;
+  config.silent_timeout = options.silent_timeout;
+  config.output_fd = options.output_fd;
+  config.temp_dir = ResolveTempDir(options.temp_dir);
+  config.onexit = options.onexit;
+  absl::StatusOr<std::unique_ptr<WorkerPool>> pool =
+      WorkerPool::Start(std::move(body), std::move(config));
+  if (!pool.ok()) ThrowStatus(pool.status());
+  return *std::move(pool);
+}
+
+}  // namespace internal
+
+// Context guard: the constructor starts the workers; each Put() runs
+// task(args...) in some worker. Leaving scope (or Wait()) blocks until every
+// input ran, replays output in Put() order, and throws BackgroundFailure if
+// anything failed — unless an exception is already propagating, in which case
+// that exception wins (chromite's foreground priority): with halt_on_error
+// the workers are killed at once, otherwise they finish and their output is
+// still replayed.
+template <typename... Args>
+class BackgroundTaskRunner {
+ public:
+  struct Options {
+    int processes = 0;  // 0 = number of CPUs
+    bool halt_on_error = false;
+    std::function<void()> onexit;  // runs once in each worker after its last input
+    absl::Duration timeout = absl::InfiniteDuration();  // per input
+    absl::Duration silent_timeout = absl::InfiniteDuration();
+    int output_fd = 1;
+    std::string temp_dir;
+  };
+
+  // Throws std::invalid_argument for bad options, std::runtime_error if the
+  // workers cannot be started.
+  explicit BackgroundTaskRunner(std::function<void(Args...)> task,
+                                Options options = {})
+      : uncaught_(std::uncaught_exceptions()),
+        halt_on_error_(options.halt_on_error) {
+    PoolOptions pool;
+    pool.onexit = std::move(options.onexit);
+    pool.timeout = options.timeout;
+    pool.silent_timeout = options.silent_timeout;
+    pool.output_fd = options.output_fd;
+    pool.temp_dir = std::move(options.temp_dir);
+    pool_ = internal::StartPool(
+        internal::MakeTaskBody<std::function<void(Args...)>, Args...>(std::move(task)),
+        options.processes == 0 ? internal::NumberOfCpus() : options.processes,
+        options.halt_on_error, /*keep_values=*/false, pool);
+  }
+
+  BackgroundTaskRunner(const BackgroundTaskRunner&) = delete;
+  BackgroundTaskRunner& operator=(const BackgroundTaskRunner&) = delete;
+
+  // Hands the arguments to a free worker, blocking while all are busy (a
+  // full kernel socket is the only buffer). Throws std::logic_error after
+  // Wait().
+  void Put(Args... args) {
+    if (waited_) throw std::logic_error("parallel: Put() after Wait()");
+    std::tuple<std::decay_t<Args>...> encoded(args...);
+    pool_->Put(Encode(encoded), internal::InputLabel(inputs_++, args...));
+  }
+
+  // Idempotent: only the first call waits and may throw.
+  void Wait() {
+    if (waited_) return;
+    waited_ = true;
+    internal::ThrowIfFailed(pool_->Finish());
+  }
+
+  ~BackgroundTaskRunner() noexcept(false) {
+    if (std::uncaught_exceptions() > uncaught_) {
+      if (!waited_) {
+        waited_ = true;
+        if (halt_on_error_) pool_->Kill();
+        pool_->Finish();  // replays; the foreground exception wins
+      }
+      return;
+    }
+    Wait();
+  }
+
+ private:
+  std::unique_ptr<internal::WorkerPool> pool_;
+  const int uncaught_;
+  const bool halt_on_error_;
+  bool waited_ = false;
+  size_t inputs_ = 0;
+};
+
+// Runs task(inputs[i]...) in a pool of worker processes and returns the
+// results in input order (void tasks return void). Empty inputs start no
+// process. Throws BackgroundFailure listing every failed input after all
+// output has been replayed.
+template <typename F, typename... Args>
+auto RunTasksInProcessPool(F task, std::vector<std::tuple<Args...>> inputs,
+                           PoolOptions options = {}) {
+  using Result = std::invoke_result_t<F&, Args&...>;
+  constexpr bool kVoid = std::is_void_v<Result>;
+  std::vector<std::conditional_t<kVoid, int, Result>> results;
+  if (!inputs.empty()) {
+    const int processes =
+        options.processes != 0
+            ? options.processes
+            : std::min<int>(internal::NumberOfCpus(), static_cast<int>(inputs.size()));
+    std::unique_ptr<internal::WorkerPool> pool = internal::StartPool(
+        internal::MakeTaskBody<F, Args...>(std::move(task)), processes,
+        options.halt_on_error, /*keep_values=*/!kVoid, options);
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      std::apply(
+          [&](const auto&... args) {
+            pool->Put(Encode(inputs[i]), internal::InputLabel(i, args...));
+          },
+          inputs[i]);
+    }
+    const RunReport& report = pool->Finish();
+    internal::ThrowIfFailed(report);
+    if constexpr (!kVoid) {
+      results.reserve(inputs.size());
+      std::vector<ExceptionInfo> corrupt;
+      for (size_t i = 0; i < inputs.size(); ++i) {
+        Result value{};
+        if (absl::Status status = DecodeInto(report.steps[i].value, &value);
+            status.ok()) {
+          results.push_back(std::move(value));
+        } else {
+          corrupt.push_back({std::string(kCorruptResult),
+                             std::string(status.message()), "",
+                             report.steps[i].name});
+        }
+      }
+      if (!corrupt.empty()) throw BackgroundFailure(std::move(corrupt));
+    }
+  }
+  if constexpr (!kVoid) return results;
+}
+
+}  // namespace parallel
+
+#endif  // PARALLEL_TASK_RUNNER_H_

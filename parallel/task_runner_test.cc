@@ -1,0 +1,343 @@
+#include "parallel/task_runner.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "testing/process_counts.h"
+
+namespace parallel {
+namespace {
+
+struct Point {
+  int x = 0;
+  int y = 0;
+};
+
+}  // namespace
+
+template <>
+struct Codec<Point> {
+  static void Encode(const Point& p, std::string* out) {
+    Codec<int>::Encode(p.x, out);
+    Codec<int>::Encode(p.y, out);
+  }
+  static bool Decode(absl::string_view* in, Point* out) {
+    return Codec<int>::Decode(in, &out->x) && Codec<int>::Decode(in, &out->y);
+  }
+};
+
+namespace {
+
+using ::parallel::testing::OutputFile;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::Not;
+using ::testing::StartsWith;
+
+void Say(const std::string& text) {
+  if (write(1, text.data(), text.size()) != static_cast<ssize_t>(text.size())) {
+    std::abort();
+  }
+}
+
+template <typename Runner>
+typename Runner::Options Into(const OutputFile& out, int processes) {
+  typename Runner::Options options;
+  options.output_fd = out.fd();
+  options.processes = processes;
+  return options;
+}
+
+TEST(BackgroundTaskRunner, ReplaysEachInputsOutputInPutOrder) {
+  OutputFile out;
+  {
+    using Runner = BackgroundTaskRunner<int>;
+    Runner runner(
+        [](int i) {
+          Say(absl::StrCat("begin ", i, "\n"));
+          usleep((4 - i) * 30000);  // later inputs finish first
+          Say(absl::StrCat("end ", i, "\n"));
+        },
+        Into<Runner>(out, 3));
+    for (int i = 0; i < 5; ++i) runner.Put(i);
+  }
+  std::string expected;
+  for (int i = 0; i < 5; ++i) absl::StrAppend(&expected, "begin ", i, "\nend ", i, "\n");
+  EXPECT_EQ(out.Contents(), expected);
+}
+
+TEST(BackgroundTaskRunner, BindsArgumentsOfSeveralTypes) {
+  OutputFile out;
+  {
+    using Runner = BackgroundTaskRunner<std::string, std::vector<int>,
+                                        std::map<std::string, int>, Point>;
+    Runner runner(
+        [](std::string s, std::vector<int> v, std::map<std::string, int> m, Point p) {
+          Say(absl::StrCat(s, " ", v.size(), " ", m["k"], " ", p.x, ",", p.y, "\n"));
+        },
+        Into<Runner>(out, 2));
+    runner.Put("a", {1, 2, 3}, {{"k", 7}}, Point{1, 2});
+    runner.Put("b", {}, {}, Point{-3, 4});
+  }
+  EXPECT_EQ(out.Contents(), "a 3 7 1,2\nb 0 0 -3,4\n");
+}
+
+TEST(BackgroundTaskRunner, RunsOnexitOncePerWorkerAfterTheInputs) {
+  OutputFile out;
+  {
+    using Runner = BackgroundTaskRunner<int>;
+    Runner::Options options = Into<Runner>(out, 2);
+    options.onexit = [] { Say("onexit\n"); };
+    Runner runner([](int i) { Say(absl::StrCat(i, "\n")); }, options);
+    for (int i = 0; i < 4; ++i) runner.Put(i);
+  }
+  EXPECT_EQ(out.Contents(), "0\n1\n2\n3\nonexit\nonexit\n");
+}
+
+TEST(BackgroundTaskRunner, ReportsEveryFailedInputAndRunsTheRest) {
+  OutputFile out;
+  try {
+    using Runner = BackgroundTaskRunner<int, std::string>;
+    Runner runner(
+        [](int i, std::string) {
+          if (i % 3 == 1) throw std::runtime_error(absl::StrCat("bad ", i));
+          Say(absl::StrCat(i, "\n"));
+        },
+        Into<Runner>(out, 2));
+    for (int i = 0; i < 6; ++i) runner.Put(i, "arg");
+    runner.Wait();
+    FAIL() << "expected BackgroundFailure";
+  } catch (const BackgroundFailure& failure) {
+    ASSERT_EQ(failure.exc_infos().size(), 2u);
+    EXPECT_EQ(failure.exc_infos()[0].type, "std::runtime_error");
+    EXPECT_EQ(failure.exc_infos()[0].step, "input 1 (1, \"arg\")");
+    EXPECT_THAT(failure.exc_infos()[0].message, StartsWith("bad 1 [input 1"));
+    EXPECT_EQ(failure.exc_infos()[1].step, "input 4 (4, \"arg\")");
+  }
+  EXPECT_EQ(out.Contents(), "0\n2\n3\n5\n");
+}
+
+TEST(BackgroundTaskRunner, ReplacesAWorkerThatDiesAndGoesOn) {
+  OutputFile out;
+  try {
+    using Runner = BackgroundTaskRunner<int>;
+    Runner runner(
+        [](int i) {
+          if (i == 2) raise(SIGKILL);  // as the OOM killer would
+          if (i == 5) std::abort();
+          if (i == 7) _exit(9);
+          Say(absl::StrCat(i, "\n"));
+        },
+        Into<Runner>(out, 2));
+    for (int i = 0; i < 10; ++i) runner.Put(i);
+    runner.Wait();
+    FAIL() << "expected BackgroundFailure";
+  } catch (const BackgroundFailure& failure) {
+    ASSERT_EQ(failure.exc_infos().size(), 3u);
+    EXPECT_TRUE(failure.MatchesFailureType(kProcessUnexpectedExit));
+    EXPECT_THAT(failure.exc_infos()[0].message, HasSubstr("signal 9 (SIGKILL)"));
+    EXPECT_THAT(failure.exc_infos()[1].message, HasSubstr("signal 6 (SIGABRT)"));
+    EXPECT_THAT(failure.exc_infos()[1].traceback, HasSubstr("abort"));
+    EXPECT_THAT(failure.exc_infos()[2].message, HasSubstr("exited unexpectedly with code 9"));
+  }
+  EXPECT_EQ(out.Contents(), "0\n1\n3\n4\n6\n8\n9\n");
+  EXPECT_THAT(testing::ChildPids(), IsEmpty());
+}
+
+TEST(BackgroundTaskRunner, ForegroundExceptionWinsAndWorkersFinish) {
+  OutputFile out;
+  try {
+    using Runner = BackgroundTaskRunner<int>;
+    Runner runner(
+        [](int i) {
+          Say(absl::StrCat(i, "\n"));
+          throw std::runtime_error("background failure");
+        },
+        Into<Runner>(out, 2));
+    runner.Put(0);
+    runner.Put(1);
+    throw std::logic_error("foreground");
+  } catch (const std::logic_error& e) {
+    EXPECT_STREQ(e.what(), "foreground");
+  }
+  EXPECT_EQ(out.Contents(), "0\n1\n");
+  EXPECT_THAT(testing::ChildPids(), IsEmpty());
+}
+
+TEST(BackgroundTaskRunner, ForegroundExceptionWithHaltKillsWorkersAtOnce) {
+  OutputFile out;
+  try {
+    using Runner = BackgroundTaskRunner<int>;
+    Runner::Options options = Into<Runner>(out, 2);
+    options.halt_on_error = true;
+    Runner runner([](int) { sleep(60); }, options);
+    runner.Put(0);
+    runner.Put(1);
+    throw std::logic_error("foreground");
+  } catch (const std::logic_error& e) {
+    EXPECT_STREQ(e.what(), "foreground");
+  }
+  EXPECT_THAT(testing::ChildPids(), IsEmpty());
+}
+
+TEST(BackgroundTaskRunner, HaltOnErrorStopsTheRest) {
+  OutputFile out;
+  using Runner = BackgroundTaskRunner<int>;
+  Runner::Options options = Into<Runner>(out, 2);
+  options.halt_on_error = true;
+  try {
+    Runner runner(
+        [](int i) {
+          if (i == 0) sleep(60);
+          if (i == 1) throw std::runtime_error("stop");
+          Say("must not run\n");
+        },
+        options);
+    for (int i = 0; i < 20; ++i) runner.Put(i);
+    runner.Wait();
+    FAIL() << "expected BackgroundFailure";
+  } catch (const BackgroundFailure& failure) {
+    ASSERT_EQ(failure.exc_infos().size(), 1u);
+    EXPECT_EQ(failure.exc_infos()[0].step, "input 1 (1)");
+  }
+  EXPECT_THAT(out.Contents(), Not(HasSubstr("must not run")));
+  EXPECT_THAT(testing::ChildPids(), IsEmpty());
+}
+
+TEST(BackgroundTaskRunner, PutAfterWaitIsALogicError) {
+  BackgroundTaskRunner<int> runner([](int) {});
+  runner.Wait();
+  runner.Wait();  // idempotent
+  EXPECT_THROW(runner.Put(1), std::logic_error);
+}
+
+TEST(BackgroundTaskRunner, TimeoutKillsAndReplacesTheWorker) {
+  OutputFile out;
+  try {
+    using Runner = BackgroundTaskRunner<int>;
+    Runner::Options options = Into<Runner>(out, 1);
+    options.timeout = absl::Milliseconds(100);
+    Runner runner(
+        [](int i) {
+          if (i == 0) pause();
+          Say(absl::StrCat(i, "\n"));
+        },
+        options);
+    runner.Put(0);
+    runner.Put(1);
+    runner.Wait();
+    FAIL() << "expected BackgroundFailure";
+  } catch (const BackgroundFailure& failure) {
+    ASSERT_EQ(failure.exc_infos().size(), 1u);
+    EXPECT_EQ(failure.exc_infos()[0].type, kProcessTimeout);
+    EXPECT_THAT(failure.exc_infos()[0].traceback, HasSubstr("pause"));
+  }
+  EXPECT_THAT(out.Contents(), HasSubstr("step timed out; stack of its main thread"));
+  EXPECT_THAT(out.Contents(), HasSubstr("\n1\n"));
+}
+
+TEST(BackgroundTaskRunner, TenThousandInputsThroughTwoWorkers) {
+  OutputFile out;
+  std::string expected;
+  {
+    using Runner = BackgroundTaskRunner<int>;
+    Runner runner([](int i) { std::printf("%d\n", i); }, Into<Runner>(out, 2));
+    for (int i = 0; i < 10000; ++i) {
+      runner.Put(i);
+      absl::StrAppend(&expected, i, "\n");
+    }
+  }
+  EXPECT_EQ(out.Contents(), expected);
+}
+
+TEST(BackgroundTaskRunner, LeavesNoFdChildOrTempFile) {
+  const std::string dir = testing::MakeTempDir();
+  const int fds = testing::CountOpenFds();
+  for (int run = 0; run < 5; ++run) {
+    OutputFile out;
+    using Runner = BackgroundTaskRunner<int>;
+    Runner::Options options = Into<Runner>(out, 2);
+    options.temp_dir = dir;
+    try {
+      Runner runner(
+          [](int i) {
+            if (i == 1) std::abort();
+            if (i == 2) throw std::runtime_error("x");
+          },
+          options);
+      for (int i = 0; i < 4; ++i) runner.Put(i);
+    } catch (const BackgroundFailure&) {
+    }
+  }
+  EXPECT_EQ(testing::CountOpenFds(), fds);
+  EXPECT_THAT(testing::ChildPids(), IsEmpty());
+  EXPECT_EQ(testing::CountDirEntries(dir), 0);
+}
+
+TEST(RunTasksInProcessPool, ReturnsResultsInInputOrder) {
+  std::vector<std::tuple<int, std::string>> inputs;
+  for (int i = 0; i < 20; ++i) inputs.emplace_back(i, std::string(i, 'x'));
+  OutputFile out;
+  PoolOptions options;
+  options.output_fd = out.fd();
+  std::vector<std::string> results = RunTasksInProcessPool(
+      [](int i, std::string s) {
+        usleep((20 - i) * 1000);
+        return absl::StrCat(i, ":", s.size());
+      },
+      inputs, options);
+  ASSERT_EQ(results.size(), 20u);
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(results[i], absl::StrCat(i, ":", i));
+}
+
+TEST(RunTasksInProcessPool, VoidTasksAndEmptyInputs) {
+  OutputFile out;
+  PoolOptions options;
+  options.output_fd = out.fd();
+  RunTasksInProcessPool([](int i) { Say(absl::StrCat(i, "\n")); },
+                        std::vector<std::tuple<int>>{{1}, {2}}, options);
+  EXPECT_EQ(out.Contents(), "1\n2\n");
+  const int fds = testing::CountOpenFds();
+  std::vector<int> none =
+      RunTasksInProcessPool([](int i) { return i; }, std::vector<std::tuple<int>>{});
+  EXPECT_THAT(none, IsEmpty());
+  EXPECT_EQ(testing::CountOpenFds(), fds);
+}
+
+TEST(RunTasksInProcessPool, FailuresAreGatheredAndStatusesCount) {
+  try {
+    RunTasksInProcessPool(
+        [](int i) -> absl::Status {
+          return i == 1 ? absl::InvalidArgumentError("odd") : absl::OkStatus();
+        },
+        std::vector<std::tuple<int>>{{0}, {1}, {2}});
+    FAIL() << "expected BackgroundFailure";
+  } catch (const BackgroundFailure& failure) {
+    ASSERT_EQ(failure.exc_infos().size(), 1u);
+    EXPECT_EQ(failure.exc_infos()[0].type, "absl::Status");
+    EXPECT_EQ(failure.exc_infos()[0].step, "input 1 (1)");
+  }
+}
+
+TEST(RunTasksInProcessPool, RejectsNegativeProcesses) {
+  PoolOptions options;
+  options.processes = -1;
+  EXPECT_THROW(RunTasksInProcessPool([](int i) { return i; },
+                                     std::vector<std::tuple<int>>{{1}}, options),
+               std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace parallel
