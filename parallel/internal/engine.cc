@@ -139,6 +139,9 @@ absl::StatusOr<RunReport> Engine::Run() {
   std::fflush(stderr);
 
   InterruptScope interrupts;
+  // The loop acts on signals for its whole run: between polls it only does
+  // bounded work, and the self-pipe wakes the next poll.
+  InterruptWait waiting;
   signals_to_reset_ = NonDefaultSignals();
   std::vector<pollfd> fds;
   while (true) {
@@ -169,7 +172,7 @@ absl::StatusOr<RunReport> Engine::Run() {
     const int ready =
         ::ppoll(fds.data(), fds.size(),
                 wait == absl::InfiniteDuration() ? nullptr : &timeout,
-                interrupts.poll_mask());
+                nullptr);
     if (ready < 0 && errno != EINTR) {
       // Only EINVAL/ENOMEM are possible; fall back to a short sleep-like wait.
       ::poll(nullptr, 0, 10);

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -17,8 +18,9 @@ constexpr int kSignalCount = sizeof(kSignals) / sizeof(kSignals[0]);
 // A spin lock rather than a mutex: a child forked while another thread held
 // it must be able to forget it (ForgetInChild), which a mutex does not allow.
 std::atomic_flag g_lock = ATOMIC_FLAG_INIT;
-int g_scopes = 0;  // guarded by g_lock
-struct sigaction g_saved[kSignalCount];  // guarded by g_lock
+int g_scopes = 0;                        // guarded by g_lock
+struct sigaction g_saved[kSignalCount];  // written under g_lock, read by handlers
+std::atomic<int> g_waiters{0};
 std::atomic<int> g_wake_read{-1};
 std::atomic<int> g_wake_write{-1};
 volatile sig_atomic_t g_pending = 0;
@@ -31,29 +33,50 @@ class SpinLock {
   ~SpinLock() { g_lock.clear(std::memory_order_release); }
 };
 
-void OnSignal(int signo) {
-  const int saved_errno = errno;
-  if (g_pending == 0) g_pending = signo;
-  const int fd = g_wake_write.load(std::memory_order_relaxed);
-  if (fd >= 0) {
-    const char byte = 1;
-    (void)!::write(fd, &byte, 1);
+int IndexOf(int signo) {
+  for (int i = 0; i < kSignalCount; ++i) {
+    if (kSignals[i] == signo) return i;
   }
-  errno = saved_errno;
+  return -1;
 }
 
-sigset_t InterruptSignals() {
-  sigset_t set;
-  sigemptyset(&set);
-  for (int signo : kSignals) sigaddset(&set, signo);
-  return set;
+// Async-signal-safe.
+void ForwardToCaller(int signo, siginfo_t* info, void* context) {
+  const int index = IndexOf(signo);
+  if (index < 0) return;
+  const struct sigaction& previous = g_saved[index];
+  if (previous.sa_flags & SA_SIGINFO) {
+    previous.sa_sigaction(signo, info, context);
+  } else if (previous.sa_handler == SIG_IGN) {
+    return;
+  } else if (previous.sa_handler == SIG_DFL) {
+    // Let the default action happen: it is delivered once this handler
+    // returns and unblocks the signal.
+    ::sigaction(signo, &previous, nullptr);
+    ::raise(signo);
+  } else {
+    previous.sa_handler(signo);
+  }
+}
+
+void OnSignal(int signo, siginfo_t* info, void* context) {
+  const int saved_errno = errno;
+  if (g_waiters.load(std::memory_order_relaxed) == 0) {
+    ForwardToCaller(signo, info, context);
+  } else {
+    if (g_pending == 0) g_pending = signo;
+    const int fd = g_wake_write.load(std::memory_order_relaxed);
+    if (fd >= 0) {
+      const char byte = 1;
+      (void)!::write(fd, &byte, 1);
+    }
+  }
+  errno = saved_errno;
 }
 
 }  // namespace
 
 InterruptScope::InterruptScope() {
-  const sigset_t block = InterruptSignals();
-  pthread_sigmask(SIG_BLOCK, &block, &saved_mask_);
   SpinLock lock;
   if (g_scopes++ > 0) return;
   g_pending = 0;
@@ -63,7 +86,8 @@ InterruptScope::InterruptScope() {
     g_wake_write.store(fds[1]);
   }
   struct sigaction action = {};
-  action.sa_handler = OnSignal;
+  action.sa_sigaction = OnSignal;
+  action.sa_flags = SA_SIGINFO | SA_RESTART;
   sigemptyset(&action.sa_mask);
   for (int i = 0; i < kSignalCount; ++i) {
     ::sigaction(kSignals[i], &action, &g_saved[i]);
@@ -71,19 +95,13 @@ InterruptScope::InterruptScope() {
 }
 
 InterruptScope::~InterruptScope() {
-  {
-    SpinLock lock;
-    if (--g_scopes == 0) {
-      for (int i = 0; i < kSignalCount; ++i) {
-        ::sigaction(kSignals[i], &g_saved[i], nullptr);
-      }
-      const int read_fd = g_wake_read.exchange(-1);
-      const int write_fd = g_wake_write.exchange(-1);
-      if (read_fd >= 0) ::close(read_fd);
-      if (write_fd >= 0) ::close(write_fd);
-    }
-  }
-  pthread_sigmask(SIG_SETMASK, &saved_mask_, nullptr);
+  SpinLock lock;
+  if (--g_scopes > 0) return;
+  for (int i = 0; i < kSignalCount; ++i) ::sigaction(kSignals[i], &g_saved[i], nullptr);
+  const int read_fd = g_wake_read.exchange(-1);
+  const int write_fd = g_wake_write.exchange(-1);
+  if (read_fd >= 0) ::close(read_fd);
+  if (write_fd >= 0) ::close(write_fd);
 }
 
 int InterruptScope::wake_fd() const { return g_wake_read.load(); }
@@ -94,11 +112,16 @@ void InterruptScope::ForgetInChild() {
   g_lock.clear();
   g_scopes = 0;
   g_pending = 0;
+  g_waiters.store(0);
   const int read_fd = g_wake_read.exchange(-1);
   const int write_fd = g_wake_write.exchange(-1);
   if (read_fd >= 0) ::close(read_fd);
   if (write_fd >= 0) ::close(write_fd);
 }
+
+InterruptWait::InterruptWait() { g_waiters.fetch_add(1); }
+
+InterruptWait::~InterruptWait() { g_waiters.fetch_sub(1); }
 
 void ReraiseSignal(int signo) {
   struct sigaction current;
@@ -107,8 +130,8 @@ void ReraiseSignal(int signo) {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, signo);
-  ::raise(signo);
   pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+  ::raise(signo);
 }
 
 }  // namespace internal

@@ -1,22 +1,24 @@
-// Interrupt handling for the duration of a run.
+// Interrupt handling while runs are in progress.
 //
-// While an InterruptScope lives, SIGINT, SIGTERM and SIGHUP are blocked in the
-// calling thread and caught process-wide by a handler that only records the
-// signal and writes a byte to a self-pipe (the ppoll way, as ninja does). The
-// event loop unblocks them atomically inside ppoll and also polls wake_fd(), so
-// it wakes whichever thread the kernel delivers the signal to. Destroying the
-// last scope restores the caller's dispositions and every scope restores its
-// thread's mask.
+// While an InterruptScope lives, SIGINT, SIGTERM and SIGHUP are caught
+// process-wide by a handler that does one of two things:
+//  - if some thread is inside an InterruptWait (an event loop about to poll,
+//    or polling), it records the signal and writes a byte to a self-pipe that
+//    the loop polls (the self-pipe trick: a signal that lands between the
+//    loop's check and its poll still wakes it);
+//  - otherwise nobody would act on it soon, so it behaves as the caller's
+//    previous disposition would: calls the caller's handler, ignores it, or
+//    restores the default and lets the signal end the process (children die
+//    with it through PR_SET_PDEATHSIG).
+// Destroying the last scope restores the caller's dispositions.
 //
-// Thread-safety: scopes may be created concurrently from several threads; the
-// handlers are installed by the first and removed by the last.
+// Thread-safety: scopes and waits may be created concurrently from several
+// threads; the handlers are installed by the first scope, removed by the last.
 
 #ifndef PARALLEL_INTERNAL_INTERRUPT_H_
 #define PARALLEL_INTERNAL_INTERRUPT_H_
 
 #include <signal.h>
-
-#include "absl/status/status.h"
 
 namespace parallel {
 namespace internal {
@@ -28,25 +30,32 @@ class InterruptScope {
   InterruptScope(const InterruptScope&) = delete;
   InterruptScope& operator=(const InterruptScope&) = delete;
 
-  // The mask to use inside ppoll: the caller's mask before the scope.
-  const sigset_t* poll_mask() const { return &saved_mask_; }
-  // Readable once one of the signals has arrived; -1 if the self-pipe could
-  // not be created (then signals still interrupt ppoll in this thread).
+  // Readable once one of the signals has arrived during a wait; -1 if the
+  // self-pipe could not be created (then a signal still interrupts ppoll in
+  // the thread that receives it).
   int wake_fd() const;
-  // The first signal that arrived while any scope was alive, or 0.
+  // The first signal that arrived during a wait since the first live scope
+  // was created, or 0.
   static int pending();
 
   // In a freshly forked child: forget the parent's scopes and handlers.
   // Async-signal-safe.
   static void ForgetInChild();
-
- private:
-  sigset_t saved_mask_;
 };
 
-// Ends the process as `signo` says: restores the default disposition if the
-// caller had none, unblocks `signo` and raises it. Returns only if the caller
-// had installed a handler (which has then run).
+// Marks the calling thread as an event loop that will act on a pending
+// signal: while any InterruptWait lives, signals are recorded, not forwarded.
+class InterruptWait {
+ public:
+  InterruptWait();
+  ~InterruptWait();
+  InterruptWait(const InterruptWait&) = delete;
+  InterruptWait& operator=(const InterruptWait&) = delete;
+};
+
+// Ends the process as `signo` says: raises it with the caller's disposition
+// (restored by then). Returns only if that disposition is a handler, which
+// has then run, or SIG_IGN.
 void ReraiseSignal(int signo);
 
 }  // namespace internal

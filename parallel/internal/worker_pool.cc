@@ -83,6 +83,9 @@ int WorkerMain(int socket, const TaskBody& task,
   std::string inbox;
   char buffer[1 << 16];
   std::string outbox;
+  // The worker alone writes its capture file, so each input starts where the
+  // last one ended.
+  uint64_t position = OutputSize(STDOUT_FILENO);
   while (true) {
     Record record;
     while (true) {
@@ -100,7 +103,7 @@ int WorkerMain(int socket, const TaskBody& task,
     }
     outbox.clear();
     uint64_t id = kOnexitId;
-    const uint64_t start = OutputSize(STDOUT_FILENO);
+    const uint64_t start = position;
     if (record.kind == RecordKind::kFinish) {
       if (onexit) {
         RunBody(
@@ -120,8 +123,8 @@ int WorkerMain(int socket, const TaskBody& task,
       return 3;
     }
     FlushStdio();
-    AppendRecord(RecordKind::kDone,
-                 Encode(DoneInfo(id, start, OutputSize(STDOUT_FILENO))), &outbox);
+    position = OutputSize(STDOUT_FILENO);
+    AppendRecord(RecordKind::kDone, Encode(DoneInfo(id, start, position)), &outbox);
     if (!SendAll(socket, outbox)) return 0;
     if (record.kind == RecordKind::kFinish) return 0;
   }
@@ -139,6 +142,7 @@ struct WorkerPool::Worker {
   std::optional<Record> result;   // kValue / kFailure of the current input
   std::string crash_trace;
   std::string hang_trace;
+  uint64_t output_end = 0;  // where the worker's last input's output ended
   bool finish_sent = false;
   absl::Time deadline = absl::InfiniteFuture();
   absl::Time silent_deadline = absl::InfiniteFuture();
@@ -243,6 +247,7 @@ absl::Status WorkerPool::StartWorker(size_t slot) {
   worker.result.reset();
   worker.crash_trace.clear();
   worker.hang_trace.clear();
+  worker.output_end = 0;
   worker.finish_sent = false;
   worker.kill = kNoKill;
   worker.stage = kNoStage;
@@ -307,7 +312,7 @@ void WorkerPool::Dispatch(size_t index, size_t input_index,
   const absl::Time now = absl::Now();
   input.state = Input::kRunning;
   input.capture = worker.capture;
-  input.start = OutputSize(worker.capture->get());
+  input.start = worker.output_end;
   input.report.started = true;
   input.report.pid = worker.child.pid();
   input.dispatched = now;
@@ -345,22 +350,21 @@ void WorkerPool::Turn() {
       inputs_[next_replay_].state == Input::kRunning) {
     wake = std::min(wake, now + kLiveStreamInterval);
   }
-  // Harvest what is ready without touching signal state; only a real wait
-  // needs the interrupt scope.
-  int ready = ::poll(fds.data(), fds.size(), 0);
-  if (ready == 0 && wake > now) {
-    InterruptScope interrupts;
-    if (interrupts.wake_fd() >= 0) fds.push_back({interrupts.wake_fd(), POLLIN, 0});
-    timespec timeout = absl::ToTimespec(wake - now);
+  int ready;
+  {
+    // Between our calls the caller's own code runs, and a signal then keeps
+    // the caller's disposition; while we wait, we act on it.
+    InterruptWait waiting;
+    if (interrupts_.wake_fd() >= 0) fds.push_back({interrupts_.wake_fd(), POLLIN, 0});
+    timespec timeout = absl::ToTimespec(std::max(wake - now, absl::ZeroDuration()));
     ready = ::ppoll(fds.data(), fds.size(),
-                    wake == absl::InfiniteFuture() ? nullptr : &timeout,
-                    interrupts.poll_mask());
-    if (const int signo = InterruptScope::pending();
-        signo != 0 && interrupt_signal_ == 0) {
-      interrupt_signal_ = signo;
-      for (size_t i = 0; i < workers_.size(); ++i) {
-        if (workers_[i]->alive()) BeginKill(i, kInterruptKill);
-      }
+                    wake == absl::InfiniteFuture() ? nullptr : &timeout, nullptr);
+  }
+  if (const int signo = InterruptScope::pending();
+      signo != 0 && interrupt_signal_ == 0) {
+    interrupt_signal_ = signo;
+    for (size_t i = 0; i < workers_.size(); ++i) {
+      if (workers_[i]->alive()) BeginKill(i, kInterruptKill);
     }
   }
   if (ready > 0) {
@@ -387,6 +391,7 @@ void WorkerPool::ReadFrom(size_t index) {
         [&] { return ::read(worker.socket.get(), buffer, sizeof(buffer)); });
     if (n <= 0) break;
     worker.inbox.append(buffer, n);
+    if (static_cast<size_t>(n) < sizeof(buffer)) break;  // drained, most likely
   }
   absl::string_view view(worker.inbox);
   while (true) {
@@ -453,6 +458,7 @@ void WorkerPool::HandleRecord(size_t index, const Record& record) {
     }
     return;
   }
+  worker.output_end = end;
   if (!worker.current || *worker.current != id) return;  // stale or forged
   Input& input = inputs_[id];
   worker.current.reset();

@@ -22,6 +22,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "parallel/internal/interrupt.h"
 #include "parallel/internal/record.h"
 #include "parallel/step.h"
 
@@ -94,6 +95,9 @@ class WorkerPool {
 
   TaskBody task_;
   PoolConfig config_;
+  // Catches SIGINT/SIGTERM/SIGHUP for the pool's lifetime; they are acted on
+  // only while the pool waits (see interrupt.h).
+  InterruptScope interrupts_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<Input> inputs_;
   size_t next_replay_ = 0;
