@@ -209,7 +209,7 @@ TEST(BackgroundTaskRunner, HaltOnErrorStopsTheRest) {
     runner.Wait();
     FAIL() << "expected BackgroundFailure";
   } catch (const BackgroundFailure& failure) {
-    ASSERT_EQ(failure.exc_infos().size(), 1u);
+    ASSERT_EQ(failure.exc_infos().size(), 1u) << failure.what();
     EXPECT_EQ(failure.exc_infos()[0].step, "input 1 (1)");
   }
   EXPECT_THAT(out.Contents(), Not(HasSubstr("must not run")));

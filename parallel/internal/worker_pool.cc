@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <iostream>
 #include <limits>
+#include <deque>
 #include <optional>
 #include <tuple>
 #include <utility>
@@ -31,6 +32,10 @@
 namespace parallel {
 namespace internal {
 namespace {
+
+// Inputs in flight per worker: one running, one waiting in its socket. With
+// halt_on_error only one, so that nothing starts after a failure.
+constexpr size_t kPipelineDepth = 2;
 
 // The id a worker's kDone carries for its onexit.
 constexpr uint64_t kOnexitId = std::numeric_limits<uint64_t>::max();
@@ -138,8 +143,10 @@ struct WorkerPool::Worker {
   UniqueFd socket;  // the parent's end, non-blocking
   std::shared_ptr<UniqueFd> capture;
   std::string inbox;
-  std::optional<size_t> current;  // the input it runs
-  std::optional<Record> result;   // kValue / kFailure of the current input
+  // Inputs sent to it, oldest first: the front one runs, the others wait in
+  // its socket so it never idles while the parent catches up.
+  std::deque<size_t> assigned;
+  std::optional<Record> result;  // kValue / kFailure of the running input
   std::string crash_trace;
   std::string hang_trace;
   uint64_t output_end = 0;  // where the worker's last input's output ended
@@ -152,6 +159,9 @@ struct WorkerPool::Worker {
   absl::Time next_kill_at = absl::InfiniteFuture();
 
   bool alive() const { return child.alive(); }
+  std::optional<size_t> running() const {
+    return assigned.empty() ? std::nullopt : std::optional<size_t>(assigned.front());
+  }
 };
 
 struct WorkerPool::OnexitOutput {
@@ -162,8 +172,11 @@ struct WorkerPool::OnexitOutput {
 };
 
 struct WorkerPool::Input {
-  enum State { kWaiting, kRunning, kDone };
+  // kWaiting: not yet with a worker (or taken back from a dead one);
+  // kQueued: sent to a worker, not started; kRunning; kDone.
+  enum State { kWaiting, kQueued, kRunning, kDone };
   State state = kWaiting;
+  std::string args;  // kept until the input starts, to resend if need be
   StepReport report;
   std::shared_ptr<UniqueFd> capture;
   uint64_t start = 0;
@@ -243,7 +256,7 @@ absl::Status WorkerPool::StartWorker(size_t slot) {
   worker.socket = std::move(parent_end);
   worker.capture = std::make_shared<UniqueFd>(*std::move(capture));
   worker.inbox.clear();
-  worker.current.reset();
+  worker.assigned.clear();
   worker.result.reset();
   worker.crash_trace.clear();
   worker.hang_trace.clear();
@@ -260,14 +273,39 @@ std::string WorkerPool::Who(size_t worker) const {
 }
 
 size_t WorkerPool::FreeWorker() const {
+  size_t best = workers_.size();
   for (size_t i = 0; i < workers_.size(); ++i) {
     const Worker& worker = *workers_[i];
-    if (worker.alive() && !worker.current && worker.kill == kNoKill &&
-        !worker.finish_sent) {
-      return i;
+    if (!worker.alive() || worker.kill != kNoKill || worker.finish_sent ||
+        worker.assigned.size() >= (config_.halt_on_error ? 1 : kPipelineDepth)) {
+      continue;
+    }
+    if (best == workers_.size() ||
+        worker.assigned.size() < workers_[best]->assigned.size()) {
+      best = i;
     }
   }
-  return workers_.size();
+  return best;
+}
+
+bool WorkerPool::DispatchWaiting() {
+  while (!waiting_.empty()) {
+    const size_t worker = FreeWorker();
+    if (worker == workers_.size()) return false;
+    const size_t input = waiting_.front();
+    waiting_.pop_front();
+    Dispatch(worker, input);
+  }
+  return true;
+}
+
+void WorkerPool::FailWaitingIfNoWorker() {
+  if (AnyWorkerAlive()) return;
+  for (size_t input : waiting_) {
+    Fail(inputs_[input], kProcessStartError, "no worker process could be started");
+    inputs_[input].state = Input::kDone;
+  }
+  waiting_.clear();
 }
 
 bool WorkerPool::AnyWorkerAlive() const {
@@ -278,53 +316,71 @@ bool WorkerPool::AnyWorkerAlive() const {
 void WorkerPool::Put(std::string encoded_args, std::string label) {
   const size_t index = inputs_.size();
   inputs_.emplace_back();
-  inputs_[index].report.name = std::move(label);
-  while (!halted_ && interrupt_signal_ == 0 && !finishing_) {
-    const size_t worker = FreeWorker();
-    if (worker < workers_.size()) {
-      Dispatch(worker, index, encoded_args);
-      Replay();
-      return;
+  Input& input = inputs_[index];
+  input.report.name = std::move(label);
+  if (halted_ || interrupt_signal_ != 0 || finishing_) {
+    input.state = Input::kDone;
+    input.report.outcome =
+        interrupt_signal_ != 0 ? StepOutcome::kInterrupted : StepOutcome::kHalted;
+    return;
+  }
+  input.args = std::move(encoded_args);
+  waiting_.push_back(index);
+  // Backpressure: return once the input is with a worker.
+  while (!waiting_.empty()) {
+    if (halted_ || interrupt_signal_ != 0) {
+      DropWaiting();
+      break;
     }
-    if (!AnyWorkerAlive()) {
-      // Every worker is gone and none could be replaced.
-      Fail(inputs_[index], kProcessStartError, "no worker process could be started");
-      inputs_[index].state = Input::kDone;
-      return;
-    }
+    if (DispatchWaiting()) break;
+    FailWaitingIfNoWorker();
+    if (waiting_.empty()) break;
     Turn();
   }
-  Input& input = inputs_[index];
-  input.state = Input::kDone;
-  input.report.outcome =
-      interrupt_signal_ != 0 ? StepOutcome::kInterrupted : StepOutcome::kHalted;
+  Replay();
 }
 
-void WorkerPool::Dispatch(size_t index, size_t input_index,
-                          const std::string& encoded_args) {
+void WorkerPool::DropWaiting() {
+  for (size_t input : waiting_) {
+    inputs_[input].state = Input::kDone;
+    inputs_[input].report.outcome =
+        interrupt_signal_ != 0 ? StepOutcome::kInterrupted : StepOutcome::kHalted;
+  }
+  waiting_.clear();
+}
+
+void WorkerPool::Dispatch(size_t index, size_t input_index) {
   Worker& worker = *workers_[index];
   Input& input = inputs_[input_index];
   std::string frame;
   AppendRecord(RecordKind::kInput,
                Encode(std::make_tuple(static_cast<uint64_t>(input_index),
-                                      encoded_args)),
+                                      input.args)),
                &frame);
-  const absl::Time now = absl::Now();
+  input.state = Input::kQueued;
+  input.report.pid = worker.child.pid();
+  worker.assigned.push_back(input_index);
+  if (worker.assigned.size() == 1) Started(index, absl::Now());
+  if (!SendAll(worker.socket.get(), frame)) {
+    // The worker died before it could take the input: WorkerEnded() hands
+    // it to another once the pidfd says so.
+    worker.child.SignalGroup(SIGKILL);
+  }
+}
+
+void WorkerPool::Started(size_t index, absl::Time now) {
+  Worker& worker = *workers_[index];
+  Input& input = inputs_[worker.assigned.front()];
   input.state = Input::kRunning;
+  input.args.clear();
+  input.args.shrink_to_fit();
   input.capture = worker.capture;
   input.start = worker.output_end;
   input.report.started = true;
-  input.report.pid = worker.child.pid();
   input.dispatched = now;
-  worker.current = input_index;
   worker.deadline = now + config_.timeout;
   worker.silent_deadline = now + config_.silent_timeout;
   worker.last_size = input.start;
-  if (!SendAll(worker.socket.get(), frame)) {
-    // The worker died before it could take the input: WorkerEnded() reports
-    // it once the pidfd says so.
-    worker.child.SignalGroup(SIGKILL);
-  }
 }
 
 void WorkerPool::Turn() {
@@ -341,7 +397,7 @@ void WorkerPool::Turn() {
     owners.push_back(i);
     if (worker.stage != kNoStage) {
       wake = std::min(wake, worker.next_kill_at);
-    } else if (worker.current) {
+    } else if (!worker.assigned.empty()) {
       wake = std::min({wake, worker.deadline, worker.silent_deadline});
     }
   }
@@ -399,13 +455,14 @@ void WorkerPool::ReadFrom(size_t index) {
     absl::StatusOr<bool> taken = TakeRecord(&view, &record);
     if (!taken.ok()) {
       // The worker's channel is corrupt: nothing it says can be trusted.
-      if (worker.current) {
-        Fail(inputs_[*worker.current], kCorruptResult,
+      if (std::optional<size_t> running = worker.running()) {
+        Input& input = inputs_[*running];
+        worker.assigned.pop_front();
+        Fail(input, kCorruptResult,
              absl::StrCat("input sent a corrupt result: ", taken.status().message(),
                           " [", Who(index), "]"));
-        inputs_[*worker.current].end = OutputSize(worker.capture->get());
-        inputs_[*worker.current].state = Input::kDone;
-        worker.current.reset();
+        input.end = OutputSize(worker.capture->get());
+        input.state = Input::kDone;
       }
       view = {};
       worker.child.SignalGroup(SIGKILL);
@@ -459,18 +516,17 @@ void WorkerPool::HandleRecord(size_t index, const Record& record) {
     return;
   }
   worker.output_end = end;
-  if (!worker.current || *worker.current != id) return;  // stale or forged
+  if (worker.assigned.empty() || worker.assigned.front() != id) return;  // forged
   Input& input = inputs_[id];
-  worker.current.reset();
+  worker.assigned.pop_front();
+  const absl::Time now = absl::Now();
+  if (!worker.assigned.empty()) Started(index, now);
   input.state = Input::kDone;
   input.start = start;
   input.end = end;
   input.report.output_bytes = end >= start ? end - start : 0;
-  input.report.duration = absl::Now() - input.dispatched;
+  input.report.duration = now - input.dispatched;
   input.report.exit_code = 0;
-  if (worker.kill == kHaltKill || worker.kill == kInterruptKill) {
-    // Finished while being killed: its result stands.
-  }
   if (result && result->kind == RecordKind::kValue) {
     input.report.outcome = StepOutcome::kSucceeded;
     input.report.value = std::move(result->payload);
@@ -491,9 +547,10 @@ void WorkerPool::WorkerEnded(size_t index) {
   Worker& worker = *workers_[index];
   ReadFrom(index);  // what it said before it ended
   const int status = worker.child.Reap();
-  if (worker.current) {
-    Input& input = inputs_[*worker.current];
-    worker.current.reset();
+  if (std::optional<size_t> running = worker.running();
+      running && inputs_[*running].state == Input::kRunning) {
+    worker.assigned.pop_front();
+    Input& input = inputs_[*running];
     input.state = Input::kDone;
     input.end = OutputSize(worker.capture->get());
     input.report.output_bytes = input.end - input.start;
@@ -534,8 +591,21 @@ void WorkerPool::WorkerEnded(size_t index) {
         }
     }
   }
-  // A dead worker is replaced while inputs may still come.
-  if (!finishing_ && !halted_ && interrupt_signal_ == 0) {
+  // Inputs it had not started go back to the front of the line, in order.
+  for (auto it = worker.assigned.rbegin(); it != worker.assigned.rend(); ++it) {
+    Input& input = inputs_[*it];
+    if (halted_ || interrupt_signal_ != 0) {
+      input.state = Input::kDone;
+      input.report.outcome =
+          halted_ ? StepOutcome::kHalted : StepOutcome::kInterrupted;
+    } else {
+      input.state = Input::kWaiting;
+      waiting_.push_front(*it);
+    }
+  }
+  worker.assigned.clear();
+  // A dead worker is replaced while inputs may still come or wait.
+  if (!halted_ && interrupt_signal_ == 0 && (!finishing_ || !waiting_.empty())) {
     if (!StartWorker(index).ok()) {
       // Out of processes or fds: go on with fewer workers.
     }
@@ -594,7 +664,7 @@ void WorkerPool::CheckDeadlines(absl::Time now) {
       }
       continue;
     }
-    if (!worker.current) continue;
+    if (worker.assigned.empty()) continue;
     if (now >= worker.deadline) {
       BeginKill(i, kTimeoutKill);
     } else if (now >= worker.silent_deadline) {
@@ -609,14 +679,27 @@ void WorkerPool::CheckDeadlines(absl::Time now) {
   }
 }
 
+bool WorkerPool::QueuedBehind(size_t input) const {
+  for (const auto& worker : workers_) {
+    if (!worker->assigned.empty() && worker->assigned.front() == input) {
+      return worker->assigned.size() > 1;
+    }
+  }
+  return false;
+}
+
 void WorkerPool::Replay() {
   while (next_replay_ < inputs_.size()) {
     Input& input = inputs_[next_replay_];
-    if (input.state == Input::kWaiting) return;
+    if (input.state == Input::kWaiting || input.state == Input::kQueued) return;
+    const bool live = input.state == Input::kRunning;
+    // A running input is streamed live only while nothing is queued behind it
+    // on its worker: once another input is sent, the worker may start it
+    // before its report of this one arrives, and the file's end is no longer
+    // this input's. Its rest then follows as soon as it is done.
+    if (live && QueuedBehind(next_replay_)) return;
     if (input.capture && !input.drop && !replay_broken_) {
-      const uint64_t end = input.state == Input::kRunning
-                               ? OutputSize(input.capture->get())
-                               : input.end;
+      const uint64_t end = live ? OutputSize(input.capture->get()) : input.end;
       const uint64_t from = input.start + input.replayed;
       if (end > from) {
         absl::StatusOr<uint64_t> copied =
@@ -637,17 +720,29 @@ void WorkerPool::Replay() {
 const RunReport& WorkerPool::Finish() {
   if (finished_) return report_;
   finishing_ = true;
-  if (!halted_ && interrupt_signal_ == 0) {
-    std::string frame;
-    AppendRecord(RecordKind::kFinish, "", &frame);
-    for (auto& worker : workers_) {
-      if (worker->alive() && worker->kill == kNoKill) {
-        worker->finish_sent = true;
-        if (!SendAll(worker->socket.get(), frame)) worker->child.SignalGroup(SIGKILL);
+  std::string frame;
+  AppendRecord(RecordKind::kFinish, "", &frame);
+  while (true) {
+    if (!halted_ && interrupt_signal_ == 0) {
+      DispatchWaiting();
+      FailWaitingIfNoWorker();
+      if (waiting_.empty()) {
+        // Each worker runs onexit after the inputs already in its socket.
+        for (auto& worker : workers_) {
+          if (worker->alive() && worker->kill == kNoKill && !worker->finish_sent) {
+            worker->finish_sent = true;
+            if (!SendAll(worker->socket.get(), frame)) {
+              worker->child.SignalGroup(SIGKILL);
+            }
+          }
+        }
       }
+    } else {
+      DropWaiting();
     }
+    if (!AnyWorkerAlive()) break;
+    Turn();
   }
-  while (AnyWorkerAlive()) Turn();
   Replay();
   std::stable_sort(onexit_outputs_.begin(), onexit_outputs_.end(),
                    [](const OnexitOutput& a, const OnexitOutput& b) {
@@ -675,6 +770,7 @@ const RunReport& WorkerPool::Finish() {
 void WorkerPool::Kill() {
   halted_ = true;
   finishing_ = true;
+  DropWaiting();
   for (size_t i = 0; i < workers_.size(); ++i) {
     Worker& worker = *workers_[i];
     if (!worker.alive()) continue;

@@ -14,6 +14,7 @@
 #define PARALLEL_INTERNAL_WORKER_POOL_H_
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
@@ -53,9 +54,10 @@ class WorkerPool {
   WorkerPool(const WorkerPool&) = delete;
   WorkerPool& operator=(const WorkerPool&) = delete;
 
-  // Hands one input to a free worker, first running the event loop until one
-  // is free (the backpressure: never more than one input per worker is in
-  // flight). After a halt or an interrupt the input is recorded, not run.
+  // Hands one input to a worker with room, first running the event loop until
+  // one has room (the backpressure: never more than one input waits
+  // flight per worker beyond the one it runs). After a halt or an interrupt the
+// input is recorded, not run.
   void Put(std::string encoded_args, std::string label);
 
   // Lets every worker finish its inputs and run onexit, replays all output in
@@ -76,7 +78,17 @@ class WorkerPool {
   explicit WorkerPool(TaskBody task, PoolConfig config);
 
   absl::Status StartWorker(size_t slot);
-  void Dispatch(size_t worker, size_t input, const std::string& encoded_args);
+  void Dispatch(size_t worker, size_t input);
+  // The worker's front input has started (now).
+  void Started(size_t worker, absl::Time now);
+  // Hands waiting inputs to workers with room; false if some still wait.
+  bool DispatchWaiting();
+  // With no live worker left, the waiting inputs fail.
+  void FailWaitingIfNoWorker();
+  // After a halt or interrupt: the waiting inputs will not run.
+  void DropWaiting();
+  // Whether the worker running `input` has another input queued behind it.
+  bool QueuedBehind(size_t input) const;
   // One turn of the loop: wait for events (at most until the next deadline or
   // live-stream tick), handle them, replay what can be.
   void Turn();
@@ -100,6 +112,7 @@ class WorkerPool {
   InterruptScope interrupts_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<Input> inputs_;
+  std::deque<size_t> waiting_;  // inputs not with any worker, in order
   size_t next_replay_ = 0;
   bool halted_ = false;
   bool finishing_ = false;
