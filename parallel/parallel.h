@@ -14,6 +14,7 @@
 #include "parallel/codec.h"              // IWYU pragma: export
 #include "parallel/failure.h"            // IWYU pragma: export
 #include "parallel/options.h"            // IWYU pragma: export
+#include "parallel/run_hooks.h"          // IWYU pragma: export
 #include "parallel/run_parallel_steps.h" // IWYU pragma: export
 #include "parallel/run_steps.h"          // IWYU pragma: export
 #include "parallel/step.h"               // IWYU pragma: export

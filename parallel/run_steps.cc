@@ -7,13 +7,14 @@
 namespace parallel {
 
 absl::StatusOr<RunReport> RunSteps(std::vector<Step> steps,
-                                   const ParallelOptions& options) {
+                                   const ParallelOptions& options,
+                                   const RunHooks& hooks) {
   for (const Step& step : steps) {
     if (!step.is_command() && !step.body()) {
       return absl::InvalidArgumentError("a step has no body (empty function)");
     }
   }
-  return internal::RunEngine(std::move(steps), options);
+  return internal::RunEngine(std::move(steps), options, hooks);
 }
 
 }  // namespace parallel

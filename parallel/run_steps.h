@@ -22,6 +22,7 @@
 
 #include "absl/status/statusor.h"
 #include "parallel/options.h"
+#include "parallel/run_hooks.h"
 #include "parallel/step.h"
 
 namespace parallel {
@@ -32,7 +33,8 @@ namespace parallel {
 // unusable temp dir (an error naming the directory). Failures of steps are in
 // the report, never in the status.
 absl::StatusOr<RunReport> RunSteps(std::vector<Step> steps,
-                                   const ParallelOptions& options = {});
+                                   const ParallelOptions& options = {},
+                                   const RunHooks& hooks = {});
 
 }  // namespace parallel
 

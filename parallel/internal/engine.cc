@@ -62,6 +62,9 @@ struct StepState {
   bool drop_output = false;
   // Finished ahead of the head with its capture files still open.
   bool held = false;
+  // Tagging: whether the next replayed byte of out / err starts a line.
+  bool out_at_line_start = true;
+  bool err_at_line_start = true;
 
   absl::Time started;
   absl::Time deadline = absl::InfiniteFuture();
@@ -76,9 +79,10 @@ struct StepState {
 class Engine {
  public:
   Engine(std::vector<Step> steps, const ParallelOptions& options,
-         std::string temp_dir)
+         const RunHooks& hooks, std::string temp_dir)
       : steps_(std::move(steps)),
         options_(options),
+        hooks_(hooks),
         temp_dir_(std::move(temp_dir)),
         states_(steps_.size()) {
     report_.steps.resize(steps_.size());
@@ -106,12 +110,22 @@ class Engine {
   void CheckDeadlines(absl::Time now);
   absl::Time NextWakeup(absl::Time now) const;
   void Replay();
-  void ReplayFd(int fd, uint64_t* replayed, int to);
+  void ReplayFd(int fd, uint64_t* replayed, bool* at_line_start, int to,
+                const std::string& prefix);
+  // Copies [offset, offset + length) of `from` to `to`, with line prefixes
+  // when tagging. Returns the bytes consumed from `from`.
+  absl::StatusOr<uint64_t> Emit(int from, uint64_t offset, uint64_t length,
+                                int to, bool* at_line_start,
+                                const std::string& prefix);
+  void ReleaseTokens();
   void MaybeSpool(size_t index);
   void Release(size_t index);
 
   std::vector<Step> steps_;
   ParallelOptions options_;
+  RunHooks hooks_;
+  size_t tokens_held_ = 0;       // permissions from hooks_.throttle
+  bool waiting_for_token_ = false;
   std::string temp_dir_;
   std::vector<StepState> states_;
   RunReport report_;
@@ -167,6 +181,9 @@ absl::StatusOr<RunReport> Engine::Run() {
       fds.push_back({states_[index].child.pidfd(), POLLIN, 0});
     }
     if (interrupts.wake_fd() >= 0) fds.push_back({interrupts.wake_fd(), POLLIN, 0});
+    if (waiting_for_token_ && hooks_.throttle->wake_fd() >= 0) {
+      fds.push_back({hooks_.throttle->wake_fd(), POLLIN, 0});
+    }
     const absl::Duration wait = NextWakeup(now) - now;
     timespec timeout = absl::ToTimespec(std::max(wait, absl::ZeroDuration()));
     const int ready =
@@ -193,17 +210,38 @@ absl::StatusOr<RunReport> Engine::Run() {
     }
     CheckDeadlines(now);
   }
+  if (hooks_.throttle != nullptr) ReleaseTokens();
   return std::move(report_);
 }
 
+void Engine::ReleaseTokens() {
+  // Keep one permission per running step beyond the implicit slot.
+  const size_t needed = running_.empty() ? 0 : running_.size() - 1;
+  while (tokens_held_ > needed) {
+    hooks_.throttle->Release();
+    --tokens_held_;
+  }
+}
+
 void Engine::StartSteps(absl::Time now) {
+  waiting_for_token_ = false;
   while (next_start_ < steps_.size() && running_.size() < limit_ &&
          !start_blocked_ && stopping_ == KillReason::kNone) {
+    if (hooks_.throttle != nullptr && running_.size() >= tokens_held_ + 1) {
+      // Beyond the implicit slot, each running step holds a permission.
+      if (!hooks_.throttle->TryAcquire()) {
+        waiting_for_token_ = true;
+        return;
+      }
+      ++tokens_held_;
+    }
     const size_t index = next_start_;
     absl::Status status = Launch(index, now);
+    if (status.ok() && hooks_.on_start) hooks_.on_start(index);
     if (absl::IsResourceExhausted(status) && !running_.empty()) {
       // Out of fds or processes: go on with fewer at once.
       start_blocked_ = true;
+      if (hooks_.throttle != nullptr) ReleaseTokens();
       return;
     }
     ++next_start_;
@@ -212,6 +250,8 @@ void Engine::StartSteps(absl::Time now) {
       report_.steps[index].started = false;
       Fail(index, kProcessStartError,
            absl::StrCat("could not start: ", status.message()));
+      if (hooks_.throttle != nullptr) ReleaseTokens();
+      if (hooks_.on_end) hooks_.on_end(index, report_.steps[index]);
       if (options_.halt_on_error) BeginStop(KillReason::kHalt, now);
     }
   }
@@ -297,6 +337,8 @@ void Engine::Finish(size_t index, absl::Time now) {
     BeginStop(KillReason::kHalt, now);
   }
   if (index != next_replay_) MaybeSpool(index);
+  if (hooks_.throttle != nullptr) ReleaseTokens();
+  if (hooks_.on_end) hooks_.on_end(index, report);
 }
 
 void Engine::Judge(size_t index, int wait_status, absl::Time) {
@@ -502,11 +544,54 @@ absl::Time Engine::NextWakeup(absl::Time now) const {
   return wake;
 }
 
-void Engine::ReplayFd(int fd, uint64_t* replayed, int to) {
+absl::StatusOr<uint64_t> Engine::Emit(int from, uint64_t offset,
+                                      uint64_t length, int to,
+                                      bool* at_line_start,
+                                      const std::string& prefix) {
+  if (length == 0) return 0;
+  if (hooks_.before_output) hooks_.before_output();
+  if (!hooks_.tag_lines) return CopyRange(from, offset, length, to);
+  // Tagging rewrites the bytes, so they pass through a buffer.
+  std::string chunk;
+  std::string tagged;
+  uint64_t done = 0;
+  while (done < length) {
+    chunk.resize(std::min<uint64_t>(length - done, 1 << 16));
+    const ssize_t n = RetryOnEintr([&] {
+      return ::pread(from, chunk.data(), chunk.size(), offset + done);
+    });
+    if (n < 0) return ErrnoStatus("pread capture file");
+    if (n == 0) break;
+    tagged.clear();
+    for (ssize_t i = 0; i < n; ++i) {
+      if (*at_line_start) tagged += prefix;
+      tagged.push_back(chunk[i]);
+      *at_line_start = chunk[i] == '\n';
+    }
+    size_t written = 0;
+    while (written < tagged.size()) {
+      const ssize_t w = RetryOnEintr(
+          [&] { return ::write(to, tagged.data() + written, tagged.size() - written); });
+      if (w < 0 && errno == EAGAIN) {
+        pollfd pfd = {to, POLLOUT, 0};
+        ::poll(&pfd, 1, -1);
+        continue;
+      }
+      if (w <= 0) return ErrnoStatus("write replayed output");
+      written += w;
+    }
+    done += n;
+  }
+  return done;
+}
+
+void Engine::ReplayFd(int fd, uint64_t* replayed, bool* at_line_start, int to,
+                      const std::string& prefix) {
   if (replay_broken_ || fd < 0) return;
   absl::StatusOr<uint64_t> size = FileSize(fd);
   if (!size.ok() || *size <= *replayed) return;
-  absl::StatusOr<uint64_t> copied = CopyRange(fd, *replayed, *size - *replayed, to);
+  absl::StatusOr<uint64_t> copied =
+      Emit(fd, *replayed, *size - *replayed, to, at_line_start, prefix);
   if (!copied.ok()) {
     replay_broken_ = true;  // e.g. EPIPE with SIGPIPE ignored: stop replaying
     return;
@@ -520,20 +605,24 @@ void Engine::Replay() {
     StepState& state = states_[next_replay_];
     if (state.phase == Phase::kPending) return;
     if (!state.drop_output) {
+      const std::string prefix =
+          hooks_.tag_lines ? report_.steps[next_replay_].name + "\t" : "";
       if (state.spooled) {
         if (!replay_broken_) {
-          if (!CopyRange(spool_.get(), state.spool_out.offset,
-                         state.spool_out.length, options_.output_fd)
+          if (!Emit(spool_.get(), state.spool_out.offset, state.spool_out.length,
+                    options_.output_fd, &state.out_at_line_start, prefix)
                    .ok() ||
-              !CopyRange(spool_.get(), state.spool_err.offset,
-                         state.spool_err.length, to_err)
+              !Emit(spool_.get(), state.spool_err.offset, state.spool_err.length,
+                    to_err, &state.err_at_line_start, prefix)
                    .ok()) {
             replay_broken_ = true;
           }
         }
       } else {
-        ReplayFd(state.out.get(), &state.out_replayed, options_.output_fd);
-        ReplayFd(state.err.get(), &state.err_replayed, to_err);
+        ReplayFd(state.out.get(), &state.out_replayed, &state.out_at_line_start,
+                 options_.output_fd, prefix);
+        ReplayFd(state.err.get(), &state.err_replayed, &state.err_at_line_start,
+                 to_err, prefix);
       }
     }
     if (state.phase == Phase::kRunning) return;  // the live head
@@ -602,11 +691,12 @@ void Engine::Release(size_t index) {
 }  // namespace
 
 absl::StatusOr<RunReport> RunEngine(std::vector<Step> steps,
-                                    const ParallelOptions& options) {
+                                    const ParallelOptions& options,
+                                    const RunHooks& hooks) {
   if (absl::Status status = ValidateOptions(options); !status.ok()) return status;
   std::string temp_dir = ResolveTempDir(options.temp_dir);
   if (absl::Status status = CheckTempDir(temp_dir); !status.ok()) return status;
-  return Engine(std::move(steps), options, std::move(temp_dir)).Run();
+  return Engine(std::move(steps), options, hooks, std::move(temp_dir)).Run();
 }
 
 }  // namespace internal

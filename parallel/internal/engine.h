@@ -15,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "parallel/options.h"
+#include "parallel/run_hooks.h"
 #include "parallel/step.h"
 
 namespace parallel {
@@ -35,7 +36,8 @@ inline constexpr uint64_t kOutputTailBytes = 4096;
 
 // Validated options in, report out. See RunSteps in parallel/steps.h.
 absl::StatusOr<RunReport> RunEngine(std::vector<Step> steps,
-                                    const ParallelOptions& options);
+                                    const ParallelOptions& options,
+                                    const RunHooks& hooks = {});
 
 }  // namespace internal
 }  // namespace parallel

@@ -1,0 +1,52 @@
+// parallel/run_hooks.h — optional observers and admission control for
+// RunSteps, for tools built on it (the parallel_steps CLI uses all of them).
+//
+//   parallel::RunHooks hooks;
+//   hooks.on_end = [](size_t i, const parallel::StepReport& r) { ... };
+//   parallel::RunSteps(std::move(steps), options, hooks);
+//
+// Thread-safety: the callbacks run on the thread that called RunSteps.
+
+#ifndef PARALLEL_RUN_HOOKS_H_
+#define PARALLEL_RUN_HOOKS_H_
+
+#include <cstddef>
+#include <functional>
+
+#include "parallel/step.h"
+
+namespace parallel {
+
+// Extra admission control on top of max_parallel, such as the GNU make
+// jobserver: the first running step needs no permission (make's implicit
+// slot); every step started while others run needs TryAcquire() to succeed,
+// and gives its permission back through Release() when a step ends.
+class Throttle {
+ public:
+  virtual ~Throttle() = default;
+  // Non-blocking: true if one more step may start now.
+  virtual bool TryAcquire() = 0;
+  // One permission back. Called exactly once per successful TryAcquire(),
+  // on every path (failure, halt, interrupt included).
+  virtual void Release() = 0;
+  // Becomes readable when TryAcquire() may succeed again; -1 if none.
+  virtual int wake_fd() const = 0;
+};
+
+// Optional observers and knobs for tools built on RunSteps. Callbacks run on
+// the calling thread, inside the run's event loop; they must not block.
+struct RunHooks {
+  Throttle* throttle = nullptr;  // not owned
+  // A step's process started / a step ended (its report is final).
+  std::function<void(size_t index)> on_start;
+  std::function<void(size_t index, const StepReport& report)> on_end;
+  // Called before replayed bytes are written (e.g. to erase a status line).
+  std::function<void()> before_output;
+  // Prefix every replayed line with "<step name>\t" (GNU parallel's --tag).
+  // Output is then copied through a buffer rather than by the kernel.
+  bool tag_lines = false;
+};
+
+}  // namespace parallel
+
+#endif  // PARALLEL_RUN_HOOKS_H_
