@@ -18,7 +18,9 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <memory>
 #include <cstdlib>
 #include <iostream>
 #include <string>
@@ -30,6 +32,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "parallel/parallel.h"
+#include "tools/jobserver.h"
 #include "tools/reports.h"
 
 namespace {
@@ -46,12 +49,16 @@ they had run one after another. Without commands after the flags, reads one
 command per line from stdin (blank lines and lines starting with # skipped).
 
 flags:
-  -j N, --jobs=N        run at most N commands at once (default: number of CPUs)
+  -j N, --jobs=N        run at most N commands at once (default: number of
+                        CPUs; under make -jN, make's jobserver decides)
   --halt-on-error       on the first failure, kill the rest and start no more
   --timeout=D           kill a command that runs longer than D (e.g. 300ms, 2m)
   --silent-timeout=D    kill a command that prints nothing for D
   --json=FILE           write a JSON report, one object per command
   --junit=FILE          write a JUnit XML report, one testcase per command
+  --tag                 prefix each output line with its command and a tab
+  --progress            a [done/total] status line on stderr (default: on
+                        when stderr is a terminal); --no-progress: never
   --temp-dir=DIR        where output is captured (default: $TMPDIR or /tmp)
   --help                show this help
   --version             show the version
@@ -62,6 +69,9 @@ killed by the signal if interrupted; 255 on bad usage.
 
 struct Flags {
   int jobs = 0;
+  bool jobs_given = false;
+  bool tag = false;
+  int progress = -1;  // -1: when stderr is a terminal
   bool halt_on_error = false;
   absl::Duration timeout = absl::InfiniteDuration();
   absl::Duration silent_timeout = absl::InfiniteDuration();
@@ -131,6 +141,13 @@ Flags ParseFlags(int argc, char** argv) {
       if (!absl::SimpleAtoi(text, &flags.jobs) || flags.jobs < 1) {
         UsageError(absl::StrCat("--jobs wants a positive number, got '", text, "'"));
       }
+      flags.jobs_given = true;
+    } else if (name == "tag") {
+      no_value();
+      flags.tag = true;
+    } else if (name == "progress" || name == "no-progress") {
+      no_value();
+      flags.progress = name == "progress" ? 1 : 0;
     } else if (name == "halt-on-error") {
       no_value();
       flags.halt_on_error = true;
@@ -162,6 +179,67 @@ std::vector<std::string> ReadCommands(std::istream& in) {
   if (in.bad()) UsageError("cannot read commands from stdin");
   return commands;
 }
+
+// The ninja-style status line: "[done/total] N running: <command>", redrawn
+// in place on stderr, erased before any output and at the end.
+class StatusLine {
+ public:
+  explicit StatusLine(const std::vector<std::string>& commands)
+      : commands_(commands), running_(commands.size(), false) {}
+
+  void Started(size_t index) {
+    running_[index] = true;
+    ++active_;
+    Draw();
+  }
+  void Ended(size_t index) {
+    if (running_[index]) {
+      running_[index] = false;
+      --active_;
+    }
+    ++done_;
+    Draw();
+  }
+  void Erase() {
+    if (!shown_) return;
+    Write("\r\x1b[K");
+    shown_ = false;
+  }
+
+ private:
+  void Draw() {
+    const std::string* shortest = nullptr;
+    for (size_t i = 0; i < commands_.size(); ++i) {
+      if (running_[i] && (shortest == nullptr || commands_[i].size() < shortest->size())) {
+        shortest = &commands_[i];
+      }
+    }
+    std::string line = absl::StrCat("\r\x1b[K[", done_, "/", commands_.size(), "] ",
+                                    active_, " running");
+    if (shortest != nullptr) {
+      std::string command = *shortest;
+      std::replace(command.begin(), command.end(), '\n', ' ');
+      if (command.size() > 60) command = command.substr(0, 57) + "...";
+      absl::StrAppend(&line, ": ", command);
+    }
+    Write(line);
+    shown_ = true;
+  }
+  static void Write(const std::string& text) {
+    size_t done = 0;
+    while (done < text.size()) {
+      const ssize_t n = ::write(STDERR_FILENO, text.data() + done, text.size() - done);
+      if (n <= 0) return;
+      done += n;
+    }
+  }
+
+  const std::vector<std::string>& commands_;
+  std::vector<bool> running_;
+  size_t active_ = 0;
+  size_t done_ = 0;
+  bool shown_ = false;
+};
 
 void PrintSummary(const parallel::RunReport& report) {
   const size_t failed = report.failed_count();
@@ -198,8 +276,22 @@ int main(int argc, char** argv) {
   for (const std::string& command : flags.commands) {
     steps.push_back(parallel::Step::Shell(command));
   }
+  // Under make -jN without an explicit -j, make's jobserver decides.
+  std::unique_ptr<tools::JobserverClient> jobserver;
+  if (const char* makeflags = std::getenv("MAKEFLAGS");
+      makeflags != nullptr && !flags.jobs_given) {
+    absl::StatusOr<std::unique_ptr<tools::JobserverClient>> client =
+        tools::JobserverClient::FromMakeflags(makeflags);
+    if (!client.ok()) {
+      std::cerr << "parallel_steps: " << client.status().message()
+                << "; running with -j " << flags.jobs << "\n";
+    } else {
+      jobserver = *std::move(client);
+    }
+  }
+
   parallel::ParallelOptions options;
-  options.max_parallel = flags.jobs;
+  options.max_parallel = jobserver != nullptr ? 0 : flags.jobs;
   options.halt_on_error = flags.halt_on_error;
   options.timeout = flags.timeout;
   options.silent_timeout = flags.silent_timeout;
@@ -208,8 +300,24 @@ int main(int argc, char** argv) {
   options.error_fd = STDERR_FILENO;
   options.temp_dir = flags.temp_dir;
 
+  StatusLine status(flags.commands);
+  const bool progress =
+      flags.progress == 1 || (flags.progress == -1 && ::isatty(STDERR_FILENO));
+  parallel::RunHooks hooks;
+  hooks.throttle = jobserver.get();
+  hooks.tag_lines = flags.tag;
+  if (progress) {
+    hooks.on_start = [&status](size_t index) { status.Started(index); };
+    hooks.on_end = [&status](size_t index, const parallel::StepReport&) {
+      status.Ended(index);
+    };
+    hooks.before_output = [&status] { status.Erase(); };
+  }
+
   absl::StatusOr<parallel::RunReport> report =
-      parallel::RunSteps(std::move(steps), options);
+      parallel::RunSteps(std::move(steps), options, hooks);
+  status.Erase();
+  jobserver.reset();  // every token back to make, whatever happened
   if (!report.ok()) {
     std::cerr << "parallel_steps: " << report.status().message() << "\n";
     return kUsageError;

@@ -147,6 +147,61 @@ expect_eq "SIGTERM exit status" 143 $?
 out=$("$tool" -- 'ps -o comm= -p $$' 'cat /proc/self/comm')
 expect_eq "direct exec vs shell" $'sh\ncat' "$out"
 
+# --tag prefixes every line with its command.
+out=$("$tool" --tag -- 'echo a; echo b' 'printf c')
+expect_eq "--tag" $'echo a; echo b\ta\necho a; echo b\tb\nprintf c\tc' "$out"
+
+# No status line when stderr is not a terminal...
+"$tool" -- 'echo x' 'echo y >&2' >/dev/null 2>err.txt
+expect_eq "no status line in a pipe" "y" "$(cat err.txt)"
+# ...unless asked for; and on a pseudo-terminal by default.
+"$tool" --progress -- 'sleep 0.1' 'true' >/dev/null 2>err.txt
+grep -q "\[0/2\] 1 running: sleep 0.1" err.txt || fail "--progress: $(od -c err.txt | head)"
+python3 - "$tool" <<'PY' || fail "status line on a pseudo-terminal"
+import os, pty, subprocess, sys
+master, slave = pty.openpty()
+proc = subprocess.Popen([sys.argv[1], "--", "sleep 0.2; echo one", "echo two"],
+                        stdout=subprocess.PIPE, stderr=slave, stdin=subprocess.DEVNULL)
+os.close(slave)
+out = proc.stdout.read()
+proc.wait()
+err = b""
+while True:
+    try:
+        chunk = os.read(master, 4096)
+    except OSError:
+        break
+    if not chunk:
+        break
+    err += chunk
+assert out == b"one\ntwo\n", out
+assert b"[0/2] 2 running: echo two" in err, err
+assert b"[2/2] 0 running" in err, err
+assert err.endswith(b"\r\x1b[K"), err  # erased at the end
+PY
+
+# Under make -j3 the jobserver decides: never more than 3 commands at once,
+# and every token goes back (make 4.3 complains otherwise).
+cat >Makefile <<MAKE
+all:
+	+@"$tool" -- $(printf "'sh probe.sh' %.0s" $(seq 1 9))
+fails:
+	+@"$tool" -- $(printf "'sh probe.sh; exit 1' %.0s" $(seq 1 6)); true
+MAKE
+rm -f counts
+make -j3 all >/dev/null 2>make.txt
+expect_eq "make -j3 exit" 0 $?
+expect_eq "make -j3 max concurrency" 3 "$(sort -n counts | tail -1)"
+grep -qi "jobserver\|INTERNAL" make.txt && fail "make complained: $(cat make.txt)"
+rm -f counts
+make -j2 fails >/dev/null 2>make.txt
+expect_eq "make -j2 max concurrency with failures" 2 "$(sort -n counts | tail -1)"
+grep -qi "jobserver\|INTERNAL" make.txt && fail "make complained after failures: $(cat make.txt)"
+# Without '+' make does not pass the jobserver; the tool falls back to -j CPUs.
+printf 'all:\n\t@"%s" -- "echo plain"\n' "$tool" >Makefile.plain
+out=$(make -j3 -f Makefile.plain 2>&1)
+expect_eq "make without +" "plain" "$out"
+
 if ((failures > 0)); then
   echo "$failures check(s) failed" >&2
   exit 1
