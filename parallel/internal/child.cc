@@ -3,7 +3,9 @@
 #include <cxxabi.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sched.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <stdio_ext.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -18,6 +20,7 @@
 #include <typeinfo>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "parallel/codec.h"
 #include "parallel/internal/demangle.h"
 #include "parallel/internal/interrupt.h"
@@ -90,6 +93,11 @@ void SetUpChild(const ChildIo& io, pid_t parent) {
   RedirectFd(io.stdin_fd, STDIN_FILENO);
   RedirectFd(io.stdout_fd, STDOUT_FILENO);
   RedirectFd(io.stderr_fd, STDERR_FILENO);
+  if (io.fds_to_close != nullptr) {
+    for (int fd : *io.fds_to_close) {
+      if (fd > STDERR_FILENO && fd != io.result_fd) ::close(fd);
+    }
+  }
   InstallChildHandlers(io.result_fd);
 }
 
@@ -244,41 +252,106 @@ absl::StatusOr<Child> ForkProcess(const std::function<int()>& child_main,
   return Child(pid, *std::move(pidfd));
 }
 
+namespace {
+
+// Finds what execvp would run for `file`: itself if it has a slash, else the
+// first executable regular file of that name in $PATH.
+absl::StatusOr<std::string> FindProgram(const std::string& file) {
+  auto executable = [](const std::string& path) {
+    struct stat st;
+    return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+           ::access(path.c_str(), X_OK) == 0;
+  };
+  if (file.find('/') != std::string::npos) {
+    if (executable(file)) return file;
+    return absl::NotFoundError(
+        absl::StrCat("cannot execute '", file, "': ", ::strerror(errno == 0 ? EACCES : errno)));
+  }
+  const char* path = std::getenv("PATH");
+  for (absl::string_view dir :
+       absl::StrSplit(path != nullptr ? path : "/usr/local/bin:/usr/bin:/bin", ':')) {
+    std::string candidate = absl::StrCat(dir.empty() ? "." : dir, "/", file);
+    if (executable(candidate)) return candidate;
+  }
+  return absl::NotFoundError(
+      absl::StrCat("cannot execute '", file, "': not found in PATH"));
+}
+
+struct SpawnRequest {
+  const char* path;
+  char* const* argv;
+  const ChildIo* io;
+  pid_t parent;
+  int exec_errno;  // written by the child (shared memory) if execve fails
+};
+
+// The child of SpawnChild: runs on its own small stack in the parent's memory
+// (CLONE_VM), with every signal blocked, until execve. Async-signal-safe.
+int SpawnTrampoline(void* arg) {
+  auto* request = static_cast<SpawnRequest*>(arg);
+  // Handlers are the parent's code; the child must not run them.
+  struct sigaction dfl = {};
+  dfl.sa_handler = SIG_DFL;
+  const sigset_t* reset = request->io->signals_to_reset;
+  for (int signo = 1; signo < NSIG; ++signo) {
+    if (signo == SIGKILL || signo == SIGSTOP) continue;
+    if (reset == nullptr || sigismember(reset, signo) == 1) {
+      ::sigaction(signo, &dfl, nullptr);
+    }
+  }
+  ::setpgid(0, 0);
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != request->parent) ::_exit(kExitSetupFailed);
+  RedirectFd(request->io->stdin_fd, STDIN_FILENO);
+  RedirectFd(request->io->stdout_fd, STDOUT_FILENO);
+  RedirectFd(request->io->stderr_fd, STDERR_FILENO);
+  sigset_t empty;
+  sigemptyset(&empty);
+  ::sigprocmask(SIG_SETMASK, &empty, nullptr);
+  ::execve(request->path, request->argv, environ);
+  request->exec_errno = errno;
+  ::_exit(127);
+}
+
+}  // namespace
+
 absl::StatusOr<Child> SpawnChild(const std::vector<std::string>& argv,
                                  const ChildIo& io) {
   if (argv.empty()) return absl::InvalidArgumentError("empty command");
+  absl::StatusOr<std::string> path = FindProgram(argv[0]);
+  if (!path.ok()) return path.status();
   std::vector<char*> args;
   args.reserve(argv.size() + 1);
   for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
   args.push_back(nullptr);
 
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, io.stdin_fd, STDIN_FILENO);
-  posix_spawn_file_actions_adddup2(&actions, io.stdout_fd, STDOUT_FILENO);
-  posix_spawn_file_actions_adddup2(&actions, io.stderr_fd, STDERR_FILENO);
-
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t empty, all;
-  sigemptyset(&empty);
+  // Like glibc's posix_spawn: clone(CLONE_VM | CLONE_VFORK) onto a small
+  // stack, so nothing of the caller's memory is copied, and the caller is
+  // suspended only until the child has exec'd. Unlike posix_spawn, the child
+  // can set PR_SET_PDEATHSIG before exec, so commands die with the caller.
+  constexpr size_t kStackSize = 64 * 1024;
+  void* stack = ::mmap(nullptr, kStackSize, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  if (stack == MAP_FAILED) return StartError(errno, "mmap spawn stack");
+  SpawnRequest request = {path->c_str(), args.data(), &io, ::getpid(), 0};
+  sigset_t all, saved;
   sigfillset(&all);
-  posix_spawnattr_setsigmask(&attr, &empty);
-  posix_spawnattr_setsigdefault(&attr, &all);
-  posix_spawnattr_setpgroup(&attr, 0);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-                                      POSIX_SPAWN_SETSIGDEF);
-  pid_t pid = 0;
-  const int error =
-      ::posix_spawnp(&pid, args[0], &actions, &attr, args.data(), environ);
-  posix_spawnattr_destroy(&attr);
-  posix_spawn_file_actions_destroy(&actions);
-  if (error != 0) {
-    if (error == ENOENT || error == EACCES || error == ENOEXEC) {
-      return absl::NotFoundError(
-          absl::StrCat("cannot execute '", argv[0], "': ", ::strerror(error)));
+  ::pthread_sigmask(SIG_SETMASK, &all, &saved);
+  const pid_t pid =
+      ::clone(SpawnTrampoline, static_cast<char*>(stack) + kStackSize,
+              CLONE_VM | CLONE_VFORK | SIGCHLD, &request);
+  const int clone_errno = errno;
+  ::pthread_sigmask(SIG_SETMASK, &saved, nullptr);
+  ::munmap(stack, kStackSize);
+  if (pid < 0) return StartError(clone_errno, absl::StrCat("spawn '", argv[0], "'"));
+  if (request.exec_errno != 0) {
+    ::waitpid(pid, nullptr, 0);
+    if (request.exec_errno == ENOENT || request.exec_errno == EACCES ||
+        request.exec_errno == ENOEXEC) {
+      return absl::NotFoundError(absl::StrCat("cannot execute '", argv[0], "': ",
+                                              ::strerror(request.exec_errno)));
     }
-    return StartError(error, absl::StrCat("posix_spawn '", argv[0], "'"));
+    return StartError(request.exec_errno, absl::StrCat("execve '", argv[0], "'"));
   }
   absl::StatusOr<UniqueFd> pidfd = OpenPidfd(pid);
   if (!pidfd.ok()) {

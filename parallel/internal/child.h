@@ -60,6 +60,10 @@ struct ChildIo {
   // Signals whose disposition a forked child resets to SIG_DFL (those the
   // parent does not leave at default); null = all of them.
   const sigset_t* signals_to_reset = nullptr;
+  // The library's own descriptors that a forked child closes (other steps'
+  // capture and result files, pidfds, ...), so that no step can touch
+  // another's output. The caller's descriptors are left alone.
+  const std::vector<int>* fds_to_close = nullptr;
 };
 
 // The signals whose disposition is not SIG_DFL in this process now, plus
@@ -91,9 +95,11 @@ int RunBody(const std::function<absl::StatusOr<std::string>()>& body,
 int RunBodyAndReport(const std::function<absl::StatusOr<std::string>()>& body,
                      int result_fd, bool keep_value);
 
-// Starts argv with posix_spawnp in its own process group, default signal
-// dispositions and an empty signal mask. NotFoundError if argv[0] cannot be
-// executed; ResourceExhaustedError as for ForkChild.
+// Starts argv (argv[0] searched in $PATH) without copying the caller's
+// memory — clone(CLONE_VM | CLONE_VFORK) as glibc's posix_spawn does — in its
+// own process group, with default signal dispositions, an empty signal mask
+// and PR_SET_PDEATHSIG (which posix_spawn cannot set). NotFoundError if
+// argv[0] cannot be executed; ResourceExhaustedError as for ForkChild.
 absl::StatusOr<Child> SpawnChild(const std::vector<std::string>& argv,
                                  const ChildIo& io);
 

@@ -118,6 +118,8 @@ class Engine {
                                 int to, bool* at_line_start,
                                 const std::string& prefix);
   void ReleaseTokens();
+  // The descriptors this run owns now (for children to close).
+  void OwnFds(std::vector<int>* fds) const;
   void MaybeSpool(size_t index);
   void Release(size_t index);
 
@@ -133,6 +135,7 @@ class Engine {
 
   UniqueFd dev_null_;
   sigset_t signals_to_reset_;
+  std::vector<int> fds_to_close_;  // scratch for Launch
   UniqueFd spool_;
   uint64_t spool_size_ = 0;
   size_t held_captures_ = 0;  // finished, unreplayed steps with open captures
@@ -214,6 +217,21 @@ absl::StatusOr<RunReport> Engine::Run() {
   return std::move(report_);
 }
 
+void Engine::OwnFds(std::vector<int>* fds) const {
+  fds->clear();
+  fds->push_back(dev_null_.get());
+  if (spool_.valid()) fds->push_back(spool_.get());
+  for (size_t i = next_replay_; i < next_start_; ++i) {
+    const StepState& state = states_[i];
+    for (int fd : {state.out.get(), state.err.get(), state.result.get(),
+                   state.child.pidfd()}) {
+      if (fd >= 0) fds->push_back(fd);
+    }
+  }
+  // Steps before next_replay_ have released everything; finished steps
+  // ahead of the head are within [next_replay_, next_start_).
+}
+
 void Engine::ReleaseTokens() {
   // Keep one permission per running step beyond the implicit slot.
   const size_t needed = running_.empty() ? 0 : running_.size() - 1;
@@ -285,6 +303,8 @@ absl::Status Engine::Launch(size_t index, absl::Time now) {
   io.stderr_fd = err.valid() ? err.get() : out->get();
   io.result_fd = result.get();
   io.signals_to_reset = &signals_to_reset_;
+  OwnFds(&fds_to_close_);
+  io.fds_to_close = &fds_to_close_;
   absl::StatusOr<Child> child =
       step.is_command()
           ? SpawnChild(step.argv(), io)

@@ -244,6 +244,17 @@ absl::Status WorkerPool::StartWorker(size_t slot) {
   io.stdout_fd = capture->get();
   io.stderr_fd = capture->get();
   io.result_fd = worker_end.get();
+  std::vector<int> own_fds = {dev_null_, parent_end.get()};
+  for (const auto& other : workers_) {
+    for (int fd : {other->socket.get(), other->child.pidfd(),
+                   other->capture ? other->capture->get() : -1}) {
+      if (fd >= 0) own_fds.push_back(fd);
+    }
+  }
+  for (size_t i = next_replay_; i < inputs_.size(); ++i) {
+    if (inputs_[i].capture) own_fds.push_back(inputs_[i].capture->get());
+  }
+  io.fds_to_close = &own_fds;
   const int socket = worker_end.get();
   absl::StatusOr<Child> child = ForkProcess(
       [this, socket] {
