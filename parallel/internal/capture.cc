@@ -4,9 +4,11 @@
 #include <poll.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <vector>
 
@@ -88,6 +90,32 @@ absl::Status CheckTempDir(const std::string& dir) {
         absl::StrCat("temp dir '", dir, "': Not a directory"));
   }
   return CreateCaptureFile(dir).status();
+}
+
+UniqueFd ReopenAt(int fd, uint64_t offset) {
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+  UniqueFd reopened(RetryOnEintr([&] { return ::open(path, O_RDWR | O_CLOEXEC); }));
+  if (reopened.valid() &&
+      ::lseek(reopened.get(), static_cast<off_t>(offset), SEEK_SET) < 0) {
+    reopened.reset();
+  }
+  return reopened;
+}
+
+bool SupportsSparseFiles(const std::string& dir) {
+  struct statfs fs;
+  if (::statfs(dir.c_str(), &fs) != 0) return false;
+  switch (static_cast<unsigned long>(fs.f_type)) {
+    case 0xEF53:      // ext2/3/4
+    case 0x01021994:  // tmpfs
+    case 0x58465342:  // xfs
+    case 0x9123683E:  // btrfs
+    case 0xF2F52010:  // f2fs
+      return true;
+    default:
+      return false;
+  }
 }
 
 absl::StatusOr<uint64_t> FileSize(int fd) {

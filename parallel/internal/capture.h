@@ -31,6 +31,14 @@ absl::StatusOr<UniqueFd> CreateCaptureFile(const std::string& dir);
 // the reason (missing, not a directory, read-only, ...).
 absl::Status CheckTempDir(const std::string& dir);
 
+// A second, independent open file description of the file behind `fd`
+// (through /proc/self/fd), positioned at `offset`; invalid on failure.
+UniqueFd ReopenAt(int fd, uint64_t offset);
+
+// Whether files in `dir` can have holes that cost nothing (ext4, xfs, btrfs,
+// tmpfs, f2fs: checked by filesystem type).
+bool SupportsSparseFiles(const std::string& dir);
+
 // Size of the file behind `fd`.
 absl::StatusOr<uint64_t> FileSize(int fd);
 
