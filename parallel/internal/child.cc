@@ -16,10 +16,13 @@
 #include <cstdlib>
 #include <exception>
 #include <iostream>
+#include <map>
 #include <tuple>
 #include <typeinfo>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/strings/str_split.h"
 #include "parallel/codec.h"
 #include "parallel/internal/demangle.h"
@@ -277,6 +280,43 @@ absl::StatusOr<std::string> FindProgram(const std::string& file) {
       absl::StrCat("cannot execute '", file, "': not found in PATH"));
 }
 
+// What FindProgram found, by $PATH and name: a tool that runs the same few
+// programs thousands of times stats each $PATH entry once, not every time.
+// An entry that stops working is dropped by SpawnChild.
+absl::Mutex g_program_cache_mutex;
+std::map<std::string, std::string>& ProgramCache()
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_program_cache_mutex) {
+  static auto* cache = new std::map<std::string, std::string>();
+  return *cache;
+}
+
+std::string ProgramCacheKey(const std::string& file) {
+  const char* path = std::getenv("PATH");
+  return absl::StrCat(path != nullptr ? path : "", std::string(1, '\0'), file);
+}
+
+absl::StatusOr<std::string> FindProgramCached(const std::string& file) {
+  if (file.find('/') != std::string::npos) return FindProgram(file);
+  const std::string key = ProgramCacheKey(file);
+  {
+    absl::MutexLock lock(&g_program_cache_mutex);
+    auto it = ProgramCache().find(key);
+    if (it != ProgramCache().end()) return it->second;
+  }
+  absl::StatusOr<std::string> found = FindProgram(file);
+  if (found.ok()) {
+    absl::MutexLock lock(&g_program_cache_mutex);
+    if (ProgramCache().size() > 1024) ProgramCache().clear();
+    ProgramCache()[key] = *found;
+  }
+  return found;
+}
+
+void ForgetProgram(const std::string& file) {
+  absl::MutexLock lock(&g_program_cache_mutex);
+  ProgramCache().erase(ProgramCacheKey(file));
+}
+
 struct SpawnRequest {
   const char* path;
   char* const* argv;
@@ -315,10 +355,28 @@ int SpawnTrampoline(void* arg) {
 
 }  // namespace
 
+namespace {
+absl::StatusOr<Child> SpawnOnce(const std::vector<std::string>& argv,
+                                const ChildIo& io);
+}  // namespace
+
 absl::StatusOr<Child> SpawnChild(const std::vector<std::string>& argv,
                                  const ChildIo& io) {
   if (argv.empty()) return absl::InvalidArgumentError("empty command");
-  absl::StatusOr<std::string> path = FindProgram(argv[0]);
+  absl::StatusOr<Child> child = SpawnOnce(argv, io);
+  if (absl::IsNotFound(child.status()) && argv[0].find('/') == std::string::npos) {
+    // The cached location may be stale (the program moved): look again.
+    ForgetProgram(argv[0]);
+    child = SpawnOnce(argv, io);
+  }
+  return child;
+}
+
+namespace {
+
+absl::StatusOr<Child> SpawnOnce(const std::vector<std::string>& argv,
+                                const ChildIo& io) {
+  absl::StatusOr<std::string> path = FindProgramCached(argv[0]);
   if (!path.ok()) return path.status();
   std::vector<char*> args;
   args.reserve(argv.size() + 1);
@@ -361,6 +419,8 @@ absl::StatusOr<Child> SpawnChild(const std::vector<std::string>& argv,
   }
   return Child(pid, *std::move(pidfd));
 }
+
+}  // namespace
 
 void ResetStateInChild() { InterruptScope::ForgetInChild(); }
 

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <string>
+#include <optional>
 #include <tuple>
 #include <utility>
 
@@ -48,12 +49,23 @@ struct SpoolRange {
 struct StepState {
   Phase phase = Phase::kPending;
   Child child;
-  UniqueFd out;     // stdout (and stderr when combined)
-  UniqueFd err;     // stderr when !combine_stderr
-  // Where stderr's bytes start in `err`: 0 when it is a file of its own, or
-  // kErrRegion when `err` is a second open file description of out's file
-  // (one temp file per step instead of two; see Launch).
+  // The capture file, through the parent's own open file description (the
+  // child writes through descriptions of its own; see Launch).
+  UniqueFd out;
+  // While running: the child's stdout (and, apart, stderr) descriptions.
+  // Their positions are where the step's bytes end: a reused capture file
+  // holds stale bytes beyond them, never read.
+  UniqueFd out_ofd;
+  UniqueFd err_ofd;
+  // stderr's own file, only where stderr cannot be a region of `out`.
+  UniqueFd err;
+  // kErrRegion when stderr is written into `out`'s file at that offset.
   uint64_t err_base = 0;
+  // The ends of stdout and stderr, fixed when the step ended.
+  std::optional<uint64_t> out_end;
+  std::optional<uint64_t> err_end;
+  // The child shares `out`'s description: the file cannot be reused.
+  bool no_recycle = false;
   UniqueFd result;  // result records, fork steps only
   // How much of out/err has been replayed (live streaming of the head).
   uint64_t out_replayed = 0;
@@ -120,6 +132,13 @@ class Engine {
   // Bytes the step has written to stdout / stderr so far.
   uint64_t OutBytes(const StepState& state) const;
   uint64_t ErrBytes(const StepState& state) const;
+  // Where stderr's bytes are read from.
+  int ErrFd(const StepState& state) const;
+  // A capture file: an emptied one from the pool, or a new one.
+  absl::StatusOr<UniqueFd> AcquireCapture();
+  // Done with the step's capture files: back to the pool if nothing can
+  // still write into them, else closed.
+  void ReleaseCapture(StepState& state);
   // Copies [offset, offset + length) of `from` to `to`, with line prefixes
   // when tagging. Returns the bytes consumed from `from`.
   absl::StatusOr<uint64_t> Emit(int from, uint64_t offset, uint64_t length,
@@ -145,6 +164,8 @@ class Engine {
   UniqueFd dev_null_;
   sigset_t signals_to_reset_;
   std::vector<int> fds_to_close_;  // scratch for Launch
+  std::vector<UniqueFd> capture_pool_;
+  bool leases_work_ = true;
   UniqueFd spool_;
   uint64_t spool_size_ = 0;
   size_t held_captures_ = 0;  // finished, unreplayed steps with open captures
@@ -230,10 +251,11 @@ void Engine::OwnFds(std::vector<int>* fds) const {
   fds->clear();
   fds->push_back(dev_null_.get());
   if (spool_.valid()) fds->push_back(spool_.get());
+  for (const UniqueFd& fd : capture_pool_) fds->push_back(fd.get());
   for (size_t i = next_replay_; i < next_start_; ++i) {
     const StepState& state = states_[i];
-    for (int fd : {state.out.get(), state.err.get(), state.result.get(),
-                   state.child.pidfd()}) {
+    for (int fd : {state.out.get(), state.out_ofd.get(), state.err_ofd.get(),
+                   state.err.get(), state.result.get(), state.child.pidfd()}) {
       if (fd >= 0) fds->push_back(fd);
     }
   }
@@ -287,19 +309,24 @@ void Engine::StartSteps(absl::Time now) {
 absl::Status Engine::Launch(size_t index, absl::Time now) {
   StepState& state = states_[index];
   const Step& step = steps_[index];
-  absl::StatusOr<UniqueFd> out = CreateCaptureFile(temp_dir_);
+  absl::StatusOr<UniqueFd> out = AcquireCapture();
   if (!out.ok()) return out.status();
+  // The child writes through descriptions of its own, so that once the step
+  // is over the file can be checked for writers left behind (a lease) and
+  // reused: creating a temp file costs ~50us on ext4, reopening ~5us.
+  UniqueFd child_out = ReopenAt(out->get(), 0);
+  const bool no_recycle = !child_out.valid();
+  const int child_stdout = child_out.valid() ? child_out.get() : out->get();
+  UniqueFd child_err;
   UniqueFd err;
   uint64_t err_base = 0;
   if (!options_.combine_stderr) {
-    // Creating a temp file costs ~50us on ext4 (inode and orphan list), so
-    // stderr goes to a second open file description of the same file,
-    // positioned far out: a sparse region of its own.
-    if (sparse_temp_dir_) {
-      err = ReopenAt(out->get(), kErrRegion);
-      if (err.valid()) err_base = kErrRegion;
+    // stderr goes far out into the same file: a sparse region of its own.
+    if (sparse_temp_dir_ && child_out.valid()) {
+      child_err = ReopenAt(out->get(), kErrRegion);
+      if (child_err.valid()) err_base = kErrRegion;
     }
-    if (!err.valid()) {
+    if (!child_err.valid()) {
       absl::StatusOr<UniqueFd> fd = CreateCaptureFile(temp_dir_);
       if (!fd.ok()) return fd.status();
       err = *std::move(fd);
@@ -318,8 +345,10 @@ absl::Status Engine::Launch(size_t index, absl::Time now) {
   }
   ChildIo io;
   io.stdin_fd = dev_null_.get();
-  io.stdout_fd = out->get();
-  io.stderr_fd = err.valid() ? err.get() : out->get();
+  io.stdout_fd = child_stdout;
+  io.stderr_fd = options_.combine_stderr ? child_stdout
+                 : child_err.valid()     ? child_err.get()
+                                         : err.get();
   io.result_fd = result.get();
   io.signals_to_reset = &signals_to_reset_;
   OwnFds(&fds_to_close_);
@@ -333,8 +362,13 @@ absl::Status Engine::Launch(size_t index, absl::Time now) {
   state.phase = Phase::kRunning;
   state.child = *std::move(child);
   state.out = *std::move(out);
+  state.out_ofd = std::move(child_out);
+  state.err_ofd = std::move(child_err);
   state.err = std::move(err);
   state.err_base = err_base;
+  state.out_end.reset();
+  state.err_end.reset();
+  state.no_recycle = no_recycle;
   state.result = std::move(result);
   state.started = now;
   state.deadline = now + options_.timeout;
@@ -357,7 +391,11 @@ void Engine::Finish(size_t index, absl::Time now) {
   report.duration = now - state.started;
   if (WIFEXITED(wait_status)) report.exit_code = WEXITSTATUS(wait_status);
   if (WIFSIGNALED(wait_status)) report.signal = WTERMSIG(wait_status);
-  report.output_bytes = OutBytes(state) + ErrBytes(state);
+  state.out_end = OutBytes(state);
+  state.err_end = ErrBytes(state);
+  state.out_ofd.reset();
+  state.err_ofd.reset();
+  report.output_bytes = *state.out_end + *state.err_end;
 
   Judge(index, wait_status, now);
   state.result.reset();
@@ -623,20 +661,58 @@ absl::StatusOr<uint64_t> Engine::Emit(int from, uint64_t offset,
 }
 
 uint64_t Engine::OutBytes(const StepState& state) const {
-  if (!state.out.valid()) return 0;
-  if (state.err_base != 0) {
-    // The file's size is stderr's end; stdout's end is where the step's
-    // stdout file description stands (shared with ours).
-    const off_t position = ::lseek(state.out.get(), 0, SEEK_CUR);
+  if (state.out_end) return *state.out_end;
+  if (state.out_ofd.valid()) {
+    const off_t position = ::lseek(state.out_ofd.get(), 0, SEEK_CUR);
     return position > 0 ? static_cast<uint64_t>(position) : 0;
   }
-  return FileSize(state.out.get()).value_or(0);
+  return state.out.valid() ? FileSize(state.out.get()).value_or(0) : 0;
 }
 
 uint64_t Engine::ErrBytes(const StepState& state) const {
-  if (!state.err.valid()) return 0;
-  const uint64_t size = FileSize(state.err.get()).value_or(0);
-  return size > state.err_base ? size - state.err_base : 0;
+  if (state.err_end) return *state.err_end;
+  if (state.err_ofd.valid()) {
+    const off_t position = ::lseek(state.err_ofd.get(), 0, SEEK_CUR);
+    return position > 0 && static_cast<uint64_t>(position) > state.err_base
+               ? static_cast<uint64_t>(position) - state.err_base
+               : 0;
+  }
+  return state.err.valid() ? FileSize(state.err.get()).value_or(0) : 0;
+}
+
+int Engine::ErrFd(const StepState& state) const {
+  return state.err_base != 0 ? state.out.get() : state.err.get();
+}
+
+absl::StatusOr<UniqueFd> Engine::AcquireCapture() {
+  if (!capture_pool_.empty()) {
+    UniqueFd fd = std::move(capture_pool_.back());
+    capture_pool_.pop_back();
+    return fd;
+  }
+  return CreateCaptureFile(temp_dir_);
+}
+
+void Engine::ReleaseCapture(StepState& state) {
+  UniqueFd fd = std::move(state.out);
+  state.out_ofd.reset();
+  state.err_ofd.reset();
+  state.err.reset();
+  if (!fd.valid() || state.no_recycle || !leases_work_ ||
+      capture_pool_.size() >= kMaxPooledCaptures) {
+    return;
+  }
+  // A write lease is granted only if no other open file description of the
+  // file is open for writing: nothing the step left behind (a process that
+  // escaped its process group) can still write into it.
+  if (::fcntl(fd.get(), F_SETLEASE, F_WRLCK) != 0) {
+    if (errno != EAGAIN && errno != EBUSY) leases_work_ = false;
+    return;
+  }
+  ::fcntl(fd.get(), F_SETLEASE, F_UNLCK);
+  // Not truncated: on ext4 that costs as much as a new file. The next step
+  // writes from offset 0 and its ends are read from its own descriptions.
+  capture_pool_.push_back(std::move(fd));
 }
 
 void Engine::ReplayFd(int fd, uint64_t base, uint64_t bytes, uint64_t* replayed,
@@ -673,7 +749,7 @@ void Engine::Replay() {
       } else {
         ReplayFd(state.out.get(), 0, OutBytes(state), &state.out_replayed,
                  &state.out_at_line_start, options_.output_fd, prefix);
-        ReplayFd(state.err.get(), state.err_base, ErrBytes(state),
+        ReplayFd(ErrFd(state), state.err_base, ErrBytes(state),
                  &state.err_replayed, &state.err_at_line_start, to_err, prefix);
       }
     }
@@ -687,8 +763,7 @@ void Engine::MaybeSpool(size_t index) {
   StepState& state = states_[index];
   if (!state.out.valid()) return;
   if (state.drop_output) {
-    state.out.reset();
-    state.err.reset();
+    ReleaseCapture(state);
     return;
   }
   auto hold = [this, &state] {
@@ -707,22 +782,22 @@ void Engine::MaybeSpool(size_t index) {
     }
     spool_ = *std::move(spool);
   }
-  auto move_to_spool = [this](const UniqueFd& fd, uint64_t base, uint64_t bytes,
+  auto move_to_spool = [this](int fd, uint64_t base, uint64_t bytes,
                               SpoolRange* range) {
     range->offset = spool_size_;
     range->length = 0;
-    if (!fd.valid() || bytes == 0) return true;
-    absl::StatusOr<uint64_t> copied = CopyRange(fd.get(), base, bytes, spool_.get());
+    if (fd < 0 || bytes == 0) return true;
+    absl::StatusOr<uint64_t> copied = CopyRange(fd, base, bytes, spool_.get());
     if (!copied.ok()) return false;
     range->length = *copied;
     spool_size_ += *copied;
     return true;
   };
-  if (move_to_spool(state.out, 0, OutBytes(state), &state.spool_out) &&
-      move_to_spool(state.err, state.err_base, ErrBytes(state), &state.spool_err)) {
+  if (move_to_spool(state.out.get(), 0, OutBytes(state), &state.spool_out) &&
+      move_to_spool(ErrFd(state), state.err_base, ErrBytes(state),
+                    &state.spool_err)) {
     state.spooled = true;
-    state.out.reset();
-    state.err.reset();
+    ReleaseCapture(state);
   } else {
     hold();
   }
@@ -734,8 +809,7 @@ void Engine::Release(size_t index) {
     state.held = false;
     --held_captures_;
   }
-  state.out.reset();
-  state.err.reset();
+  ReleaseCapture(state);
   state.result.reset();
 }
 

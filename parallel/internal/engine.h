@@ -31,6 +31,8 @@ inline constexpr absl::Duration kDumpGrace = absl::Milliseconds(250);
 // files open; the output of further ones is moved into one spool file, so fd
 // use stays constant however many steps finish ahead of the head.
 inline constexpr size_t kMaxHeldCaptures = 32;
+// Emptied capture files kept for reuse.
+inline constexpr size_t kMaxPooledCaptures = 64;
 // With combine_stderr = false, stderr is written this far into the step's
 // capture file (a sparse region), so each step needs one temp file, not two.
 inline constexpr uint64_t kErrRegion = uint64_t{1} << 40;
