@@ -250,6 +250,10 @@ absl::StatusOr<RunReport> Engine::Run() {
 void Engine::OwnFds(std::vector<int>* fds) const {
   fds->clear();
   fds->push_back(dev_null_.get());
+  // The replay targets belong to the run: a step writing there directly
+  // would bypass the ordering. (0-2 are redirected in the child anyway.)
+  fds->push_back(options_.output_fd);
+  if (!options_.combine_stderr) fds->push_back(options_.error_fd);
   if (spool_.valid()) fds->push_back(spool_.get());
   for (const UniqueFd& fd : capture_pool_) fds->push_back(fd.get());
   for (size_t i = next_replay_; i < next_start_; ++i) {

@@ -244,7 +244,7 @@ absl::Status WorkerPool::StartWorker(size_t slot) {
   io.stdout_fd = capture->get();
   io.stderr_fd = capture->get();
   io.result_fd = worker_end.get();
-  std::vector<int> own_fds = {dev_null_, parent_end.get()};
+  std::vector<int> own_fds = {dev_null_, parent_end.get(), config_.output_fd};
   for (const auto& other : workers_) {
     for (int fd : {other->socket.get(), other->child.pidfd(),
                    other->capture ? other->capture->get() : -1}) {

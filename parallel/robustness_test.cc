@@ -1,0 +1,351 @@
+// Hostile steps and hostile surroundings, each with real processes: the
+// parent killed, interrupted or starved of output space; steps that escape,
+// scribble, close their output or are killed.
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <thread>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "parallel/parallel.h"
+#include "testing/process_counts.h"
+
+namespace parallel {
+namespace {
+
+using ::parallel::testing::Into;
+using ::parallel::testing::OutputFile;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::Not;
+
+void Say(const std::string& text) {
+  if (write(1, text.data(), text.size()) != static_cast<ssize_t>(text.size())) {
+    std::abort();
+  }
+}
+
+// Waits (without polling in a loop) until `pid`, which need not be our
+// child, has ended; false if it still runs after `timeout_ms`.
+bool WaitForExit(pid_t pid, int timeout_ms) {
+  const int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  if (pidfd < 0) return errno == ESRCH;  // already gone
+  pollfd pfd = {pidfd, POLLIN, 0};
+  const int ready = poll(&pfd, 1, timeout_ms);
+  close(pidfd);
+  return ready == 1;
+}
+
+// Reads pids, one int each, from `fd` until `count` have come.
+std::vector<pid_t> ReadPids(int fd, int count) {
+  std::vector<pid_t> pids;
+  std::string text;
+  char buffer[256];
+  while (static_cast<int>(pids.size()) < count) {
+    const ssize_t n = read(fd, buffer, sizeof(buffer));
+    if (n <= 0) break;
+    text.append(buffer, n);
+    size_t newline;
+    while ((newline = text.find('\n')) != std::string::npos) {
+      pids.push_back(atoi(text.substr(0, newline).c_str()));
+      text.erase(0, newline + 1);
+    }
+  }
+  return pids;
+}
+
+// A pipe whose write end steps inherit as fd 9 (commands too: no O_CLOEXEC;
+// a single digit, which is all dash's redirections take).
+struct PidPipe {
+  int read_end;
+  PidPipe() {
+    int fds[2];
+    if (pipe(fds) != 0 || dup2(fds[1], 9) != 9) std::abort();
+    close(fds[1]);
+    read_end = fds[0];
+  }
+  ~PidPipe() {
+    close(read_end);
+    close(9);
+  }
+};
+
+TEST(Robustness, ParentKilledBySigkillTakesItsStepsAlong) {
+  PidPipe pids;
+  const pid_t parent = fork();
+  ASSERT_GE(parent, 0);
+  if (parent == 0) {
+    std::vector<Step> steps;
+    steps.push_back(Step::Function([]() -> absl::StatusOr<std::string> {
+      const std::string line = absl::StrCat(getpid(), "\n");
+      (void)!write(9, line.data(), line.size());
+      pause();
+      return std::string();
+    }));
+    steps.push_back(Step::Shell("echo $$ >&9; exec sleep 60"));
+    (void)RunSteps(std::move(steps));
+    _exit(0);
+  }
+  close(9);
+  const std::vector<pid_t> steps = ReadPids(pids.read_end, 2);
+  ASSERT_EQ(steps.size(), 2u);
+  kill(parent, SIGKILL);
+  waitpid(parent, nullptr, 0);
+  for (pid_t step : steps) {
+    EXPECT_TRUE(WaitForExit(step, 1000)) << "step " << step << " outlived its parent";
+  }
+}
+
+class InterruptTest : public ::testing::TestWithParam<int> {};
+
+TEST_P(InterruptTest, SignalToParentKillsStepsReplaysAndEndsTheParent) {
+  const int signo = GetParam();
+  OutputFile out;
+  PidPipe pids;
+  const pid_t parent = fork();
+  ASSERT_GE(parent, 0);
+  if (parent == 0) {
+    ParallelOptions options = Into(out);
+    try {
+      RunParallelSteps({[] {
+                          Say("before the signal\n");
+                          const std::string line = absl::StrCat(getpid(), "\n");
+                          (void)!write(9, line.data(), line.size());
+                          pause();
+                        },
+                        [] {
+                          const std::string line = absl::StrCat(getpid(), "\n");
+                          (void)!write(9, line.data(), line.size());
+                          pause();
+                        }},
+                       options);
+    } catch (...) {
+    }
+    _exit(0);  // not reached: the signal is re-raised
+  }
+  close(9);
+  const std::vector<pid_t> steps = ReadPids(pids.read_end, 2);
+  ASSERT_EQ(steps.size(), 2u);
+  kill(parent, signo);
+  int status = 0;
+  ASSERT_EQ(waitpid(parent, &status, 0), parent);
+  ASSERT_TRUE(WIFSIGNALED(status)) << status;
+  EXPECT_EQ(WTERMSIG(status), signo);
+  for (pid_t step : steps) EXPECT_TRUE(WaitForExit(step, 1000));
+  EXPECT_EQ(out.Contents(), "before the signal\n");
+}
+
+INSTANTIATE_TEST_SUITE_P(Signals, InterruptTest,
+                         ::testing::Values(SIGINT, SIGTERM, SIGHUP));
+
+TEST(Robustness, CallerHandlerRunsAndTheRunReportsTheInterrupt) {
+  // A caller with its own SIGTERM handler keeps it: the library restores it,
+  // re-raises into it, and still reports that the run did not complete.
+  static volatile sig_atomic_t handled = 0;
+  struct sigaction action = {}, previous;
+  action.sa_handler = [](int) { handled = 1; };
+  sigaction(SIGTERM, &action, &previous);
+  PidPipe pids;
+  const pid_t self = getpid();
+  std::thread killer([&pids, self] {
+    ReadPids(pids.read_end, 1);
+    kill(self, SIGTERM);
+  });
+  try {
+    RunParallelSteps({[] {
+      const std::string line = absl::StrCat(getpid(), "\n");
+      (void)!write(9, line.data(), line.size());
+      pause();
+    }});
+    ADD_FAILURE() << "an interrupted run passed for a success";
+  } catch (const BackgroundFailure& failure) {
+    EXPECT_TRUE(failure.HasFailureType("parallel::Interrupted"));
+  }
+  killer.join();
+  EXPECT_EQ(handled, 1);
+  struct sigaction now;
+  sigaction(SIGTERM, nullptr, &now);
+  EXPECT_EQ(now.sa_handler, action.sa_handler);
+  sigaction(SIGTERM, &previous, nullptr);
+  EXPECT_THAT(testing::ChildPids(), IsEmpty());
+}
+
+TEST(Robustness, StepScribblingOnEveryFdHurtsOnlyItself) {
+  // Every descriptor it can reach: its own, the caller's, and (were they not
+  // closed in the child) the other steps' capture files and the replay target.
+  OutputFile out;
+  ParallelOptions options = Into(out);
+  options.return_values = true;
+  std::vector<std::function<std::string()>> steps;
+  for (int i = 0; i < 4; ++i) {
+    steps.push_back([i] {
+      usleep(50000);
+      Say(absl::StrCat("clean ", i, "\n"));
+      return absl::StrCat("value ", i);
+    });
+  }
+  steps.insert(steps.begin() + 2, [] {
+    for (int fd = 3; fd < 1024; ++fd) (void)!write(fd, "garbage", 7);
+    return std::string("scribbler");
+  });
+  try {
+    RunParallelSteps<std::string>(std::move(steps), options);
+    FAIL() << "expected the scribbler's own result to be corrupt";
+  } catch (const BackgroundFailure& failure) {
+    ASSERT_EQ(failure.exc_infos().size(), 1u) << failure.what();
+    EXPECT_EQ(failure.exc_infos()[0].step, "step 2");
+    EXPECT_EQ(failure.exc_infos()[0].type, kCorruptResult);
+  }
+  // What it wrote through other descriptors of its own stdout is its own
+  // output, replayed in its own place; every other step is intact.
+  const std::string output = out.Contents();
+  const std::string before = "clean 0\nclean 1\n";
+  const std::string after = "clean 2\nclean 3\n";
+  ASSERT_GE(output.size(), before.size() + after.size());
+  EXPECT_EQ(output.substr(0, before.size()), before);
+  EXPECT_EQ(output.substr(output.size() - after.size()), after);
+  std::string own = output.substr(before.size(), output.size() - before.size() - after.size());
+  while (own.rfind("garbage", 0) == 0) own.erase(0, 7);
+  EXPECT_EQ(own, "") << output;
+}
+
+TEST(Robustness, StepThatClosesItsOutputSucceedsQuietly) {
+  OutputFile out;
+  RunParallelSteps({[] {
+                      close(1);
+                      close(2);
+                    },
+                    [] { Say("after\n"); }},
+                   Into(out));
+  EXPECT_EQ(out.Contents(), "after\n");
+}
+
+TEST(Robustness, StepKilledLikeByTheOomKillerIsReported) {
+  try {
+    RunParallelSteps({[] { raise(SIGKILL); }});
+    FAIL() << "expected BackgroundFailure";
+  } catch (const BackgroundFailure& failure) {
+    EXPECT_THAT(failure.exc_infos()[0].message,
+                HasSubstr("was killed by signal 9 (SIGKILL)"));
+  }
+}
+
+TEST(Robustness, OutputLimitHitByAStepIsNamed) {
+  // EFBIG from the step's own file-size limit: the kernel says SIGXFSZ.
+  OutputFile out;
+  try {
+    RunParallelSteps({[] {
+      rlimit limit = {1 << 20, 1 << 20};
+      setrlimit(RLIMIT_FSIZE, &limit);
+      const std::string chunk(1 << 16, 'x');
+      for (int i = 0; i < 32; ++i) Say(chunk);
+    }}, Into(out));
+    FAIL() << "expected BackgroundFailure";
+  } catch (const BackgroundFailure& failure) {
+    EXPECT_THAT(failure.exc_infos()[0].message, HasSubstr("(SIGXFSZ)"));
+  }
+}
+
+TEST(Robustness, WriterThatEscapesItsGroupNeverLeaksIntoLaterSteps) {
+  // Step 0 leaves a process that leaves its process group (setsid) with the
+  // step's stdout and writes later. Its capture file must not be reused.
+  const std::string dir = testing::MakeTempDir();
+  std::vector<Step> steps;
+  steps.push_back(Step::Shell(absl::StrCat(
+      "setsid sh -c 'echo $$ > ", dir, "/escapee; sleep 0.3; echo LATE' & echo first")));
+  for (int i = 0; i < 30; ++i) {
+    steps.push_back(Step::Shell(absl::StrCat("sh -c 'echo ", i, "; sleep 0.02'")));
+  }
+  OutputFile out;
+  ParallelOptions options = Into(out);
+  options.max_parallel = 1;
+  absl::StatusOr<RunReport> report = RunSteps(std::move(steps), options);
+  ASSERT_TRUE(report.ok());
+  std::string expected = "first\n";
+  for (int i = 0; i < 30; ++i) absl::StrAppend(&expected, i, "\n");
+  EXPECT_EQ(out.Contents(), expected);
+  std::ifstream pid_file(dir + "/escapee");
+  pid_t escapee = 0;
+  if (pid_file >> escapee && escapee > 0) kill(escapee, SIGKILL);
+}
+
+TEST(Robustness, GigabyteOfOutputDoesNotGrowTheParent) {
+  int report[2];
+  ASSERT_EQ(pipe(report), 0);
+  const pid_t parent = fork();
+  ASSERT_GE(parent, 0);
+  if (parent == 0) {
+    const int dev_null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    ParallelOptions options;
+    options.output_fd = dev_null;
+    const absl::Time start = absl::Now();
+    RunParallelSteps({[] {
+                        const std::string chunk(1 << 20, 'g');
+                        for (int i = 0; i < 1024; ++i) Say(chunk);
+                      },
+                      [] { Say("small\n"); }},
+                     options);
+    rusage usage;
+    getrusage(RUSAGE_SELF, &usage);
+    const std::string line = absl::StrCat(usage.ru_maxrss, " ",
+                                          absl::ToInt64Milliseconds(absl::Now() - start), "\n");
+    (void)!write(report[1], line.data(), line.size());
+    _exit(0);
+  }
+  close(report[1]);
+  char buffer[64] = {};
+  ASSERT_GT(read(report[0], buffer, sizeof(buffer) - 1), 0);
+  close(report[0]);
+  waitpid(parent, nullptr, 0);
+  long max_rss_kb = 0, millis = 0;
+  ASSERT_EQ(sscanf(buffer, "%ld %ld", &max_rss_kb, &millis), 2);
+  RecordProperty("parent_max_rss_kb", static_cast<int>(max_rss_kb));
+  RecordProperty("millis", static_cast<int>(millis));
+  std::printf("1 GiB step: parent peak RSS %ld KiB, %ld ms\n", max_rss_kb, millis);
+  EXPECT_LT(max_rss_kb, 100 * 1024);
+}
+
+TEST(Robustness, SixHundredStepsUnderAFdLimitOf256) {
+  const pid_t caller = fork();
+  ASSERT_GE(caller, 0);
+  if (caller == 0) {
+    rlimit limit = {256, 256};
+    if (setrlimit(RLIMIT_NOFILE, &limit) != 0) _exit(2);
+    std::vector<Step> steps;
+    for (int i = 0; i < 600; ++i) {
+      steps.push_back(i % 2 ? Step::Shell("sleep 0.01")
+                            : Step::Function([]() -> absl::StatusOr<std::string> {
+                                usleep(10000);
+                                return std::string();
+                              }));
+    }
+    const int dev_null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    ParallelOptions options;
+    options.output_fd = dev_null;
+    options.combine_stderr = false;
+    options.error_fd = dev_null;
+    absl::StatusOr<RunReport> report = RunSteps(std::move(steps), options);
+    _exit(report.ok() && report->failed_count() == 0 ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(caller, &status, 0), caller);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+}  // namespace
+}  // namespace parallel
