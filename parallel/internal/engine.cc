@@ -21,6 +21,7 @@
 #include "parallel/internal/capture.h"
 #include "parallel/internal/child.h"
 #include "parallel/internal/fd.h"
+#include "parallel/internal/in_process.h"
 #include "parallel/internal/interrupt.h"
 #include "parallel/internal/record.h"
 #include "parallel/internal/stack.h"
@@ -819,10 +820,66 @@ void Engine::Release(size_t index) {
 
 }  // namespace
 
+// The test seam (in_process.h): closures run here, one after another, with
+// no capture; commands still run as processes, one at a time.
+absl::StatusOr<RunReport> RunInProcessEngine(std::vector<Step> steps,
+                                             const ParallelOptions& options,
+                                             const RunHooks& hooks) {
+  RunReport report;
+  report.steps.resize(steps.size());
+  bool halted = false;
+  for (size_t i = 0; i < steps.size(); ++i) {
+    StepReport& step = report.steps[i];
+    step.name = steps[i].name().empty() ? absl::StrCat("step ", i) : steps[i].name();
+    if (halted) {
+      step.outcome = StepOutcome::kHalted;
+      continue;
+    }
+    if (hooks.on_start) hooks.on_start(i);
+    if (steps[i].is_command()) {
+      std::vector<Step> one;
+      one.push_back(std::move(steps[i]));
+      ParallelOptions single = options;
+      single.max_parallel = 1;
+      absl::StatusOr<RunReport> real = Engine(std::move(one), single, RunHooks(),
+                                              ResolveTempDir(options.temp_dir))
+                                           .Run();
+      if (!real.ok()) return real.status();
+      const std::string name = step.name;
+      step = std::move(real->steps[0]);
+      step.name = name;
+      if (step.error) step.error->step = name;
+    } else {
+      std::fflush(stdout);
+      const absl::Time start = absl::Now();
+      step.started = true;
+      step.pid = ::getpid();
+      ExceptionInfo error;
+      std::string value;
+      if (RunInProcess(steps[i].body(), absl::StrCat(step.name, " (in process)"),
+                       &value, &error)) {
+        step.outcome = StepOutcome::kSucceeded;
+        step.exit_code = 0;
+        if (options.return_values) step.value = std::move(value);
+      } else {
+        step.outcome = StepOutcome::kFailed;
+        error.step = step.name;
+        step.error = std::move(error);
+      }
+      std::fflush(stdout);
+      step.duration = absl::Now() - start;
+    }
+    if (hooks.on_end) hooks.on_end(i, step);
+    if (step.outcome == StepOutcome::kFailed && options.halt_on_error) halted = true;
+  }
+  return report;
+}
+
 absl::StatusOr<RunReport> RunEngine(std::vector<Step> steps,
                                     const ParallelOptions& options,
                                     const RunHooks& hooks) {
   if (absl::Status status = ValidateOptions(options); !status.ok()) return status;
+  if (InProcessMode()) return RunInProcessEngine(std::move(steps), options, hooks);
   std::string temp_dir = ResolveTempDir(options.temp_dir);
   if (absl::Status status = CheckTempDir(temp_dir); !status.ok()) return status;
   const bool sparse = SupportsSparseFiles(temp_dir);

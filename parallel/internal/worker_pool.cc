@@ -25,6 +25,7 @@
 #include "parallel/internal/child.h"
 #include "parallel/internal/engine.h"
 #include "parallel/internal/fd.h"
+#include "parallel/internal/in_process.h"
 #include "parallel/internal/interrupt.h"
 #include "parallel/internal/record.h"
 #include "parallel/internal/stack.h"
@@ -207,6 +208,10 @@ absl::StatusOr<std::unique_ptr<WorkerPool>> WorkerPool::Start(
     return status;
   }
   std::unique_ptr<WorkerPool> pool(new WorkerPool(std::move(task), std::move(config)));
+  if (InProcessMode()) {
+    pool->inline_ = true;  // the test seam: no workers; Put() runs the task
+    return pool;
+  }
   pool->dev_null_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (pool->dev_null_ < 0) return ErrnoStatus("open /dev/null");
   std::fflush(stdout);
@@ -329,6 +334,33 @@ void WorkerPool::Put(std::string encoded_args, std::string label) {
   inputs_.emplace_back();
   Input& input = inputs_[index];
   input.report.name = std::move(label);
+  if (inline_) {
+    input.state = Input::kDone;
+    if (halted_) {
+      input.report.outcome = StepOutcome::kHalted;
+      return;
+    }
+    std::fflush(stdout);
+    const absl::Time start = absl::Now();
+    input.report.started = true;
+    input.report.pid = ::getpid();
+    ExceptionInfo error;
+    std::string value;
+    if (RunInProcess([this, &encoded_args] { return task_(encoded_args); },
+                     absl::StrCat(input.report.name, " (in process)"), &value, &error)) {
+      input.report.outcome = StepOutcome::kSucceeded;
+      input.report.exit_code = 0;
+      if (config_.keep_values) input.report.value = std::move(value);
+    } else {
+      error.step = input.report.name;
+      input.report.outcome = StepOutcome::kFailed;
+      input.report.error = std::move(error);
+      if (config_.halt_on_error) halted_ = true;
+    }
+    std::fflush(stdout);
+    input.report.duration = absl::Now() - start;
+    return;
+  }
   if (halted_ || interrupt_signal_ != 0 || finishing_) {
     input.state = Input::kDone;
     input.report.outcome =
@@ -731,6 +763,23 @@ void WorkerPool::Replay() {
 const RunReport& WorkerPool::Finish() {
   if (finished_) return report_;
   finishing_ = true;
+  if (inline_ && config_.onexit && !halted_) {
+    ExceptionInfo error;
+    std::string ignored;
+    if (!RunInProcess(
+            [this]() -> absl::StatusOr<std::string> {
+              config_.onexit();
+              return std::string();
+            },
+            "onexit (in process)", &ignored, &error)) {
+      StepReport onexit;
+      onexit.name = "onexit";
+      onexit.outcome = StepOutcome::kFailed;
+      error.step = onexit.name;
+      onexit.error = std::move(error);
+      onexit_failures_.push_back(std::move(onexit));
+    }
+  }
   std::string frame;
   AppendRecord(RecordKind::kFinish, "", &frame);
   while (true) {

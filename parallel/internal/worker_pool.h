@@ -114,6 +114,7 @@ class WorkerPool {
   std::vector<Input> inputs_;
   std::deque<size_t> waiting_;  // inputs not with any worker, in order
   size_t next_replay_ = 0;
+  bool inline_ = false;  // the test seam: tasks run in Put(), here
   bool halted_ = false;
   bool finishing_ = false;
   bool finished_ = false;
