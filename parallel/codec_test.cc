@@ -13,19 +13,14 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "testing/point.h"
 
 namespace parallel {
 namespace {
 
-enum class Color : uint8_t { kRed = 1, kBlue = 200 };
+using ::parallel::testing::Point;
 
-struct Point {
-  int x = 0;
-  int y = 0;
-  bool operator==(const Point& other) const {
-    return x == other.x && y == other.y;
-  }
-};
+enum class Color : uint8_t { kRed = 1, kBlue = 200 };
 
 // Looks like a protobuf message: detected by its two methods.
 struct FakeMessage {
@@ -41,20 +36,6 @@ struct FakeMessage {
   }
 };
 
-}  // namespace
-
-template <>
-struct Codec<Point> {
-  static void Encode(const Point& p, std::string* out) {
-    Codec<int>::Encode(p.x, out);
-    Codec<int>::Encode(p.y, out);
-  }
-  static bool Decode(absl::string_view* in, Point* out) {
-    return Codec<int>::Decode(in, &out->x) && Codec<int>::Decode(in, &out->y);
-  }
-};
-
-namespace {
 
 template <typename T>
 T RoundTrip(const T& value) {

@@ -29,15 +29,11 @@ namespace {
 
 using ::parallel::testing::Into;
 using ::parallel::testing::OutputFile;
+using ::parallel::testing::Say;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::Not;
 
-void Say(const std::string& text) {
-  if (write(1, text.data(), text.size()) != static_cast<ssize_t>(text.size())) {
-    std::abort();
-  }
-}
 
 // Waits (without polling in a loop) until `pid`, which need not be our
 // child, has ended; false if it still runs after `timeout_ms`.

@@ -26,6 +26,7 @@ namespace {
 
 using ::parallel::testing::Into;
 using ::parallel::testing::OutputFile;
+using ::parallel::testing::Say;
 using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::Field;
@@ -34,15 +35,6 @@ using ::testing::IsEmpty;
 using ::testing::Not;
 using ::testing::StartsWith;
 
-// Writes all of `text` to fd 1, unbuffered.
-void Say(const std::string& text) {
-  size_t done = 0;
-  while (done < text.size()) {
-    const ssize_t n = write(1, text.data() + done, text.size() - done);
-    if (n <= 0) std::abort();
-    done += n;
-  }
-}
 
 BackgroundFailure RunExpectingFailure(std::vector<std::function<void()>> steps,
                                       const ParallelOptions& options) {

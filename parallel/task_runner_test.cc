@@ -14,43 +14,23 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "testing/point.h"
 #include "testing/process_counts.h"
 
 namespace parallel {
 namespace {
 
-struct Point {
-  int x = 0;
-  int y = 0;
-};
+using ::parallel::testing::Point;
 
-}  // namespace
-
-template <>
-struct Codec<Point> {
-  static void Encode(const Point& p, std::string* out) {
-    Codec<int>::Encode(p.x, out);
-    Codec<int>::Encode(p.y, out);
-  }
-  static bool Decode(absl::string_view* in, Point* out) {
-    return Codec<int>::Decode(in, &out->x) && Codec<int>::Decode(in, &out->y);
-  }
-};
-
-namespace {
 
 using ::parallel::testing::OutputFile;
+using ::parallel::testing::Say;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::Not;
 using ::testing::StartsWith;
 
-void Say(const std::string& text) {
-  if (write(1, text.data(), text.size()) != static_cast<ssize_t>(text.size())) {
-    std::abort();
-  }
-}
 
 template <typename Runner>
 typename Runner::Options Into(const OutputFile& out, int processes) {

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -43,6 +44,15 @@ std::string OutputFile::Contents() const {
     offset += n;
   }
   return text;
+}
+
+void Say(const std::string& text) {
+  size_t done = 0;
+  while (done < text.size()) {
+    const ssize_t n = write(1, text.data() + done, text.size() - done);
+    if (n <= 0) std::abort();
+    done += n;
+  }
 }
 
 ParallelOptions Into(const OutputFile& out) {

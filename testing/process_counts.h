@@ -36,6 +36,10 @@ class OutputFile {
   int fd_;
 };
 
+// Writes all of `text` to fd 1 with write(2), unbuffered (aborts on error):
+// what a step prints when the test needs exact bytes.
+void Say(const std::string& text);
+
 // Default options, with replayed output going into `out`.
 ParallelOptions Into(const OutputFile& out);
 

@@ -151,6 +151,35 @@ int Child::Reap() {
   return status;
 }
 
+void KillSequence::Start(const Child& child, bool dump_stack_first,
+                         absl::Time now) {
+  if (started()) return;
+  if (dump_stack_first) {
+    child.SignalMainThread(kDumpStackSignal);
+    stage_ = Stage::kDump;
+    next_ = now + kDumpGrace;
+  } else {
+    Terminate(child, now);
+  }
+}
+
+void KillSequence::Advance(const Child& child, absl::Time now) {
+  if (now < next_) return;
+  if (stage_ == Stage::kDump) {
+    Terminate(child, now);
+  } else if (stage_ == Stage::kTerm) {
+    child.SignalGroup(SIGKILL);
+    stage_ = Stage::kKill;
+    next_ = absl::InfiniteFuture();
+  }
+}
+
+void KillSequence::Terminate(const Child& child, absl::Time now) {
+  child.SignalGroup(SIGTERM);
+  stage_ = Stage::kTerm;
+  next_ = now + kKillGrace;
+}
+
 sigset_t NonDefaultSignals() {
   sigset_t set;
   sigemptyset(&set);

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "parallel/internal/fd.h"
 
 namespace parallel {
@@ -48,6 +49,32 @@ class Child {
  private:
   pid_t pid_ = 0;
   UniqueFd pidfd_;
+};
+
+// After SIGTERM, how long a step's process group gets before SIGKILL.
+inline constexpr absl::Duration kKillGrace = absl::Milliseconds(500);
+// How long a hung step gets to dump its stack before SIGTERM.
+inline constexpr absl::Duration kDumpGrace = absl::Milliseconds(250);
+
+// How a step's process is ended: optionally ask its main thread for a stack
+// dump (kDumpStackSignal), then SIGTERM to its process group, then SIGKILL
+// after a grace period. Passive: the event loop calls Advance() when next()
+// is due.
+class KillSequence {
+ public:
+  bool started() const { return stage_ != Stage::kIdle; }
+  // When Advance() should be called next; InfiniteFuture when nothing is due.
+  absl::Time next() const { return next_; }
+  void Start(const Child& child, bool dump_stack_first, absl::Time now);
+  // Takes the next step if it is due.
+  void Advance(const Child& child, absl::Time now);
+
+ private:
+  enum class Stage { kIdle, kDump, kTerm, kKill };
+  void Terminate(const Child& child, absl::Time now);
+
+  Stage stage_ = Stage::kIdle;
+  absl::Time next_ = absl::InfiniteFuture();
 };
 
 // The descriptors a child gets as 0, 1 and 2, and where it writes its result

@@ -89,8 +89,7 @@ struct StepState {
   uint64_t last_output_size = 0;
 
   KillReason kill = KillReason::kNone;
-  enum class KillStage { kNone, kDump, kTerm, kKill } kill_stage = KillStage::kNone;
-  absl::Time next_kill_at = absl::InfiniteFuture();
+  KillSequence killing;
 };
 
 class Engine {
@@ -123,8 +122,6 @@ class Engine {
             std::string traceback = "");
   void BeginStop(KillReason reason, absl::Time now);
   void StartKill(size_t index, KillReason reason, absl::Time now);
-  // SIGTERM to the step's process group; SIGKILL follows after kKillGrace.
-  void Terminate(StepState* state, absl::Time now);
   void CheckDeadlines(absl::Time now);
   absl::Time NextWakeup(absl::Time now) const;
   void Replay();
@@ -561,34 +558,16 @@ void Engine::StartKill(size_t index, KillReason reason, absl::Time now) {
   if (!first) return;  // the kill sequence is already under way
   const bool timed_out =
       reason == KillReason::kTimeout || reason == KillReason::kSilentTimeout;
-  if (timed_out && !steps_[index].is_command()) {
-    // Let it write its stack into its output first.
-    state.child.SignalMainThread(kDumpStackSignal);
-    state.kill_stage = StepState::KillStage::kDump;
-    state.next_kill_at = now + kDumpGrace;
-  } else {
-    Terminate(&state, now);
-  }
-}
-
-void Engine::Terminate(StepState* state, absl::Time now) {
-  state->child.SignalGroup(SIGTERM);
-  state->kill_stage = StepState::KillStage::kTerm;
-  state->next_kill_at = now + kKillGrace;
+  // A hung closure writes its stack into its output first; a command has
+  // exec'd and cannot.
+  state.killing.Start(state.child, timed_out && !steps_[index].is_command(), now);
 }
 
 void Engine::CheckDeadlines(absl::Time now) {
   for (size_t index : std::vector<size_t>(running_)) {
     StepState& state = states_[index];
-    if (state.kill_stage != StepState::KillStage::kNone) {
-      if (now < state.next_kill_at) continue;
-      if (state.kill_stage == StepState::KillStage::kDump) {
-        Terminate(&state, now);
-      } else {
-        state.child.SignalGroup(SIGKILL);
-        state.kill_stage = StepState::KillStage::kKill;
-        state.next_kill_at = absl::InfiniteFuture();
-      }
+    if (state.killing.started()) {
+      state.killing.Advance(state.child, now);
       continue;
     }
     if (now >= state.deadline) {
@@ -611,8 +590,8 @@ absl::Time Engine::NextWakeup(absl::Time now) const {
   absl::Time wake = absl::InfiniteFuture();
   for (size_t index : running_) {
     const StepState& state = states_[index];
-    if (state.kill_stage != StepState::KillStage::kNone) {
-      wake = std::min(wake, state.next_kill_at);
+    if (state.killing.started()) {
+      wake = std::min(wake, state.killing.next());
     } else {
       wake = std::min({wake, state.deadline, state.silent_deadline});
     }

@@ -23,10 +23,6 @@ namespace internal {
 
 // How often the live head step's capture file is checked for new output.
 inline constexpr absl::Duration kLiveStreamInterval = absl::Milliseconds(20);
-// After SIGTERM, how long a step's process group gets before SIGKILL.
-inline constexpr absl::Duration kKillGrace = absl::Milliseconds(500);
-// How long a hung step gets to dump its stack before SIGTERM.
-inline constexpr absl::Duration kDumpGrace = absl::Milliseconds(250);
 // At most this many finished, not yet replayed steps keep their own capture
 // files open; the output of further ones is moved into one spool file, so fd
 // use stays constant however many steps finish ahead of the head.

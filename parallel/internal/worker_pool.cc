@@ -42,7 +42,6 @@ constexpr size_t kPipelineDepth = 2;
 constexpr uint64_t kOnexitId = std::numeric_limits<uint64_t>::max();
 
 enum KillReason { kNoKill, kTimeoutKill, kSilentKill, kHaltKill, kInterruptKill };
-enum KillStage { kNoStage, kDumpStage, kTermStage, kKillStage };
 
 using DoneInfo = std::tuple<uint64_t, uint64_t, uint64_t>;
 using FailureInfo = std::tuple<std::string, std::string, std::string>;
@@ -156,8 +155,7 @@ struct WorkerPool::Worker {
   absl::Time silent_deadline = absl::InfiniteFuture();
   uint64_t last_size = 0;
   int kill = kNoKill;
-  int stage = kNoStage;
-  absl::Time next_kill_at = absl::InfiniteFuture();
+  KillSequence killing;
 
   bool alive() const { return child.alive(); }
   std::optional<size_t> running() const {
@@ -279,8 +277,7 @@ absl::Status WorkerPool::StartWorker(size_t slot) {
   worker.output_end = 0;
   worker.finish_sent = false;
   worker.kill = kNoKill;
-  worker.stage = kNoStage;
-  worker.next_kill_at = absl::InfiniteFuture();
+  worker.killing = KillSequence();
   return absl::OkStatus();
 }
 
@@ -438,8 +435,8 @@ void WorkerPool::Turn() {
     owners.push_back(i);
     fds.push_back({worker.child.pidfd(), POLLIN, 0});
     owners.push_back(i);
-    if (worker.stage != kNoStage) {
-      wake = std::min(wake, worker.next_kill_at);
+    if (worker.killing.started()) {
+      wake = std::min(wake, worker.killing.next());
     } else if (!worker.assigned.empty()) {
       wake = std::min({wake, worker.deadline, worker.silent_deadline});
     }
@@ -678,33 +675,16 @@ void WorkerPool::BeginKill(size_t index, int reason) {
   const bool first = worker.kill == kNoKill;
   worker.kill = reason;
   if (!first) return;
-  const absl::Time now = absl::Now();
-  if (reason == kTimeoutKill || reason == kSilentKill) {
-    worker.child.SignalMainThread(kDumpStackSignal);
-    worker.stage = kDumpStage;
-    worker.next_kill_at = now + kDumpGrace;
-  } else {
-    worker.child.SignalGroup(SIGTERM);
-    worker.stage = kTermStage;
-    worker.next_kill_at = now + kKillGrace;
-  }
+  worker.killing.Start(worker.child,
+                       reason == kTimeoutKill || reason == kSilentKill, absl::Now());
 }
 
 void WorkerPool::CheckDeadlines(absl::Time now) {
   for (size_t i = 0; i < workers_.size(); ++i) {
     Worker& worker = *workers_[i];
     if (!worker.alive()) continue;
-    if (worker.stage != kNoStage) {
-      if (now < worker.next_kill_at) continue;
-      if (worker.stage == kDumpStage) {
-        worker.child.SignalGroup(SIGTERM);
-        worker.stage = kTermStage;
-        worker.next_kill_at = now + kKillGrace;
-      } else {
-        worker.child.SignalGroup(SIGKILL);
-        worker.stage = kKillStage;
-        worker.next_kill_at = absl::InfiniteFuture();
-      }
+    if (worker.killing.started()) {
+      worker.killing.Advance(worker.child, now);
       continue;
     }
     if (worker.assigned.empty()) continue;
