@@ -14,7 +14,8 @@
 //   std::string bytes = parallel::Encode(std::map<std::string, int>{{"a", 1}});
 //   absl::StatusOr<std::map<std::string, int>> back =
 //       parallel::Decode<std::map<std::string, int>>(bytes);
-//   absl::Status ok = parallel::DecodeInto(bytes, &some_map);  // same, in place
+//   absl::Status ok = parallel::DecodeInto(bytes, &some_map);  // same, in
+//   place
 //
 // The one hook for a user type is a specialization of Codec, in namespace
 // parallel, with two static functions:
@@ -64,10 +65,11 @@ namespace parallel {
 
 template <typename T, typename Enable = void>
 struct Codec {
-  static_assert(sizeof(T) == 0,
-                "parallel::Codec<T> is not defined for this type: see the "
-                "'required from' lines for T, and parallel/codec.h for the hook "
-                "that makes a type encodable");
+  static_assert(
+      sizeof(T) == 0,
+      "parallel::Codec<T> is not defined for this type: see the "
+      "'required from' lines for T, and parallel/codec.h for the hook "
+      "that makes a type encodable");
 };
 
 namespace codec_internal {
@@ -134,14 +136,14 @@ struct Codec<bool> {
 
 // Integers (and char types): zigzag varints, range-checked on decode.
 template <typename T>
-struct Codec<T, std::enable_if_t<std::is_integral_v<T> &&
-                                 !std::is_same_v<T, bool>>> {
+struct Codec<
+    T, std::enable_if_t<std::is_integral_v<T> && !std::is_same_v<T, bool>>> {
   static void Encode(T value, std::string* out) {
     if constexpr (std::is_signed_v<T>) {
       const auto wide = static_cast<int64_t>(value);
-      codec_internal::PutVarint(
-          (static_cast<uint64_t>(wide) << 1) ^ static_cast<uint64_t>(wide >> 63),
-          out);
+      codec_internal::PutVarint((static_cast<uint64_t>(wide) << 1) ^
+                                    static_cast<uint64_t>(wide >> 63),
+                                out);
     } else {
       codec_internal::PutVarint(static_cast<uint64_t>(value), out);
     }
@@ -205,7 +207,8 @@ struct Codec<std::string> {
   }
   static bool Decode(absl::string_view* in, std::string* out) {
     uint64_t size;
-    if (!codec_internal::GetVarint(in, &size) || size > in->size()) return false;
+    if (!codec_internal::GetVarint(in, &size) || size > in->size())
+      return false;
     out->assign(in->data(), static_cast<size_t>(size));
     in->remove_prefix(static_cast<size_t>(size));
     return true;
@@ -374,7 +377,8 @@ struct Codec<T, std::enable_if_t<codec_internal::IsProtoLike<T>::value>> {
   }
   static bool Decode(absl::string_view* in, T* out) {
     std::string bytes;
-    return Codec<std::string>::Decode(in, &bytes) && out->ParseFromString(bytes);
+    return Codec<std::string>::Decode(in, &bytes) &&
+           out->ParseFromString(bytes);
   }
 };
 

@@ -3,8 +3,9 @@
 // beyond what the input could hold; what decodes must re-encode to the same
 // bytes (canonical encoding), except for floating point NaN payloads.
 //
-//   tools/fuzz/run.sh 30        # libFuzzer with clang, seeded from testing/fuzz_corpus/codec
-//   bazel test //parallel:codec_fuzzer_corpus_test   # the corpus, as a test
+//   tools/fuzz/run.sh 30        # libFuzzer with clang, seeded from
+//   testing/fuzz_corpus/codec bazel test //parallel:codec_fuzzer_corpus_test #
+//   the corpus, as a test
 
 #include <cstddef>
 #include <cstdint>

@@ -36,7 +36,6 @@ struct FakeMessage {
   }
 };
 
-
 template <typename T>
 T RoundTrip(const T& value) {
   T back{};
@@ -74,7 +73,8 @@ TEST(Codec, RoundTripsScalars) {
 TEST(Codec, RoundTripsContainers) {
   EXPECT_EQ(RoundTrip(std::string("bytes\0with nul", 14)),
             std::string("bytes\0with nul", 14));
-  EXPECT_EQ(RoundTrip(std::vector<int>{1, -2, 3}), (std::vector<int>{1, -2, 3}));
+  EXPECT_EQ(RoundTrip(std::vector<int>{1, -2, 3}),
+            (std::vector<int>{1, -2, 3}));
   EXPECT_EQ(RoundTrip(std::vector<bool>{true, false}),
             (std::vector<bool>{true, false}));
   EXPECT_EQ(RoundTrip(std::optional<std::string>()), std::nullopt);
@@ -90,7 +90,8 @@ TEST(Codec, RoundTripsContainers) {
 
 TEST(Codec, RoundTripsStatusAndStatusOr) {
   EXPECT_EQ(RoundTrip(absl::OkStatus()), absl::OkStatus());
-  EXPECT_EQ(RoundTrip(absl::NotFoundError("gone")), absl::NotFoundError("gone"));
+  EXPECT_EQ(RoundTrip(absl::NotFoundError("gone")),
+            absl::NotFoundError("gone"));
   absl::StatusOr<int> value = RoundTrip(absl::StatusOr<int>(5));
   ASSERT_TRUE(value.ok());
   EXPECT_EQ(*value, 5);
@@ -130,7 +131,8 @@ TEST(Codec, RejectsTruncatedInputAtEveryLength) {
 TEST(Codec, RejectsTrailingBytes) {
   absl::StatusOr<int> value = Decode<int>(Encode(1) + "x");
   EXPECT_FALSE(value.ok());
-  EXPECT_THAT(std::string(value.status().message()), ::testing::HasSubstr("trailing"));
+  EXPECT_THAT(std::string(value.status().message()),
+              ::testing::HasSubstr("trailing"));
 }
 
 TEST(Codec, RejectsOutOfRangeAndForgedValues) {
@@ -138,8 +140,10 @@ TEST(Codec, RejectsOutOfRangeAndForgedValues) {
   EXPECT_FALSE(Decode<uint8_t>(Encode<uint64_t>(256)).ok());
   EXPECT_FALSE(Decode<bool>(std::string(1, '\x02')).ok());
   // A count far beyond the input must not allocate: it is rejected outright.
-  EXPECT_FALSE(Decode<std::vector<int>>("\xff\xff\xff\xff\xff\xff\xff\x7f").ok());
-  EXPECT_FALSE(Decode<std::string>("\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01").ok());
+  EXPECT_FALSE(
+      Decode<std::vector<int>>("\xff\xff\xff\xff\xff\xff\xff\x7f").ok());
+  EXPECT_FALSE(
+      Decode<std::string>("\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01").ok());
   // An 11-byte varint overflows 64 bits.
   EXPECT_FALSE(Decode<uint64_t>(std::string(10, '\xff') + "\x01").ok());
   EXPECT_FALSE(Decodes<absl::Status>("\x63"));  // code 99

@@ -9,13 +9,15 @@ namespace {
 using ::testing::HasSubstr;
 
 TEST(BackgroundFailure, ListsEveryEntryWithItsTraceback) {
-  BackgroundFailure failure({{"std::runtime_error", "boom", "    @ 0x1  f()\n", "step 0"},
-                             {"absl::Status", "NOT_FOUND: x", "", "build"}});
+  BackgroundFailure failure(
+      {{"std::runtime_error", "boom", "    @ 0x1  f()\n", "step 0"},
+       {"absl::Status", "NOT_FOUND: x", "", "build"}});
   EXPECT_EQ(std::string(failure.what()),
             "step 0: std::runtime_error: boom\n    @ 0x1  f()\n"
             "build: absl::Status: NOT_FOUND: x\n");
-  EXPECT_EQ(failure.ToSummaryString(),
-            "step 0: std::runtime_error: boom\nbuild: absl::Status: NOT_FOUND: x\n");
+  EXPECT_EQ(
+      failure.ToSummaryString(),
+      "step 0: std::runtime_error: boom\nbuild: absl::Status: NOT_FOUND: x\n");
 }
 
 TEST(BackgroundFailure, MatchesAndHasFailureTypes) {

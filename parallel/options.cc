@@ -13,13 +13,14 @@ bool IsOpenFd(int fd) { return fd >= 0 && ::fcntl(fd, F_GETFD) != -1; }
 
 absl::Status ValidateOptions(const ParallelOptions& options) {
   if (options.max_parallel < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "max_parallel must be >= 0 (0 = all at once), got ",
-        options.max_parallel));
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_parallel must be >= 0 (0 = all at once), got ",
+                     options.max_parallel));
   }
   if (options.timeout <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "timeout must be positive, got ", absl::FormatDuration(options.timeout)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("timeout must be positive, got ",
+                     absl::FormatDuration(options.timeout)));
   }
   if (options.silent_timeout <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError(

@@ -11,13 +11,13 @@
 #ifndef PARALLEL_PARALLEL_H_
 #define PARALLEL_PARALLEL_H_
 
-#include "parallel/codec.h"              // IWYU pragma: export
-#include "parallel/failure.h"            // IWYU pragma: export
-#include "parallel/options.h"            // IWYU pragma: export
-#include "parallel/run_hooks.h"          // IWYU pragma: export
-#include "parallel/run_parallel_steps.h" // IWYU pragma: export
-#include "parallel/run_steps.h"          // IWYU pragma: export
-#include "parallel/step.h"               // IWYU pragma: export
-#include "parallel/task_runner.h"        // IWYU pragma: export
+#include "parallel/codec.h"               // IWYU pragma: export
+#include "parallel/failure.h"             // IWYU pragma: export
+#include "parallel/options.h"             // IWYU pragma: export
+#include "parallel/run_hooks.h"           // IWYU pragma: export
+#include "parallel/run_parallel_steps.h"  // IWYU pragma: export
+#include "parallel/run_steps.h"           // IWYU pragma: export
+#include "parallel/step.h"                // IWYU pragma: export
+#include "parallel/task_runner.h"         // IWYU pragma: export
 
 #endif  // PARALLEL_PARALLEL_H_

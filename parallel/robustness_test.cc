@@ -13,8 +13,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
-#include <thread>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -33,7 +33,6 @@ using ::parallel::testing::Say;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::Not;
-
 
 // Waits (without polling in a loop) until `pid`, which need not be our
 // child, has ended; false if it still runs after `timeout_ms`.
@@ -102,7 +101,8 @@ TEST(Robustness, ParentKilledBySigkillTakesItsStepsAlong) {
   kill(parent, SIGKILL);
   waitpid(parent, nullptr, 0);
   for (pid_t step : steps) {
-    EXPECT_TRUE(WaitForExit(step, 1000)) << "step " << step << " outlived its parent";
+    EXPECT_TRUE(WaitForExit(step, 1000))
+        << "step " << step << " outlived its parent";
   }
 }
 
@@ -214,7 +214,8 @@ TEST(Robustness, StepScribblingOnEveryFdHurtsOnlyItself) {
   ASSERT_GE(output.size(), before.size() + after.size());
   EXPECT_EQ(output.substr(0, before.size()), before);
   EXPECT_EQ(output.substr(output.size() - after.size()), after);
-  std::string own = output.substr(before.size(), output.size() - before.size() - after.size());
+  std::string own = output.substr(before.size(),
+                                  output.size() - before.size() - after.size());
   while (own.rfind("garbage", 0) == 0) own.erase(0, 7);
   EXPECT_EQ(own, "") << output;
 }
@@ -245,11 +246,12 @@ TEST(Robustness, OutputLimitHitByAStepIsNamed) {
   OutputFile out;
   try {
     RunParallelSteps({[] {
-      rlimit limit = {1 << 20, 1 << 20};
-      setrlimit(RLIMIT_FSIZE, &limit);
-      const std::string chunk(1 << 16, 'x');
-      for (int i = 0; i < 32; ++i) Say(chunk);
-    }}, Into(out));
+                       rlimit limit = {1 << 20, 1 << 20};
+                       setrlimit(RLIMIT_FSIZE, &limit);
+                       const std::string chunk(1 << 16, 'x');
+                       for (int i = 0; i < 32; ++i) Say(chunk);
+                     }},
+                     Into(out));
     FAIL() << "expected BackgroundFailure";
   } catch (const BackgroundFailure& failure) {
     EXPECT_THAT(failure.exc_infos()[0].message, HasSubstr("(SIGXFSZ)"));
@@ -261,10 +263,12 @@ TEST(Robustness, WriterThatEscapesItsGroupNeverLeaksIntoLaterSteps) {
   // step's stdout and writes later. Its capture file must not be reused.
   const std::string dir = testing::MakeTempDir();
   std::vector<Step> steps;
-  steps.push_back(Step::Shell(absl::StrCat(
-      "setsid sh -c 'echo $$ > ", dir, "/escapee; sleep 0.3; echo LATE' & echo first")));
+  steps.push_back(Step::Shell(
+      absl::StrCat("setsid sh -c 'echo $$ > ", dir,
+                   "/escapee; sleep 0.3; echo LATE' & echo first")));
   for (int i = 0; i < 30; ++i) {
-    steps.push_back(Step::Shell(absl::StrCat("sh -c 'echo ", i, "; sleep 0.02'")));
+    steps.push_back(
+        Step::Shell(absl::StrCat("sh -c 'echo ", i, "; sleep 0.02'")));
   }
   OutputFile out;
   ParallelOptions options = Into(out);
@@ -297,8 +301,9 @@ TEST(Robustness, GigabyteOfOutputDoesNotGrowTheParent) {
                      options);
     rusage usage;
     getrusage(RUSAGE_SELF, &usage);
-    const std::string line = absl::StrCat(usage.ru_maxrss, " ",
-                                          absl::ToInt64Milliseconds(absl::Now() - start), "\n");
+    const std::string line =
+        absl::StrCat(usage.ru_maxrss, " ",
+                     absl::ToInt64Milliseconds(absl::Now() - start), "\n");
     (void)!write(report[1], line.data(), line.size());
     _exit(0);
   }
@@ -311,7 +316,8 @@ TEST(Robustness, GigabyteOfOutputDoesNotGrowTheParent) {
   ASSERT_EQ(sscanf(buffer, "%ld %ld", &max_rss_kb, &millis), 2);
   RecordProperty("parent_max_rss_kb", static_cast<int>(max_rss_kb));
   RecordProperty("millis", static_cast<int>(millis));
-  std::printf("1 GiB step: parent peak RSS %ld KiB, %ld ms\n", max_rss_kb, millis);
+  std::printf("1 GiB step: parent peak RSS %ld KiB, %ld ms\n", max_rss_kb,
+              millis);
   EXPECT_LT(max_rss_kb, 100 * 1024);
 }
 
@@ -323,11 +329,12 @@ TEST(Robustness, SixHundredStepsUnderAFdLimitOf256) {
     if (setrlimit(RLIMIT_NOFILE, &limit) != 0) _exit(2);
     std::vector<Step> steps;
     for (int i = 0; i < 600; ++i) {
-      steps.push_back(i % 2 ? Step::Shell("sleep 0.01")
-                            : Step::Function([]() -> absl::StatusOr<std::string> {
-                                usleep(10000);
-                                return std::string();
-                              }));
+      steps.push_back(i % 2
+                          ? Step::Shell("sleep 0.01")
+                          : Step::Function([]() -> absl::StatusOr<std::string> {
+                              usleep(10000);
+                              return std::string();
+                            }));
     }
     const int dev_null = open("/dev/null", O_WRONLY | O_CLOEXEC);
     ParallelOptions options;

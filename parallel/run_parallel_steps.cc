@@ -21,10 +21,10 @@ void ThrowIfFailed(const RunReport& report) {
     ReraiseSignal(report.interrupt_signal);
     // Still here: the caller handles (or ignores) the signal. The run did not
     // complete, which must not pass for success.
-    failures.push_back({"parallel::Interrupted",
-                        absl::StrCat("interrupted by signal ",
-                                     report.interrupt_signal),
-                        "", "run"});
+    failures.push_back(
+        {"parallel::Interrupted",
+         absl::StrCat("interrupted by signal ", report.interrupt_signal), "",
+         "run"});
   }
   if (!failures.empty()) throw BackgroundFailure(std::move(failures));
 }

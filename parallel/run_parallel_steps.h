@@ -107,7 +107,6 @@ absl::StatusOr<std::string> EncodeResult(T value, bool keep_value) {
   return keep_value ? Encode(value) : std::string();
 }
 
-
 // Adapts a step returning T to a Step body that encodes its value.
 template <typename T>
 std::function<absl::StatusOr<std::string>()> MakeBody(std::function<T()> step,

@@ -130,7 +130,8 @@ void BM_EightStepsOf50MB(benchmark::State& state) {
   });
   for (auto _ : state) parallel::RunParallelSteps(steps, options);
   close(dev_null);
-  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * 8 * (50 << 20));
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * 8 *
+                          (50 << 20));
 }
 BENCHMARK(BM_EightStepsOf50MB)->Unit(benchmark::kMillisecond)->UseRealTime();
 

@@ -35,7 +35,6 @@ using ::testing::IsEmpty;
 using ::testing::Not;
 using ::testing::StartsWith;
 
-
 BackgroundFailure RunExpectingFailure(std::vector<std::function<void()>> steps,
                                       const ParallelOptions& options) {
   try {
@@ -90,14 +89,13 @@ TEST(RunParallelSteps, CapturesEveryByteOfLargeMixedOutput) {
 
 TEST(RunParallelSteps, RewriteFromOffsetZeroIsNotDuplicated) {
   OutputFile out;
-  RunParallelSteps(
-      {[] { usleep(100000); },
-       [] {
-         Say("first\n");
-         lseek(1, 0, SEEK_SET);
-         Say("SECOND\n");
-       }},
-      Into(out));
+  RunParallelSteps({[] { usleep(100000); },
+                    [] {
+                      Say("first\n");
+                      lseek(1, 0, SEEK_SET);
+                      Say("SECOND\n");
+                    }},
+                   Into(out));
   EXPECT_EQ(out.Contents(), "SECOND\n");
 }
 
@@ -180,8 +178,12 @@ TEST(RunParallelSteps, ReturnsStructuredValues) {
   ParallelOptions options;
   options.return_values = true;
   using Value = std::map<std::string, std::vector<int>>;
-  std::vector<Value> values = RunParallelSteps<Value>(
-      {[] { return Value{{"a", {1, 2}}}; }, [] { return Value{}; }}, options);
+  std::vector<Value> values =
+      RunParallelSteps<Value>({[] {
+                                 return Value{{"a", {1, 2}}};
+                               },
+                               [] { return Value{}; }},
+                              options);
   EXPECT_THAT(values, ElementsAre(Value{{"a", {1, 2}}}, Value{}));
 }
 
@@ -206,17 +208,17 @@ TEST(RunParallelSteps, EmptyStepListDoesNothing) {
 
 TEST(RunParallelSteps, GathersEveryExceptionAfterReplayingAllOutput) {
   OutputFile out;
-  BackgroundFailure failure = RunExpectingFailure(
-      {[] {
-         Say("one\n");
-         throw std::runtime_error("first broke");
-       },
-       [] { Say("two\n"); },
-       [] {
-         Say("three\n");
-         throw std::out_of_range("third broke");
-       }},
-      Into(out));
+  BackgroundFailure failure =
+      RunExpectingFailure({[] {
+                             Say("one\n");
+                             throw std::runtime_error("first broke");
+                           },
+                           [] { Say("two\n"); },
+                           [] {
+                             Say("three\n");
+                             throw std::out_of_range("third broke");
+                           }},
+                          Into(out));
   EXPECT_EQ(out.Contents(), "one\ntwo\nthree\n");
   ASSERT_EQ(failure.exc_infos().size(), 2u);
   EXPECT_EQ(failure.exc_infos()[0].type, "std::runtime_error");
@@ -263,24 +265,24 @@ TEST(RunParallelSteps, NonOkStatusFailsTheStep) {
 TEST(RunParallelSteps, StatusOrStepsReturnValuesOrFail) {
   ParallelOptions options;
   options.return_values = true;
-  std::vector<absl::StatusOr<int>> values = RunParallelSteps<absl::StatusOr<int>>(
-      {[]() -> absl::StatusOr<int> { return 7; },
-       []() -> absl::StatusOr<int> { return 8; }},
-      options);
+  std::vector<absl::StatusOr<int>> values =
+      RunParallelSteps<absl::StatusOr<int>>(
+          {[]() -> absl::StatusOr<int> { return 7; },
+           []() -> absl::StatusOr<int> { return 8; }},
+          options);
   ASSERT_EQ(values.size(), 2u);
   EXPECT_EQ(*values[0], 7);
   EXPECT_EQ(*values[1], 8);
-  EXPECT_THROW(RunParallelSteps<absl::StatusOr<int>>(
-                   {[]() -> absl::StatusOr<int> {
-                     return absl::InternalError("bad");
-                   }},
-                   options),
-               BackgroundFailure);
+  EXPECT_THROW(
+      RunParallelSteps<absl::StatusOr<int>>(
+          {[]() -> absl::StatusOr<int> { return absl::InternalError("bad"); }},
+          options),
+      BackgroundFailure);
 }
 
 TEST(RunParallelSteps, ExitIsAnUnexpectedExitWithItsCode) {
-  BackgroundFailure failure = RunExpectingFailure(
-      {[] { std::exit(3); }, [] { _exit(0); }}, {});
+  BackgroundFailure failure =
+      RunExpectingFailure({[] { std::exit(3); }, [] { _exit(0); }}, {});
   ASSERT_EQ(failure.exc_infos().size(), 2u);
   EXPECT_TRUE(failure.MatchesFailureType(kProcessUnexpectedExit));
   EXPECT_THAT(failure.exc_infos()[0].message,
@@ -292,7 +294,8 @@ TEST(RunParallelSteps, ExitIsAnUnexpectedExitWithItsCode) {
 
 // A real fault, kept out of line and hidden from UBSan, which would report it
 // itself instead of letting the step die of SIGSEGV.
-[[gnu::noinline]] __attribute__((no_sanitize("undefined"))) int CrashBySegfault() {
+[[gnu::noinline]] __attribute__((no_sanitize("undefined"))) int
+CrashBySegfault() {
   volatile int* volatile null = nullptr;
   return *null;
 }
@@ -316,13 +319,13 @@ TEST(RunParallelSteps, HaltOnErrorActsOnTheFirstFailureInTime) {
   OutputFile out;
   ParallelOptions options = Into(out);
   options.halt_on_error = true;
-  BackgroundFailure failure = RunExpectingFailure(
-      {[] {
-         Say("slow step started\n");
-         sleep(60);
-       },
-       [] { throw std::runtime_error("fast failure"); }},
-      options);
+  BackgroundFailure failure =
+      RunExpectingFailure({[] {
+                             Say("slow step started\n");
+                             sleep(60);
+                           },
+                           [] { throw std::runtime_error("fast failure"); }},
+                          options);
   ASSERT_EQ(failure.exc_infos().size(), 1u);
   EXPECT_EQ(failure.exc_infos()[0].step, "step 1");
   EXPECT_THAT(out.Contents(), Not(HasSubstr("halted")));
@@ -343,18 +346,17 @@ TEST(RunParallelSteps, HaltOnErrorWithMaxParallelStartsNothingNew) {
 
 TEST(RunParallelSteps, NestedCallsKeepOrder) {
   OutputFile out;
-  RunParallelSteps(
-      {[] {
-         Say("outer 0 begins\n");
-         RunParallelSteps({[] {
-                             usleep(50000);
-                             Say("inner 0\n");
-                           },
-                           [] { Say("inner 1\n"); }});
-         Say("outer 0 ends\n");
-       },
-       [] { Say("outer 1\n"); }},
-      Into(out));
+  RunParallelSteps({[] {
+                      Say("outer 0 begins\n");
+                      RunParallelSteps({[] {
+                                          usleep(50000);
+                                          Say("inner 0\n");
+                                        },
+                                        [] { Say("inner 1\n"); }});
+                      Say("outer 0 ends\n");
+                    },
+                    [] { Say("outer 1\n"); }},
+                   Into(out));
   EXPECT_EQ(out.Contents(),
             "outer 0 begins\ninner 0\ninner 1\nouter 0 ends\nouter 1\n");
 }
@@ -399,21 +401,20 @@ TEST(RunParallelSteps, LeavesNoFdChildOrTempFileAfterFailingRuns) {
   for (int run = 0; run < 20; ++run) {
     options.halt_on_error = run % 2 == 0;
     options.max_parallel = run % 3;
-    EXPECT_THROW(
-        RunParallelSteps({[] { throw std::runtime_error("x"); },
-                          [] { std::abort(); },
-                          [] { std::exit(4); },
-                          [] {
-                            // A grandchild that would hold the output open.
-                            if (fork() == 0) {
-                              sleep(60);
-                              _exit(0);
-                            }
-                            Say("step leaves a grandchild behind\n");
-                          },
-                          [] { Say("fine\n"); }},
-                         options),
-        BackgroundFailure);
+    EXPECT_THROW(RunParallelSteps({[] { throw std::runtime_error("x"); },
+                                   [] { std::abort(); }, [] { std::exit(4); },
+                                   [] {
+                                     // A grandchild that would hold the output
+                                     // open.
+                                     if (fork() == 0) {
+                                       sleep(60);
+                                       _exit(0);
+                                     }
+                                     Say("step leaves a grandchild behind\n");
+                                   },
+                                   [] { Say("fine\n"); }},
+                                  options),
+                 BackgroundFailure);
   }
   EXPECT_EQ(testing::CountOpenFds(), fds_before);
   EXPECT_THAT(testing::ChildPids(), IsEmpty());
@@ -474,16 +475,16 @@ TEST(RunParallelSteps, TimeoutKillsTheStepAfterDumpingItsStack) {
   OutputFile out;
   ParallelOptions options = Into(out);
   options.timeout = absl::Milliseconds(100);
-  BackgroundFailure failure = RunExpectingFailure(
-      {[] {
-         Say("about to hang\n");
-         pause();
-       },
-       [] { Say("quick\n"); }},
-      options);
+  BackgroundFailure failure = RunExpectingFailure({[] {
+                                                     Say("about to hang\n");
+                                                     pause();
+                                                   },
+                                                   [] { Say("quick\n"); }},
+                                                  options);
   ASSERT_EQ(failure.exc_infos().size(), 1u);
   EXPECT_EQ(failure.exc_infos()[0].type, kProcessTimeout);
-  EXPECT_THAT(failure.exc_infos()[0].message, HasSubstr("timed out after 100ms"));
+  EXPECT_THAT(failure.exc_infos()[0].message,
+              HasSubstr("timed out after 100ms"));
   EXPECT_THAT(failure.exc_infos()[0].traceback, HasSubstr("pause"));
   EXPECT_THAT(out.Contents(),
               AllOf(StartsWith("about to hang\n"),
@@ -524,11 +525,11 @@ TEST(RunParallelSteps, InterruptKillsStepsReplaysOutputAndReraises) {
     const int report = pids[1];
     try {
       RunParallelSteps({[report] {
-                          const pid_t me = getpid();
-                          (void)!write(report, &me, sizeof(me));
-                          Say("partial output\n");
-                          pause();
-                        }},
+                         const pid_t me = getpid();
+                         (void)!write(report, &me, sizeof(me));
+                         Say("partial output\n");
+                         pause();
+                       }},
                        options);
     } catch (...) {
     }
@@ -536,7 +537,8 @@ TEST(RunParallelSteps, InterruptKillsStepsReplaysOutputAndReraises) {
   }
   close(pids[1]);
   pid_t step = 0;
-  ASSERT_EQ(read(pids[0], &step, sizeof(step)), static_cast<ssize_t>(sizeof(step)));
+  ASSERT_EQ(read(pids[0], &step, sizeof(step)),
+            static_cast<ssize_t>(sizeof(step)));
   close(pids[0]);
   // Wait until the step's output is on disk before interrupting.
   usleep(50000);

@@ -1,15 +1,17 @@
-// parallel/run_steps.h — the exception-free core: named steps in, one report out.
+// parallel/run_steps.h — the exception-free core: named steps in, one report
+// out.
 //
 // RunParallelSteps (parallel/run_parallel_steps.h) and the parallel_steps tool
 // are built on RunSteps. Use it directly when you cannot catch exceptions, want
 // per-step exit codes, durations and output sizes, or run commands:
 //
 //   std::vector<parallel::Step> steps;
-//   steps.push_back(parallel::Step::Function([] { Build(); return ""; }, "build"));
-//   steps.push_back(parallel::Step::Shell("make -C docs", "docs"));
-//   absl::StatusOr<parallel::RunReport> report = parallel::RunSteps(std::move(steps));
-//   if (!report.ok()) ...              // bad options or temp dir; nothing ran
-//   for (const parallel::StepReport& step : report->steps) ...
+//   steps.push_back(parallel::Step::Function([] { Build(); return ""; },
+//   "build")); steps.push_back(parallel::Step::Shell("make -C docs", "docs"));
+//   absl::StatusOr<parallel::RunReport> report =
+//   parallel::RunSteps(std::move(steps)); if (!report.ok()) ...              //
+//   bad options or temp dir; nothing ran for (const parallel::StepReport& step
+//   : report->steps) ...
 //
 // Thread-safety: RunSteps may be called from several threads at once; each call
 // owns its children. See parallel/run_parallel_steps.h for the fork contract,

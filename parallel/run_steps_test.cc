@@ -23,12 +23,15 @@ using ::testing::IsEmpty;
 TEST(RunSteps, ReportsEveryStep) {
   OutputFile out;
   std::vector<Step> steps;
-  steps.push_back(Step::Function([]() -> absl::StatusOr<std::string> {
-    std::printf("twelve bytes");
-    return std::string("v");
-  }, "named"));
   steps.push_back(Step::Function(
-      []() -> absl::StatusOr<std::string> { return absl::AbortedError("no"); }));
+      []() -> absl::StatusOr<std::string> {
+        std::printf("twelve bytes");
+        return std::string("v");
+      },
+      "named"));
+  steps.push_back(Step::Function([]() -> absl::StatusOr<std::string> {
+    return absl::AbortedError("no");
+  }));
   steps.push_back(Step::Command({"sh", "-c", "echo cmd; exit 7"}));
   steps.push_back(Step::Command({"sh", "-c", "kill -TERM $$"}));
   ParallelOptions options = Into(out);
@@ -70,14 +73,16 @@ TEST(RunSteps, InvalidOptionsAreAStatusAndNothingRuns) {
   options.max_parallel = -3;
   absl::StatusOr<RunReport> report = RunSteps({Step::Shell("true")}, options);
   EXPECT_TRUE(absl::IsInvalidArgument(report.status()));
-  EXPECT_THAT(std::string(report.status().message()), HasSubstr("max_parallel"));
+  EXPECT_THAT(std::string(report.status().message()),
+              HasSubstr("max_parallel"));
 }
 
 TEST(RunSteps, ShellLinesWithoutMetacharactersRunDirectly) {
   EXPECT_THAT(Step::Shell("echo  a\tb").argv(), ElementsAre("echo", "a", "b"));
   EXPECT_THAT(Step::Shell("echo $HOME").argv(),
               ElementsAre("/bin/sh", "-c", "echo $HOME"));
-  EXPECT_THAT(Step::Shell("a | b").argv(), ElementsAre("/bin/sh", "-c", "a | b"));
+  EXPECT_THAT(Step::Shell("a | b").argv(),
+              ElementsAre("/bin/sh", "-c", "a | b"));
   EXPECT_EQ(Step::Shell("echo x").name(), "echo x");
   OutputFile out;
   absl::StatusOr<RunReport> report = RunSteps(
@@ -89,8 +94,9 @@ TEST(RunSteps, ShellLinesWithoutMetacharactersRunDirectly) {
 
 TEST(RunSteps, MissingProgramFailsItsStepOnly) {
   OutputFile out;
-  absl::StatusOr<RunReport> report = RunSteps(
-      {Step::Command({"/no/such/program"}), Step::Shell("echo fine")}, Into(out));
+  absl::StatusOr<RunReport> report =
+      RunSteps({Step::Command({"/no/such/program"}), Step::Shell("echo fine")},
+               Into(out));
   ASSERT_TRUE(report.ok());
   EXPECT_EQ(report->steps[0].outcome, StepOutcome::kFailed);
   EXPECT_EQ(report->steps[0].error->type, kProcessStartError);
@@ -105,7 +111,8 @@ TEST(RunSteps, HaltedStepsAreReportedAsHalted) {
   options.halt_on_error = true;
   options.max_parallel = 2;
   absl::StatusOr<RunReport> report =
-      RunSteps({Step::Shell("sleep 60"), Step::Shell("false"), Step::Shell("echo never")},
+      RunSteps({Step::Shell("sleep 60"), Step::Shell("false"),
+                Step::Shell("echo never")},
                options);
   ASSERT_TRUE(report.ok());
   EXPECT_EQ(report->steps[0].outcome, StepOutcome::kHalted);
@@ -130,7 +137,8 @@ TEST(RunSteps, CommandTimeoutKillsTheProcessGroup) {
 
 TEST(RunSteps, StdinIsDevNull) {
   OutputFile out;
-  absl::StatusOr<RunReport> report = RunSteps({Step::Shell("wc -c")}, Into(out));
+  absl::StatusOr<RunReport> report =
+      RunSteps({Step::Shell("wc -c")}, Into(out));
   ASSERT_TRUE(report.ok());
   EXPECT_EQ(out.Contents(), "0\n");
 }

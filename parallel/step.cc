@@ -9,7 +9,8 @@ namespace {
 
 // Characters that make a command line need a shell (GNU make's list, plus
 // the newline).
-constexpr absl::string_view kShellMetacharacters = "#;\"*?[]&|<>(){}$`'\\~=%!^\n";
+constexpr absl::string_view kShellMetacharacters =
+    "#;\"*?[]&|<>(){}$`'\\~=%!^\n";
 
 bool NeedsShell(absl::string_view command_line) {
   return command_line.find_first_of(kShellMetacharacters) !=
@@ -38,11 +39,12 @@ Step Step::Shell(const std::string& command_line, std::string name) {
   if (NeedsShell(command_line)) {
     argv = {"/bin/sh", "-c", command_line};
   } else {
-    argv = absl::StrSplit(command_line, absl::ByAnyChar(" \t"),
-                          absl::SkipEmpty());
+    argv =
+        absl::StrSplit(command_line, absl::ByAnyChar(" \t"), absl::SkipEmpty());
     if (argv.empty()) argv = {"/bin/sh", "-c", command_line};
   }
-  return Command(std::move(argv), name.empty() ? command_line : std::move(name));
+  return Command(std::move(argv),
+                 name.empty() ? command_line : std::move(name));
 }
 
 size_t RunReport::failed_count() const {

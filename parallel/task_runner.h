@@ -125,11 +125,13 @@ TaskBody MakeTaskBody(F task) {
 }
 
 inline std::unique_ptr<WorkerPool> StartPool(TaskBody body, int processes,
-                                             bool halt_on_error, bool keep_values,
+                                             bool halt_on_error,
+                                             bool keep_values,
                                              const PoolOptions& options) {
   if (processes < 0) {
     throw std::invalid_argument(absl::StrCat(
-        "parallel: processes must be >= 0 (0 = number of CPUs), got ", processes));
+        "parallel: processes must be >= 0 (0 = number of CPUs), got ",
+        processes));
   }
   PoolConfig config;
   config.processes = processes;
@@ -161,7 +163,8 @@ class BackgroundTaskRunner {
   struct Options {
     int processes = 0;  // 0 = number of CPUs
     bool halt_on_error = false;
-    std::function<void()> onexit;  // runs once in each worker after its last input
+    std::function<void()>
+        onexit;  // runs once in each worker after its last input
     absl::Duration timeout = absl::InfiniteDuration();  // per input
     absl::Duration silent_timeout = absl::InfiniteDuration();
     int output_fd = 1;
@@ -181,7 +184,8 @@ class BackgroundTaskRunner {
     pool.output_fd = options.output_fd;
     pool.temp_dir = std::move(options.temp_dir);
     pool_ = internal::StartPool(
-        internal::MakeTaskBody<std::function<void(Args...)>, Args...>(std::move(task)),
+        internal::MakeTaskBody<std::function<void(Args...)>, Args...>(
+            std::move(task)),
         options.processes == 0 ? internal::NumberOfCpus() : options.processes,
         options.halt_on_error, /*keep_values=*/false, pool);
   }
@@ -236,10 +240,10 @@ auto RunTasksInProcessPool(F task, std::vector<std::tuple<Args...>> inputs,
   constexpr bool kVoid = std::is_void_v<Result>;
   std::vector<std::conditional_t<kVoid, int, Result>> results;
   if (!inputs.empty()) {
-    const int processes =
-        options.processes != 0
-            ? options.processes
-            : std::min<int>(internal::NumberOfCpus(), static_cast<int>(inputs.size()));
+    const int processes = options.processes != 0
+                              ? options.processes
+                              : std::min<int>(internal::NumberOfCpus(),
+                                              static_cast<int>(inputs.size()));
     std::unique_ptr<internal::WorkerPool> pool = internal::StartPool(
         internal::MakeTaskBody<F, Args...>(std::move(task)), processes,
         options.halt_on_error, /*keep_values=*/!kVoid, options);

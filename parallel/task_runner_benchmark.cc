@@ -19,8 +19,8 @@ void BM_TrivialInputs(benchmark::State& state) {
     parallel::BackgroundTaskRunner<int>::Options options;
     options.processes = 2;
     options.output_fd = dev_null;
-    parallel::BackgroundTaskRunner<int> runner([](int i) { benchmark::DoNotOptimize(i); },
-                                               options);
+    parallel::BackgroundTaskRunner<int> runner(
+        [](int i) { benchmark::DoNotOptimize(i); }, options);
     for (int i = 0; i < inputs; ++i) runner.Put(i);
     runner.Wait();
   }
@@ -29,7 +29,10 @@ void BM_TrivialInputs(benchmark::State& state) {
       static_cast<double>(state.iterations()) * inputs,
       benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
-BENCHMARK(BM_TrivialInputs)->Arg(10000)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_TrivialInputs)
+    ->Arg(10000)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 void BM_RunTasksInProcessPool(benchmark::State& state) {
   const int inputs = static_cast<int>(state.range(0));
@@ -38,14 +41,17 @@ void BM_RunTasksInProcessPool(benchmark::State& state) {
   parallel::PoolOptions options;
   options.processes = 2;
   for (auto _ : state) {
-    benchmark::DoNotOptimize(
-        parallel::RunTasksInProcessPool([](int i) { return i * 2; }, args, options));
+    benchmark::DoNotOptimize(parallel::RunTasksInProcessPool(
+        [](int i) { return i * 2; }, args, options));
   }
   state.counters["per_input"] = benchmark::Counter(
       static_cast<double>(state.iterations()) * inputs,
       benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
-BENCHMARK(BM_RunTasksInProcessPool)->Arg(10000)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_RunTasksInProcessPool)
+    ->Arg(10000)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 }  // namespace
 

@@ -20,17 +20,14 @@
 namespace parallel {
 namespace {
 
-using ::parallel::testing::Point;
-
-
 using ::parallel::testing::OutputFile;
+using ::parallel::testing::Point;
 using ::parallel::testing::Say;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::Not;
 using ::testing::StartsWith;
-
 
 template <typename Runner>
 typename Runner::Options Into(const OutputFile& out, int processes) {
@@ -54,7 +51,8 @@ TEST(BackgroundTaskRunner, ReplaysEachInputsOutputInPutOrder) {
     for (int i = 0; i < 5; ++i) runner.Put(i);
   }
   std::string expected;
-  for (int i = 0; i < 5; ++i) absl::StrAppend(&expected, "begin ", i, "\nend ", i, "\n");
+  for (int i = 0; i < 5; ++i)
+    absl::StrAppend(&expected, "begin ", i, "\nend ", i, "\n");
   EXPECT_EQ(out.Contents(), expected);
 }
 
@@ -64,8 +62,10 @@ TEST(BackgroundTaskRunner, BindsArgumentsOfSeveralTypes) {
     using Runner = BackgroundTaskRunner<std::string, std::vector<int>,
                                         std::map<std::string, int>, Point>;
     Runner runner(
-        [](std::string s, std::vector<int> v, std::map<std::string, int> m, Point p) {
-          Say(absl::StrCat(s, " ", v.size(), " ", m["k"], " ", p.x, ",", p.y, "\n"));
+        [](std::string s, std::vector<int> v, std::map<std::string, int> m,
+           Point p) {
+          Say(absl::StrCat(s, " ", v.size(), " ", m["k"], " ", p.x, ",", p.y,
+                           "\n"));
         },
         Into<Runner>(out, 2));
     runner.Put("a", {1, 2, 3}, {{"k", 7}}, Point{1, 2});
@@ -127,10 +127,13 @@ TEST(BackgroundTaskRunner, ReplacesAWorkerThatDiesAndGoesOn) {
   } catch (const BackgroundFailure& failure) {
     ASSERT_EQ(failure.exc_infos().size(), 3u);
     EXPECT_TRUE(failure.MatchesFailureType(kProcessUnexpectedExit));
-    EXPECT_THAT(failure.exc_infos()[0].message, HasSubstr("signal 9 (SIGKILL)"));
-    EXPECT_THAT(failure.exc_infos()[1].message, HasSubstr("signal 6 (SIGABRT)"));
+    EXPECT_THAT(failure.exc_infos()[0].message,
+                HasSubstr("signal 9 (SIGKILL)"));
+    EXPECT_THAT(failure.exc_infos()[1].message,
+                HasSubstr("signal 6 (SIGABRT)"));
     EXPECT_THAT(failure.exc_infos()[1].traceback, HasSubstr("abort"));
-    EXPECT_THAT(failure.exc_infos()[2].message, HasSubstr("exited unexpectedly with code 9"));
+    EXPECT_THAT(failure.exc_infos()[2].message,
+                HasSubstr("exited unexpectedly with code 9"));
   }
   EXPECT_EQ(out.Contents(), "0\n1\n3\n4\n6\n8\n9\n");
   EXPECT_THAT(testing::ChildPids(), IsEmpty());
@@ -224,7 +227,8 @@ TEST(BackgroundTaskRunner, TimeoutKillsAndReplacesTheWorker) {
     EXPECT_EQ(failure.exc_infos()[0].type, kProcessTimeout);
     EXPECT_THAT(failure.exc_infos()[0].traceback, HasSubstr("pause"));
   }
-  EXPECT_THAT(out.Contents(), HasSubstr("step timed out; stack of its main thread"));
+  EXPECT_THAT(out.Contents(),
+              HasSubstr("step timed out; stack of its main thread"));
   EXPECT_THAT(out.Contents(), HasSubstr("\n1\n"));
 }
 
@@ -290,8 +294,8 @@ TEST(RunTasksInProcessPool, VoidTasksAndEmptyInputs) {
                         std::vector<std::tuple<int>>{{1}, {2}}, options);
   EXPECT_EQ(out.Contents(), "1\n2\n");
   const int fds = testing::CountOpenFds();
-  std::vector<int> none =
-      RunTasksInProcessPool([](int i) { return i; }, std::vector<std::tuple<int>>{});
+  std::vector<int> none = RunTasksInProcessPool([](int i) { return i; },
+                                                std::vector<std::tuple<int>>{});
   EXPECT_THAT(none, IsEmpty());
   EXPECT_EQ(testing::CountOpenFds(), fds);
 }
@@ -314,9 +318,10 @@ TEST(RunTasksInProcessPool, FailuresAreGatheredAndStatusesCount) {
 TEST(RunTasksInProcessPool, RejectsNegativeProcesses) {
   PoolOptions options;
   options.processes = -1;
-  EXPECT_THROW(RunTasksInProcessPool([](int i) { return i; },
-                                     std::vector<std::tuple<int>>{{1}}, options),
-               std::invalid_argument);
+  EXPECT_THROW(
+      RunTasksInProcessPool([](int i) { return i; },
+                            std::vector<std::tuple<int>>{{1}}, options),
+      std::invalid_argument);
 }
 
 }  // namespace

@@ -42,8 +42,8 @@ bool ThrowSiteTraceback(std::string* traceback) {
     // Return addresses point after the call (for a throw, often past the end
     // of the function); symbolize the call itself.
     const char* pc = static_cast<const char*>(t_last_throw.frames[i]) - 1;
-    traceback->append(absl::Symbolize(pc, symbol, sizeof(symbol)) ? symbol
-                                                                  : "(unknown)");
+    traceback->append(
+        absl::Symbolize(pc, symbol, sizeof(symbol)) ? symbol : "(unknown)");
     traceback->push_back('\n');
   }
   return true;

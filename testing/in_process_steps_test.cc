@@ -32,19 +32,26 @@ TEST(InProcessSteps, MockExpectationsInsideStepsAreSeen) {
   MockCompiler compiler;
   EXPECT_CALL(compiler, Compile("base"));
   EXPECT_CALL(compiler, Compile("net"));
-  RunParallelSteps({[&] { compiler.Compile("base"); }, [&] { compiler.Compile("net"); }});
+  RunParallelSteps(
+      {[&] { compiler.Compile("base"); }, [&] { compiler.Compile("net"); }});
 }
 
 TEST(InProcessSteps, StepsRunInThisProcessInOrder) {
   testing::InProcessSteps in_process;
-  std::vector<int> order;  // a real run could not write here: its steps are forked
+  std::vector<int>
+      order;  // a real run could not write here: its steps are forked
   const pid_t self = getpid();
   ParallelOptions options;
   options.return_values = true;
-  std::vector<pid_t> pids = RunParallelSteps<pid_t>(
-      {[&] { order.push_back(0); return getpid(); },
-       [&] { order.push_back(1); return getpid(); }},
-      options);
+  std::vector<pid_t> pids = RunParallelSteps<pid_t>({[&] {
+                                                       order.push_back(0);
+                                                       return getpid();
+                                                     },
+                                                     [&] {
+                                                       order.push_back(1);
+                                                       return getpid();
+                                                     }},
+                                                    options);
   EXPECT_THAT(order, ElementsAre(0, 1));
   EXPECT_THAT(pids, ElementsAre(self, self));
 }
@@ -53,9 +60,15 @@ TEST(InProcessSteps, FailuresAreGatheredAsInRealRuns) {
   testing::InProcessSteps in_process;
   int ran = 0;
   try {
-    RunParallelSteps({[&] { ++ran; throw std::runtime_error("one"); },
+    RunParallelSteps({[&] {
+                        ++ran;
+                        throw std::runtime_error("one");
+                      },
                       [&] { ++ran; },
-                      [&] { ++ran; throw std::logic_error("two"); }});
+                      [&] {
+                        ++ran;
+                        throw std::logic_error("two");
+                      }});
     FAIL() << "expected BackgroundFailure";
   } catch (const BackgroundFailure& failure) {
     ASSERT_EQ(failure.exc_infos().size(), 2u);
@@ -71,7 +84,10 @@ TEST(InProcessSteps, HaltOnErrorStopsAtTheFirstFailure) {
   int ran = 0;
   ParallelOptions options;
   options.halt_on_error = true;
-  EXPECT_THROW(RunParallelSteps({[&] { ++ran; throw std::runtime_error("x"); },
+  EXPECT_THROW(RunParallelSteps({[&] {
+                                   ++ran;
+                                   throw std::runtime_error("x");
+                                 },
                                  [&] { ++ran; }},
                                 options),
                BackgroundFailure);
@@ -85,7 +101,8 @@ TEST(InProcessSteps, TaskRunnersRunInline) {
   {
     BackgroundTaskRunner<int>::Options options;
     options.onexit = [&] { ++onexits; };
-    BackgroundTaskRunner<int> runner([&](int i) { seen.push_back(i); }, options);
+    BackgroundTaskRunner<int> runner([&](int i) { seen.push_back(i); },
+                                     options);
     runner.Put(3);
     runner.Put(4);
   }
@@ -97,12 +114,11 @@ TEST(InProcessSteps, TaskRunnersRunInline) {
 }
 
 TEST(InProcessSteps, RealRunsResumeWhenItEnds) {
-  {
-    testing::InProcessSteps in_process;
-  }
+  { testing::InProcessSteps in_process; }
   ParallelOptions options;
   options.return_values = true;
-  std::vector<pid_t> pids = RunParallelSteps<pid_t>({[] { return getpid(); }}, options);
+  std::vector<pid_t> pids =
+      RunParallelSteps<pid_t>({[] { return getpid(); }}, options);
   ASSERT_EQ(pids.size(), 1u);
   EXPECT_NE(pids[0], getpid());
 }

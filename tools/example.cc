@@ -25,8 +25,9 @@ void Step(const char* name, int millis) {
 }  // namespace
 
 int main() {
-  std::printf("Three steps in parallel; the slowest is first, yet the output "
-              "reads in step order.\n\n");
+  std::printf(
+      "Three steps in parallel; the slowest is first, yet the output "
+      "reads in step order.\n\n");
   std::fflush(stdout);
   try {
     parallel::RunParallelSteps({

@@ -16,7 +16,8 @@ absl::StatusOr<std::unique_ptr<JobserverClient>> JobserverClient::FromMakeflags(
     absl::string_view makeflags) {
   // The last --jobserver-auth (or make 4.1's --jobserver-fds) wins.
   absl::string_view auth;
-  for (absl::string_view word : absl::StrSplit(makeflags, ' ', absl::SkipEmpty())) {
+  for (absl::string_view word :
+       absl::StrSplit(makeflags, ' ', absl::SkipEmpty())) {
     for (absl::string_view flag : {"--jobserver-auth=", "--jobserver-fds="}) {
       if (absl::StartsWith(word, flag)) auth = word.substr(flag.size());
     }
@@ -28,7 +29,8 @@ absl::StatusOr<std::unique_ptr<JobserverClient>> JobserverClient::FromMakeflags(
     // O_RDWR: never blocks on open, and keeps the fifo usable for writing.
     const int fd = ::open(path.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) {
-      return absl::ErrnoToStatus(errno, absl::StrCat("jobserver fifo '", path, "'"));
+      return absl::ErrnoToStatus(errno,
+                                 absl::StrCat("jobserver fifo '", path, "'"));
     }
     return std::unique_ptr<JobserverClient>(new JobserverClient(fd, fd, true));
   }

@@ -20,9 +20,9 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <memory>
 #include <cstdlib>
 #include <iostream>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -91,7 +91,8 @@ struct Flags {
 absl::Duration ParseDurationFlag(const std::string& name,
                                  const std::string& value) {
   absl::Duration duration;
-  if (!absl::ParseDuration(value, &duration) || duration <= absl::ZeroDuration()) {
+  if (!absl::ParseDuration(value, &duration) ||
+      duration <= absl::ZeroDuration()) {
     UsageError(absl::StrCat("--", name, " wants a positive duration such as ",
                             "300ms or 2m, got '", value, "'"));
   }
@@ -113,8 +114,8 @@ Flags ParseFlags(int argc, char** argv) {
       for (; i < argc; ++i) flags.commands.push_back(argv[i]);
       break;
     }
-    std::string name = std::string(absl::StripPrefix(
-        absl::StripPrefix(arg, "-"), "-"));
+    std::string name =
+        std::string(absl::StripPrefix(absl::StripPrefix(arg, "-"), "-"));
     std::string value;
     bool has_value = false;
     if (const size_t eq = name.find('='); eq != std::string::npos) {
@@ -139,7 +140,8 @@ Flags ParseFlags(int argc, char** argv) {
     } else if (name == "j" || name == "jobs") {
       const std::string text = take_value();
       if (!absl::SimpleAtoi(text, &flags.jobs) || flags.jobs < 1) {
-        UsageError(absl::StrCat("--jobs wants a positive number, got '", text, "'"));
+        UsageError(
+            absl::StrCat("--jobs wants a positive number, got '", text, "'"));
       }
       flags.jobs_given = true;
     } else if (name == "tag") {
@@ -210,12 +212,13 @@ class StatusLine {
   void Draw() {
     const std::string* shortest = nullptr;
     for (size_t i = 0; i < commands_.size(); ++i) {
-      if (running_[i] && (shortest == nullptr || commands_[i].size() < shortest->size())) {
+      if (running_[i] &&
+          (shortest == nullptr || commands_[i].size() < shortest->size())) {
         shortest = &commands_[i];
       }
     }
-    std::string line = absl::StrCat("\r\x1b[K[", done_, "/", commands_.size(), "] ",
-                                    active_, " running");
+    std::string line = absl::StrCat("\r\x1b[K[", done_, "/", commands_.size(),
+                                    "] ", active_, " running");
     if (shortest != nullptr) {
       std::string command = *shortest;
       std::replace(command.begin(), command.end(), '\n', ' ');
@@ -228,7 +231,8 @@ class StatusLine {
   static void Write(const std::string& text) {
     size_t done = 0;
     while (done < text.size()) {
-      const ssize_t n = ::write(STDERR_FILENO, text.data() + done, text.size() - done);
+      const ssize_t n =
+          ::write(STDERR_FILENO, text.data() + done, text.size() - done);
       if (n <= 0) return;
       done += n;
     }
@@ -248,10 +252,10 @@ void PrintSummary(const parallel::RunReport& report) {
                                   report.steps.size(), " commands failed:\n");
   for (const parallel::StepReport& step : report.steps) {
     if (step.outcome != parallel::StepOutcome::kFailed) continue;
-    absl::StrAppend(&text, "  FAILED ", step.name, "  (",
-                    tools::DescribeEnd(step), ", ",
-                    absl::FormatDuration(absl::Trunc(step.duration, absl::Milliseconds(1))),
-                    ")\n");
+    absl::StrAppend(
+        &text, "  FAILED ", step.name, "  (", tools::DescribeEnd(step), ", ",
+        absl::FormatDuration(absl::Trunc(step.duration, absl::Milliseconds(1))),
+        ")\n");
     std::vector<absl::string_view> lines =
         absl::StrSplit(absl::StripSuffix(step.output_tail, "\n"), '\n');
     const size_t first = lines.size() > 5 ? lines.size() - 5 : 0;

@@ -31,11 +31,21 @@ std::string JsonString(absl::string_view text) {
   std::string out = "\"";
   for (unsigned char c : text) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (c < 0x20) {
           absl::StrAppendFormat(&out, "\\u%04x", c);
@@ -52,11 +62,21 @@ std::string XmlText(absl::string_view text) {
   std::string out;
   for (unsigned char c : text) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&apos;"; break;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&apos;";
+        break;
       default:
         if (c < 0x20 && c != '\n' && c != '\t' && c != '\r') {
           out.push_back('?');
@@ -70,8 +90,11 @@ std::string XmlText(absl::string_view text) {
 
 absl::Status WriteAtomically(const std::string& path, const std::string& text) {
   const std::string temp = absl::StrCat(path, ".tmp.", getpid());
-  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return absl::ErrnoToStatus(errno, absl::StrCat("cannot write '", path, "'"));
+  const int fd =
+      ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0)
+    return absl::ErrnoToStatus(errno,
+                               absl::StrCat("cannot write '", path, "'"));
   size_t done = 0;
   while (done < text.size()) {
     const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
@@ -80,14 +103,16 @@ absl::Status WriteAtomically(const std::string& path, const std::string& text) {
       const int error = errno;
       ::close(fd);
       ::unlink(temp.c_str());
-      return absl::ErrnoToStatus(error, absl::StrCat("cannot write '", path, "'"));
+      return absl::ErrnoToStatus(error,
+                                 absl::StrCat("cannot write '", path, "'"));
     }
     done += n;
   }
   if (::close(fd) != 0 || ::rename(temp.c_str(), path.c_str()) != 0) {
     const int error = errno;
     ::unlink(temp.c_str());
-    return absl::ErrnoToStatus(error, absl::StrCat("cannot write '", path, "'"));
+    return absl::ErrnoToStatus(error,
+                               absl::StrCat("cannot write '", path, "'"));
   }
   return absl::OkStatus();
 }
@@ -98,15 +123,18 @@ std::string DescribeEnd(const parallel::StepReport& step) {
   if (step.error.has_value() && step.error->type == parallel::kProcessTimeout) {
     return "timed out";
   }
-  if (step.error.has_value() && step.error->type == parallel::kProcessSilentTimeout) {
+  if (step.error.has_value() &&
+      step.error->type == parallel::kProcessSilentTimeout) {
     return "silent too long";
   }
-  if (step.error.has_value() && step.error->type == parallel::kProcessStartError) {
+  if (step.error.has_value() &&
+      step.error->type == parallel::kProcessStartError) {
     return "could not start";
   }
   if (step.signal != 0) {
     const char* abbrev = sigabbrev_np(step.signal);
-    return absl::StrCat("signal ", step.signal, abbrev ? absl::StrCat(" (SIG", abbrev, ")") : "");
+    return absl::StrCat("signal ", step.signal,
+                        abbrev ? absl::StrCat(" (SIG", abbrev, ")") : "");
   }
   if (step.exit_code >= 0) return absl::StrCat("exit code ", step.exit_code);
   return StatusWord(step);
@@ -118,13 +146,14 @@ std::string JsonReport(const parallel::RunReport& report) {
     const parallel::StepReport& step = report.steps[i];
     absl::StrAppend(
         &out, "  {\"command\": ", JsonString(step.name),
-        ", \"status\": ", JsonString(StatusWord(step)),
-        ", \"exit_code\": ", step.exit_code >= 0 ? absl::StrCat(step.exit_code) : "null",
+        ", \"status\": ", JsonString(StatusWord(step)), ", \"exit_code\": ",
+        step.exit_code >= 0 ? absl::StrCat(step.exit_code) : "null",
         ", \"signal\": ", step.signal != 0 ? absl::StrCat(step.signal) : "null",
         ", \"duration_ms\": ", absl::ToInt64Milliseconds(step.duration),
         ", \"output_bytes\": ", step.output_bytes);
     if (step.error.has_value()) {
-      absl::StrAppend(&out, ", \"error\": ", JsonString(step.error->ToString()));
+      absl::StrAppend(&out,
+                      ", \"error\": ", JsonString(step.error->ToString()));
     }
     absl::StrAppend(&out, "}", i + 1 < report.steps.size() ? "," : "", "\n");
   }
@@ -148,10 +177,11 @@ std::string JunitReport(const parallel::RunReport& report) {
       report.steps.size(), report.failed_count(), skipped,
       absl::ToDoubleSeconds(total));
   for (const parallel::StepReport& step : report.steps) {
-    absl::StrAppendFormat(&out,
-                          "  <testcase classname=\"parallel_steps\" name=\"%s\" "
-                          "time=\"%.3f\">",
-                          XmlText(step.name), absl::ToDoubleSeconds(step.duration));
+    absl::StrAppendFormat(
+        &out,
+        "  <testcase classname=\"parallel_steps\" name=\"%s\" "
+        "time=\"%.3f\">",
+        XmlText(step.name), absl::ToDoubleSeconds(step.duration));
     if (step.outcome == parallel::StepOutcome::kFailed) {
       const std::string message =
           step.error.has_value() ? step.error->ToString() : DescribeEnd(step);

@@ -95,7 +95,8 @@ absl::Status CheckTempDir(const std::string& dir) {
 UniqueFd ReopenAt(int fd, uint64_t offset) {
   char path[64];
   snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-  UniqueFd reopened(RetryOnEintr([&] { return ::open(path, O_RDWR | O_CLOEXEC); }));
+  UniqueFd reopened(
+      RetryOnEintr([&] { return ::open(path, O_RDWR | O_CLOEXEC); }));
   if (reopened.valid() &&
       ::lseek(reopened.get(), static_cast<off_t>(offset), SEEK_SET) < 0) {
     reopened.reset();

@@ -2,12 +2,12 @@
 
 #include <cxxabi.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <sched.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
+#include <signal.h>
 #include <stdio_ext.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -22,8 +22,8 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "parallel/codec.h"
 #include "parallel/internal/demangle.h"
 #include "parallel/internal/interrupt.h"
@@ -142,8 +142,7 @@ int Child::Reap() {
   siginfo_t info = {};
   // Wait without reaping, so the pid (and with it the process group id) stays
   // ours while the rest of the group is killed.
-  RetryOnEintr(
-      [&] { return ::waitid(P_PID, pid_, &info, WEXITED | WNOWAIT); });
+  RetryOnEintr([&] { return ::waitid(P_PID, pid_, &info, WEXITED | WNOWAIT); });
   ::kill(-pid_, SIGKILL);
   RetryOnEintr([&] { return ::waitpid(pid_, &status, 0); });
   pid_ = 0;
@@ -211,7 +210,8 @@ std::string CurrentExceptionType() {
 
 bool WriteAll(int fd, absl::string_view bytes) {
   while (!bytes.empty()) {
-    const ssize_t n = RetryOnEintr([&] { return ::write(fd, bytes.data(), bytes.size()); });
+    const ssize_t n =
+        RetryOnEintr([&] { return ::write(fd, bytes.data(), bytes.size()); });
     if (n <= 0) return false;
     bytes.remove_prefix(n);
   }
@@ -230,8 +230,8 @@ int RunBody(const std::function<absl::StatusOr<std::string>()>& body,
     }
     AppendFailure("absl::Status", value.status().ToString(), "", record);
   } catch (const std::exception& e) {
-    AppendFailure(CurrentExceptionType(), e.what(), TracebackForCurrentException(),
-                  record);
+    AppendFailure(CurrentExceptionType(), e.what(),
+                  TracebackForCurrentException(), record);
   } catch (...) {
     AppendFailure(CurrentExceptionType(), "unknown exception",
                   TracebackForCurrentException(), record);
@@ -247,8 +247,8 @@ int RunBodyAndReport(const std::function<absl::StatusOr<std::string>()>& body,
 }
 
 absl::StatusOr<Child> ForkChild(
-    const std::function<absl::StatusOr<std::string>()>& body,
-    const ChildIo& io, bool keep_value) {
+    const std::function<absl::StatusOr<std::string>()>& body, const ChildIo& io,
+    bool keep_value) {
   return ForkProcess(
       [&body, &io, keep_value] {
         return RunBodyAndReport(body, io.result_fd, keep_value);
@@ -297,11 +297,12 @@ absl::StatusOr<std::string> FindProgram(const std::string& file) {
   if (file.find('/') != std::string::npos) {
     if (executable(file)) return file;
     return absl::NotFoundError(
-        absl::StrCat("cannot execute '", file, "': ", ::strerror(errno == 0 ? EACCES : errno)));
+        absl::StrCat("cannot execute '", file,
+                     "': ", ::strerror(errno == 0 ? EACCES : errno)));
   }
   const char* path = std::getenv("PATH");
-  for (absl::string_view dir :
-       absl::StrSplit(path != nullptr ? path : "/usr/local/bin:/usr/bin:/bin", ':')) {
+  for (absl::string_view dir : absl::StrSplit(
+           path != nullptr ? path : "/usr/local/bin:/usr/bin:/bin", ':')) {
     std::string candidate = absl::StrCat(dir.empty() ? "." : dir, "/", file);
     if (executable(candidate)) return candidate;
   }
@@ -393,7 +394,8 @@ absl::StatusOr<Child> SpawnChild(const std::vector<std::string>& argv,
                                  const ChildIo& io) {
   if (argv.empty()) return absl::InvalidArgumentError("empty command");
   absl::StatusOr<Child> child = SpawnOnce(argv, io);
-  if (absl::IsNotFound(child.status()) && argv[0].find('/') == std::string::npos) {
+  if (absl::IsNotFound(child.status()) &&
+      argv[0].find('/') == std::string::npos) {
     // The cached location may be stale (the program moved): look again.
     ForgetProgram(argv[0]);
     child = SpawnOnce(argv, io);
@@ -409,7 +411,8 @@ absl::StatusOr<Child> SpawnOnce(const std::vector<std::string>& argv,
   if (!path.ok()) return path.status();
   std::vector<char*> args;
   args.reserve(argv.size() + 1);
-  for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
+  for (const std::string& arg : argv)
+    args.push_back(const_cast<char*>(arg.c_str()));
   args.push_back(nullptr);
 
   // Like glibc's posix_spawn: clone(CLONE_VM | CLONE_VFORK) onto a small
@@ -430,15 +433,17 @@ absl::StatusOr<Child> SpawnOnce(const std::vector<std::string>& argv,
   const int clone_errno = errno;
   ::pthread_sigmask(SIG_SETMASK, &saved, nullptr);
   ::munmap(stack, kStackSize);
-  if (pid < 0) return StartError(clone_errno, absl::StrCat("spawn '", argv[0], "'"));
+  if (pid < 0)
+    return StartError(clone_errno, absl::StrCat("spawn '", argv[0], "'"));
   if (request.exec_errno != 0) {
     ::waitpid(pid, nullptr, 0);
     if (request.exec_errno == ENOENT || request.exec_errno == EACCES ||
         request.exec_errno == ENOEXEC) {
-      return absl::NotFoundError(absl::StrCat("cannot execute '", argv[0], "': ",
-                                              ::strerror(request.exec_errno)));
+      return absl::NotFoundError(absl::StrCat(
+          "cannot execute '", argv[0], "': ", ::strerror(request.exec_errno)));
     }
-    return StartError(request.exec_errno, absl::StrCat("execve '", argv[0], "'"));
+    return StartError(request.exec_errno,
+                      absl::StrCat("execve '", argv[0], "'"));
   }
   absl::StatusOr<UniqueFd> pidfd = OpenPidfd(pid);
   if (!pidfd.ok()) {

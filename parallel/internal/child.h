@@ -103,8 +103,8 @@ sigset_t NonDefaultSignals();
 // false the value `body` returns is not sent back. ResourceExhaustedError when
 // the system is out of processes or memory (try again later).
 absl::StatusOr<Child> ForkChild(
-    const std::function<absl::StatusOr<std::string>()>& body,
-    const ChildIo& io, bool keep_value);
+    const std::function<absl::StatusOr<std::string>()>& body, const ChildIo& io,
+    bool keep_value);
 
 // The general form of ForkChild: the child runs `child_main` after the same
 // preparation and _exits with what it returns (after flushing stdio).

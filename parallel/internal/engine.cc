@@ -10,8 +10,8 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <string>
 #include <optional>
+#include <string>
 #include <tuple>
 #include <utility>
 
@@ -103,11 +103,13 @@ class Engine {
         states_(steps_.size()) {
     report_.steps.resize(steps_.size());
     for (size_t i = 0; i < steps_.size(); ++i) {
-      report_.steps[i].name =
-          steps_[i].name().empty() ? absl::StrCat("step ", i) : steps_[i].name();
+      report_.steps[i].name = steps_[i].name().empty()
+                                  ? absl::StrCat("step ", i)
+                                  : steps_[i].name();
     }
-    limit_ = options_.max_parallel == 0 ? steps_.size()
-                                        : static_cast<size_t>(options_.max_parallel);
+    limit_ = options_.max_parallel == 0
+                 ? steps_.size()
+                 : static_cast<size_t>(options_.max_parallel);
   }
 
   absl::StatusOr<RunReport> Run();
@@ -151,7 +153,7 @@ class Engine {
   std::vector<Step> steps_;
   ParallelOptions options_;
   RunHooks hooks_;
-  size_t tokens_held_ = 0;       // permissions from hooks_.throttle
+  size_t tokens_held_ = 0;  // permissions from hooks_.throttle
   bool waiting_for_token_ = false;
   std::string temp_dir_;
   bool sparse_temp_dir_ = false;
@@ -194,8 +196,8 @@ absl::StatusOr<RunReport> Engine::Run() {
     if (stopping_ == KillReason::kNone) StartSteps(now);
     Replay();
     if (next_replay_ == steps_.size() && running_.empty()) break;
-    if (running_.empty() && (next_start_ == steps_.size() ||
-                             stopping_ != KillReason::kNone)) {
+    if (running_.empty() &&
+        (next_start_ == steps_.size() || stopping_ != KillReason::kNone)) {
       // Nothing runs and nothing will start: the rest were never started.
       for (size_t i = next_start_; i < steps_.size(); ++i) {
         states_[i].phase = Phase::kDone;
@@ -211,7 +213,8 @@ absl::StatusOr<RunReport> Engine::Run() {
     for (size_t index : running_) {
       fds.push_back({states_[index].child.pidfd(), POLLIN, 0});
     }
-    if (interrupts.wake_fd() >= 0) fds.push_back({interrupts.wake_fd(), POLLIN, 0});
+    if (interrupts.wake_fd() >= 0)
+      fds.push_back({interrupts.wake_fd(), POLLIN, 0});
     if (waiting_for_token_ && hooks_.throttle->wake_fd() >= 0) {
       fds.push_back({hooks_.throttle->wake_fd(), POLLIN, 0});
     }
@@ -219,8 +222,7 @@ absl::StatusOr<RunReport> Engine::Run() {
     timespec timeout = absl::ToTimespec(std::max(wait, absl::ZeroDuration()));
     const int ready =
         ::ppoll(fds.data(), fds.size(),
-                wait == absl::InfiniteDuration() ? nullptr : &timeout,
-                nullptr);
+                wait == absl::InfiniteDuration() ? nullptr : &timeout, nullptr);
     if (ready < 0 && errno != EINTR) {
       // Only EINVAL/ENOMEM are possible; fall back to a short sleep-like wait.
       ::poll(nullptr, 0, 10);
@@ -356,9 +358,8 @@ absl::Status Engine::Launch(size_t index, absl::Time now) {
   OwnFds(&fds_to_close_);
   io.fds_to_close = &fds_to_close_;
   absl::StatusOr<Child> child =
-      step.is_command()
-          ? SpawnChild(step.argv(), io)
-          : ForkChild(step.body(), io, options_.return_values);
+      step.is_command() ? SpawnChild(step.argv(), io)
+                        : ForkChild(step.body(), io, options_.return_values);
   if (!child.ok()) return child.status();
 
   state.phase = Phase::kRunning;
@@ -406,7 +407,8 @@ void Engine::Finish(size_t index, absl::Time now) {
     const uint64_t tail = std::min(size, kOutputTailBytes);
     report.output_tail.resize(tail);
     const ssize_t got = RetryOnEintr([&] {
-      return ::pread(state.out.get(), report.output_tail.data(), tail, size - tail);
+      return ::pread(state.out.get(), report.output_tail.data(), tail,
+                     size - tail);
     });
     report.output_tail.resize(got > 0 ? got : 0);
   }
@@ -440,7 +442,8 @@ void Engine::Judge(size_t index, int wait_status, absl::Time) {
   absl::Status records_status = absl::OkStatus();
   if (state.result.valid()) {
     std::string bytes;
-    if (absl::StatusOr<uint64_t> size = FileSize(state.result.get()); size.ok()) {
+    if (absl::StatusOr<uint64_t> size = FileSize(state.result.get());
+        size.ok()) {
       bytes.resize(*size);
       size_t got = 0;
       while (got < bytes.size()) {
@@ -472,8 +475,7 @@ void Engine::Judge(size_t index, int wait_status, absl::Time) {
     const Record* hang = find(RecordKind::kHang);
     const bool silent = state.kill == KillReason::kSilentTimeout;
     Fail(index, silent ? kProcessSilentTimeout : kProcessTimeout,
-         absl::StrCat(who,
-                      silent ? " had no output for " : " timed out after ",
+         absl::StrCat(who, silent ? " had no output for " : " timed out after ",
                       absl::FormatDuration(silent ? options_.silent_timeout
                                                   : options_.timeout)),
          hang != nullptr ? hang->payload : "");
@@ -503,7 +505,8 @@ void Engine::Judge(size_t index, int wait_status, absl::Time) {
 
   if (!records_status.ok()) {
     Fail(index, kCorruptResult,
-         absl::StrCat(who, " sent a corrupt result: ", records_status.message()));
+         absl::StrCat(who,
+                      " sent a corrupt result: ", records_status.message()));
     return;
   }
   if (const Record* failure = find(RecordKind::kFailure); failure != nullptr) {
@@ -512,11 +515,13 @@ void Engine::Judge(size_t index, int wait_status, absl::Time) {
             failure->payload);
     if (!info.ok()) {
       Fail(index, kCorruptResult,
-           absl::StrCat(who, " sent a corrupt failure: ", info.status().message()));
+           absl::StrCat(who,
+                        " sent a corrupt failure: ", info.status().message()));
       return;
     }
     auto& [type, message, traceback] = *info;
-    Fail(index, type, absl::StrCat(message, " [", who, "]"), std::move(traceback));
+    Fail(index, type, absl::StrCat(message, " [", who, "]"),
+         std::move(traceback));
     return;
   }
   const Record* value = find(RecordKind::kValue);
@@ -560,7 +565,8 @@ void Engine::StartKill(size_t index, KillReason reason, absl::Time now) {
       reason == KillReason::kTimeout || reason == KillReason::kSilentTimeout;
   // A hung closure writes its stack into its output first; a command has
   // exec'd and cannot.
-  state.killing.Start(state.child, timed_out && !steps_[index].is_command(), now);
+  state.killing.Start(state.child, timed_out && !steps_[index].is_command(),
+                      now);
 }
 
 void Engine::CheckDeadlines(absl::Time now) {
@@ -629,8 +635,9 @@ absl::StatusOr<uint64_t> Engine::Emit(int from, uint64_t offset,
     }
     size_t written = 0;
     while (written < tagged.size()) {
-      const ssize_t w = RetryOnEintr(
-          [&] { return ::write(to, tagged.data() + written, tagged.size() - written); });
+      const ssize_t w = RetryOnEintr([&] {
+        return ::write(to, tagged.data() + written, tagged.size() - written);
+      });
       if (w < 0 && errno == EAGAIN) {
         pollfd pfd = {to, POLLOUT, 0};
         ::poll(&pfd, 1, -1);
@@ -712,7 +719,8 @@ void Engine::ReplayFd(int fd, uint64_t base, uint64_t bytes, uint64_t* replayed,
 }
 
 void Engine::Replay() {
-  const int to_err = options_.combine_stderr ? options_.output_fd : options_.error_fd;
+  const int to_err =
+      options_.combine_stderr ? options_.output_fd : options_.error_fd;
   while (next_replay_ < states_.size()) {
     StepState& state = states_[next_replay_];
     if (state.phase == Phase::kPending) return;
@@ -721,11 +729,13 @@ void Engine::Replay() {
           hooks_.tag_lines ? report_.steps[next_replay_].name + "\t" : "";
       if (state.spooled) {
         if (!replay_broken_) {
-          if (!Emit(spool_.get(), state.spool_out.offset, state.spool_out.length,
-                    options_.output_fd, &state.out_at_line_start, prefix)
+          if (!Emit(spool_.get(), state.spool_out.offset,
+                    state.spool_out.length, options_.output_fd,
+                    &state.out_at_line_start, prefix)
                    .ok() ||
-              !Emit(spool_.get(), state.spool_err.offset, state.spool_err.length,
-                    to_err, &state.err_at_line_start, prefix)
+              !Emit(spool_.get(), state.spool_err.offset,
+                    state.spool_err.length, to_err, &state.err_at_line_start,
+                    prefix)
                    .ok()) {
             replay_broken_ = true;
           }
@@ -809,7 +819,8 @@ absl::StatusOr<RunReport> RunInProcessEngine(std::vector<Step> steps,
   bool halted = false;
   for (size_t i = 0; i < steps.size(); ++i) {
     StepReport& step = report.steps[i];
-    step.name = steps[i].name().empty() ? absl::StrCat("step ", i) : steps[i].name();
+    step.name =
+        steps[i].name().empty() ? absl::StrCat("step ", i) : steps[i].name();
     if (halted) {
       step.outcome = StepOutcome::kHalted;
       continue;
@@ -820,9 +831,10 @@ absl::StatusOr<RunReport> RunInProcessEngine(std::vector<Step> steps,
       one.push_back(std::move(steps[i]));
       ParallelOptions single = options;
       single.max_parallel = 1;
-      absl::StatusOr<RunReport> real = Engine(std::move(one), single, RunHooks(),
-                                              ResolveTempDir(options.temp_dir))
-                                           .Run();
+      absl::StatusOr<RunReport> real =
+          Engine(std::move(one), single, RunHooks(),
+                 ResolveTempDir(options.temp_dir))
+              .Run();
       if (!real.ok()) return real.status();
       const std::string name = step.name;
       step = std::move(real->steps[0]);
@@ -835,8 +847,9 @@ absl::StatusOr<RunReport> RunInProcessEngine(std::vector<Step> steps,
       step.pid = ::getpid();
       ExceptionInfo error;
       std::string value;
-      if (RunInProcess(steps[i].body(), absl::StrCat(step.name, " (in process)"),
-                       &value, &error)) {
+      if (RunInProcess(steps[i].body(),
+                       absl::StrCat(step.name, " (in process)"), &value,
+                       &error)) {
         step.outcome = StepOutcome::kSucceeded;
         step.exit_code = 0;
         if (options.return_values) step.value = std::move(value);
@@ -849,7 +862,8 @@ absl::StatusOr<RunReport> RunInProcessEngine(std::vector<Step> steps,
       step.duration = absl::Now() - start;
     }
     if (hooks.on_end) hooks.on_end(i, step);
-    if (step.outcome == StepOutcome::kFailed && options.halt_on_error) halted = true;
+    if (step.outcome == StepOutcome::kFailed && options.halt_on_error)
+      halted = true;
   }
   return report;
 }
@@ -857,8 +871,10 @@ absl::StatusOr<RunReport> RunInProcessEngine(std::vector<Step> steps,
 absl::StatusOr<RunReport> RunEngine(std::vector<Step> steps,
                                     const ParallelOptions& options,
                                     const RunHooks& hooks) {
-  if (absl::Status status = ValidateOptions(options); !status.ok()) return status;
-  if (InProcessMode()) return RunInProcessEngine(std::move(steps), options, hooks);
+  if (absl::Status status = ValidateOptions(options); !status.ok())
+    return status;
+  if (InProcessMode())
+    return RunInProcessEngine(std::move(steps), options, hooks);
   std::string temp_dir = ResolveTempDir(options.temp_dir);
   if (absl::Status status = CheckTempDir(temp_dir); !status.ok()) return status;
   const bool sparse = SupportsSparseFiles(temp_dir);

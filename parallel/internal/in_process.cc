@@ -38,13 +38,14 @@ bool RunInProcess(const std::function<absl::StatusOr<std::string>()>& body,
       *value = *std::move(result);
       return true;
     }
-    *error = {"absl::Status", absl::StrCat(result.status().ToString(), " [", who, "]"),
-              "", ""};
+    *error = {"absl::Status",
+              absl::StrCat(result.status().ToString(), " [", who, "]"), "", ""};
   } catch (const std::exception& e) {
     *error = {CurrentExceptionType(), absl::StrCat(e.what(), " [", who, "]"),
               TracebackForCurrentException(), ""};
   } catch (...) {
-    *error = {CurrentExceptionType(), absl::StrCat("unknown exception [", who, "]"),
+    *error = {CurrentExceptionType(),
+              absl::StrCat("unknown exception [", who, "]"),
               TracebackForCurrentException(), ""};
   }
   return false;

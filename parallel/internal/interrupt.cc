@@ -18,8 +18,9 @@ constexpr int kSignalCount = sizeof(kSignals) / sizeof(kSignals[0]);
 // A spin lock rather than a mutex: a child forked while another thread held
 // it must be able to forget it (ForgetInChild), which a mutex does not allow.
 std::atomic_flag g_lock = ATOMIC_FLAG_INIT;
-int g_scopes = 0;                        // guarded by g_lock
-struct sigaction g_saved[kSignalCount];  // written under g_lock, read by handlers
+int g_scopes = 0;  // guarded by g_lock
+struct sigaction
+    g_saved[kSignalCount];  // written under g_lock, read by handlers
 std::atomic<int> g_waiters{0};
 std::atomic<int> g_wake_read{-1};
 std::atomic<int> g_wake_write{-1};
@@ -97,7 +98,8 @@ InterruptScope::InterruptScope() {
 InterruptScope::~InterruptScope() {
   SpinLock lock;
   if (--g_scopes > 0) return;
-  for (int i = 0; i < kSignalCount; ++i) ::sigaction(kSignals[i], &g_saved[i], nullptr);
+  for (int i = 0; i < kSignalCount; ++i)
+    ::sigaction(kSignals[i], &g_saved[i], nullptr);
   const int read_fd = g_wake_read.exchange(-1);
   const int write_fd = g_wake_write.exchange(-1);
   if (read_fd >= 0) ::close(read_fd);

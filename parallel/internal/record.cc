@@ -2,8 +2,8 @@
 
 #include <unistd.h>
 
-#include <cerrno>
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 
 namespace parallel {
@@ -27,12 +27,14 @@ struct CrcTable {
 constexpr CrcTable kCrcTable;
 
 void PutLe(uint64_t value, int bytes, unsigned char* out) {
-  for (int i = 0; i < bytes; ++i) out[i] = static_cast<unsigned char>(value >> (8 * i));
+  for (int i = 0; i < bytes; ++i)
+    out[i] = static_cast<unsigned char>(value >> (8 * i));
 }
 
 uint64_t GetLe(const unsigned char* in, int bytes) {
   uint64_t value = 0;
-  for (int i = 0; i < bytes; ++i) value |= static_cast<uint64_t>(in[i]) << (8 * i);
+  for (int i = 0; i < bytes; ++i)
+    value |= static_cast<uint64_t>(in[i]) << (8 * i);
   return value;
 }
 
@@ -54,7 +56,8 @@ bool WriteAll(int fd, const void* data, size_t size) {
 uint32_t Crc32(const void* data, size_t size) {
   const auto* p = static_cast<const unsigned char*>(data);
   uint32_t c = 0xffffffffu;
-  for (size_t i = 0; i < size; ++i) c = kCrcTable.entries[(c ^ p[i]) & 0xff] ^ (c >> 8);
+  for (size_t i = 0; i < size; ++i)
+    c = kCrcTable.entries[(c ^ p[i]) & 0xff] ^ (c >> 8);
   return c ^ 0xffffffffu;
 }
 
@@ -67,7 +70,8 @@ bool WriteRecord(int fd, RecordKind kind, const void* payload, size_t size) {
   return WriteAll(fd, header, sizeof(header)) && WriteAll(fd, payload, size);
 }
 
-void AppendRecord(RecordKind kind, absl::string_view payload, std::string* out) {
+void AppendRecord(RecordKind kind, absl::string_view payload,
+                  std::string* out) {
   unsigned char header[kRecordHeaderSize] = {};
   std::memcpy(header, kMagic, 4);
   header[4] = static_cast<unsigned char>(kind);
@@ -80,7 +84,8 @@ void AppendRecord(RecordKind kind, absl::string_view payload, std::string* out) 
 absl::StatusOr<bool> TakeRecord(absl::string_view* bytes, Record* record) {
   if (bytes->size() < kRecordHeaderSize) {
     // Check what is there already, so garbage is caught before it grows.
-    if (std::memcmp(bytes->data(), kMagic, std::min<size_t>(4, bytes->size())) != 0) {
+    if (std::memcmp(bytes->data(), kMagic,
+                    std::min<size_t>(4, bytes->size())) != 0) {
       return absl::DataLossError("result record has a bad magic number");
     }
     return false;
@@ -114,9 +119,10 @@ absl::StatusOr<std::vector<Record>> ParseRecords(absl::string_view bytes) {
     absl::StatusOr<bool> taken = TakeRecord(&bytes, &record);
     if (!taken.ok()) return taken.status();
     if (!*taken) {
-      return absl::DataLossError(bytes.size() < kRecordHeaderSize
-                                     ? "result record truncated in its header"
-                                     : "result record truncated in its payload");
+      return absl::DataLossError(
+          bytes.size() < kRecordHeaderSize
+              ? "result record truncated in its header"
+              : "result record truncated in its payload");
     }
     records.push_back(std::move(record));
   }

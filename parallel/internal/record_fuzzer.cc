@@ -1,8 +1,9 @@
 // Fuzz target: the decoder of child-to-parent records (the bytes a hostile or
 // crashed child leaves in its result file or worker socket).
 //
-//   tools/fuzz/run.sh 30        # libFuzzer with clang, seeded from testing/fuzz_corpus/record
-//   bazel test //parallel/internal:record_fuzzer_corpus_test   # the corpus, as a test
+//   tools/fuzz/run.sh 30        # libFuzzer with clang, seeded from
+//   testing/fuzz_corpus/record bazel test
+//   //parallel/internal:record_fuzzer_corpus_test   # the corpus, as a test
 
 #include <cstddef>
 #include <cstdint>

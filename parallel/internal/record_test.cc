@@ -12,7 +12,8 @@ namespace parallel {
 namespace internal {
 namespace {
 
-std::string WriteAndRead(const std::vector<std::pair<RecordKind, std::string>>& records) {
+std::string WriteAndRead(
+    const std::vector<std::pair<RecordKind, std::string>>& records) {
   const int fd = memfd_create("record_test", MFD_CLOEXEC);
   for (const auto& [kind, payload] : records) {
     EXPECT_TRUE(WriteRecord(fd, kind, payload.data(), payload.size()));
@@ -25,8 +26,9 @@ std::string WriteAndRead(const std::vector<std::pair<RecordKind, std::string>>& 
 }
 
 TEST(Record, RoundTripsSeveralRecords) {
-  const std::string bytes = WriteAndRead(
-      {{RecordKind::kValue, "abc"}, {RecordKind::kCrash, ""}, {RecordKind::kHang, "x"}});
+  const std::string bytes = WriteAndRead({{RecordKind::kValue, "abc"},
+                                          {RecordKind::kCrash, ""},
+                                          {RecordKind::kHang, "x"}});
   absl::StatusOr<std::vector<Record>> records = ParseRecords(bytes);
   ASSERT_TRUE(records.ok()) << records.status();
   ASSERT_EQ(records->size(), 3u);
@@ -43,7 +45,8 @@ TEST(Record, EmptyInputIsNoRecords) {
 }
 
 TEST(Record, RejectsEveryTruncation) {
-  const std::string bytes = WriteAndRead({{RecordKind::kFailure, "payload bytes"}});
+  const std::string bytes =
+      WriteAndRead({{RecordKind::kFailure, "payload bytes"}});
   for (size_t length = 1; length < bytes.size(); ++length) {
     EXPECT_FALSE(ParseRecords(bytes.substr(0, length)).ok()) << length;
   }

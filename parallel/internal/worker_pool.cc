@@ -10,9 +10,9 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <deque>
 #include <iostream>
 #include <limits>
-#include <deque>
 #include <optional>
 #include <tuple>
 #include <utility>
@@ -41,7 +41,13 @@ constexpr size_t kPipelineDepth = 2;
 // The id a worker's kDone carries for its onexit.
 constexpr uint64_t kOnexitId = std::numeric_limits<uint64_t>::max();
 
-enum KillReason { kNoKill, kTimeoutKill, kSilentKill, kHaltKill, kInterruptKill };
+enum KillReason {
+  kNoKill,
+  kTimeoutKill,
+  kSilentKill,
+  kHaltKill,
+  kInterruptKill
+};
 
 using DoneInfo = std::tuple<uint64_t, uint64_t, uint64_t>;
 using FailureInfo = std::tuple<std::string, std::string, std::string>;
@@ -129,7 +135,8 @@ int WorkerMain(int socket, const TaskBody& task,
     }
     FlushStdio();
     position = OutputSize(STDOUT_FILENO);
-    AppendRecord(RecordKind::kDone, Encode(DoneInfo(id, start, position)), &outbox);
+    AppendRecord(RecordKind::kDone, Encode(DoneInfo(id, start, position)),
+                 &outbox);
     if (!SendAll(socket, outbox)) return 0;
     if (record.kind == RecordKind::kFinish) return 0;
   }
@@ -159,7 +166,8 @@ struct WorkerPool::Worker {
 
   bool alive() const { return child.alive(); }
   std::optional<size_t> running() const {
-    return assigned.empty() ? std::nullopt : std::optional<size_t>(assigned.front());
+    return assigned.empty() ? std::nullopt
+                            : std::optional<size_t>(assigned.front());
   }
 };
 
@@ -196,7 +204,8 @@ absl::StatusOr<std::unique_ptr<WorkerPool>> WorkerPool::Start(
   }
   if (config.timeout <= absl::ZeroDuration() ||
       config.silent_timeout <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError("timeout and silent_timeout must be positive");
+    return absl::InvalidArgumentError(
+        "timeout and silent_timeout must be positive");
   }
   if (::fcntl(config.output_fd, F_GETFD) == -1) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -205,7 +214,8 @@ absl::StatusOr<std::unique_ptr<WorkerPool>> WorkerPool::Start(
   if (absl::Status status = CheckTempDir(config.temp_dir); !status.ok()) {
     return status;
   }
-  std::unique_ptr<WorkerPool> pool(new WorkerPool(std::move(task), std::move(config)));
+  std::unique_ptr<WorkerPool> pool(
+      new WorkerPool(std::move(task), std::move(config)));
   if (InProcessMode()) {
     pool->inline_ = true;  // the test seam: no workers; Put() runs the task
     return pool;
@@ -290,7 +300,8 @@ size_t WorkerPool::FreeWorker() const {
   for (size_t i = 0; i < workers_.size(); ++i) {
     const Worker& worker = *workers_[i];
     if (!worker.alive() || worker.kill != kNoKill || worker.finish_sent ||
-        worker.assigned.size() >= (config_.halt_on_error ? 1 : kPipelineDepth)) {
+        worker.assigned.size() >=
+            (config_.halt_on_error ? 1 : kPipelineDepth)) {
       continue;
     }
     if (best == workers_.size() ||
@@ -315,7 +326,8 @@ bool WorkerPool::DispatchWaiting() {
 void WorkerPool::FailWaitingIfNoWorker() {
   if (AnyWorkerAlive()) return;
   for (size_t input : waiting_) {
-    Fail(inputs_[input], kProcessStartError, "no worker process could be started");
+    Fail(inputs_[input], kProcessStartError,
+         "no worker process could be started");
     inputs_[input].state = Input::kDone;
   }
   waiting_.clear();
@@ -344,7 +356,8 @@ void WorkerPool::Put(std::string encoded_args, std::string label) {
     ExceptionInfo error;
     std::string value;
     if (RunInProcess([this, &encoded_args] { return task_(encoded_args); },
-                     absl::StrCat(input.report.name, " (in process)"), &value, &error)) {
+                     absl::StrCat(input.report.name, " (in process)"), &value,
+                     &error)) {
       input.report.outcome = StepOutcome::kSucceeded;
       input.report.exit_code = 0;
       if (config_.keep_values) input.report.value = std::move(value);
@@ -360,8 +373,8 @@ void WorkerPool::Put(std::string encoded_args, std::string label) {
   }
   if (halted_ || interrupt_signal_ != 0 || finishing_) {
     input.state = Input::kDone;
-    input.report.outcome =
-        interrupt_signal_ != 0 ? StepOutcome::kInterrupted : StepOutcome::kHalted;
+    input.report.outcome = interrupt_signal_ != 0 ? StepOutcome::kInterrupted
+                                                  : StepOutcome::kHalted;
     return;
   }
   input.args = std::move(encoded_args);
@@ -383,8 +396,9 @@ void WorkerPool::Put(std::string encoded_args, std::string label) {
 void WorkerPool::DropWaiting() {
   for (size_t input : waiting_) {
     inputs_[input].state = Input::kDone;
-    inputs_[input].report.outcome =
-        interrupt_signal_ != 0 ? StepOutcome::kInterrupted : StepOutcome::kHalted;
+    inputs_[input].report.outcome = interrupt_signal_ != 0
+                                        ? StepOutcome::kInterrupted
+                                        : StepOutcome::kHalted;
   }
   waiting_.clear();
 }
@@ -393,10 +407,10 @@ void WorkerPool::Dispatch(size_t index, size_t input_index) {
   Worker& worker = *workers_[index];
   Input& input = inputs_[input_index];
   std::string frame;
-  AppendRecord(RecordKind::kInput,
-               Encode(std::make_tuple(static_cast<uint64_t>(input_index),
-                                      input.args)),
-               &frame);
+  AppendRecord(
+      RecordKind::kInput,
+      Encode(std::make_tuple(static_cast<uint64_t>(input_index), input.args)),
+      &frame);
   input.state = Input::kQueued;
   input.report.pid = worker.child.pid();
   worker.assigned.push_back(input_index);
@@ -451,10 +465,13 @@ void WorkerPool::Turn() {
     // Between our calls the caller's own code runs, and a signal then keeps
     // the caller's disposition; while we wait, we act on it.
     InterruptWait waiting;
-    if (interrupts_.wake_fd() >= 0) fds.push_back({interrupts_.wake_fd(), POLLIN, 0});
-    timespec timeout = absl::ToTimespec(std::max(wake - now, absl::ZeroDuration()));
-    ready = ::ppoll(fds.data(), fds.size(),
-                    wake == absl::InfiniteFuture() ? nullptr : &timeout, nullptr);
+    if (interrupts_.wake_fd() >= 0)
+      fds.push_back({interrupts_.wake_fd(), POLLIN, 0});
+    timespec timeout =
+        absl::ToTimespec(std::max(wake - now, absl::ZeroDuration()));
+    ready =
+        ::ppoll(fds.data(), fds.size(),
+                wake == absl::InfiniteFuture() ? nullptr : &timeout, nullptr);
   }
   if (const int signo = InterruptScope::pending();
       signo != 0 && interrupt_signal_ == 0) {
@@ -499,8 +516,8 @@ void WorkerPool::ReadFrom(size_t index) {
         Input& input = inputs_[*running];
         worker.assigned.pop_front();
         Fail(input, kCorruptResult,
-             absl::StrCat("input sent a corrupt result: ", taken.status().message(),
-                          " [", Who(index), "]"));
+             absl::StrCat("input sent a corrupt result: ",
+                          taken.status().message(), " [", Who(index), "]"));
         input.end = OutputSize(worker.capture->get());
         input.state = Input::kDone;
       }
@@ -547,16 +564,18 @@ void WorkerPool::HandleRecord(size_t index, const Record& record) {
         onexit.outcome = StepOutcome::kFailed;
         onexit.started = true;
         onexit.pid = worker.child.pid();
-        onexit.error = ExceptionInfo{std::get<0>(info),
-                                     absl::StrCat(std::get<1>(info), " [", Who(index), "]"),
-                                     std::get<2>(info), onexit.name};
+        onexit.error = ExceptionInfo{
+            std::get<0>(info),
+            absl::StrCat(std::get<1>(info), " [", Who(index), "]"),
+            std::get<2>(info), onexit.name};
         onexit_failures_.push_back(std::move(onexit));
       }
     }
     return;
   }
   worker.output_end = end;
-  if (worker.assigned.empty() || worker.assigned.front() != id) return;  // forged
+  if (worker.assigned.empty() || worker.assigned.front() != id)
+    return;  // forged
   Input& input = inputs_[id];
   worker.assigned.pop_front();
   const absl::Time now = absl::Now();
@@ -575,11 +594,13 @@ void WorkerPool::HandleRecord(size_t index, const Record& record) {
   FailureInfo info;
   if (result && DecodeInto(result->payload, &info).ok()) {
     Fail(input, std::get<0>(info),
-         absl::StrCat(std::get<1>(info), " [", input.report.name, ", ", Who(index), "]"),
+         absl::StrCat(std::get<1>(info), " [", input.report.name, ", ",
+                      Who(index), "]"),
          std::get<2>(info));
   } else {
     Fail(input, kCorruptResult,
-         absl::StrCat(input.report.name, " (", Who(index), ") sent no valid result"));
+         absl::StrCat(input.report.name, " (", Who(index),
+                      ") sent no valid result"));
   }
 }
 
@@ -597,7 +618,8 @@ void WorkerPool::WorkerEnded(size_t index) {
     input.report.duration = absl::Now() - input.dispatched;
     if (WIFEXITED(status)) input.report.exit_code = WEXITSTATUS(status);
     if (WIFSIGNALED(status)) input.report.signal = WTERMSIG(status);
-    const std::string who = absl::StrCat(input.report.name, " (", Who(index), ")");
+    const std::string who =
+        absl::StrCat(input.report.name, " (", Who(index), ")");
     switch (worker.kill) {
       case kHaltKill:
         input.report.outcome = StepOutcome::kHalted;
@@ -608,7 +630,8 @@ void WorkerPool::WorkerEnded(size_t index) {
         break;
       case kTimeoutKill:
         Fail(input, kProcessTimeout,
-             absl::StrCat(who, " timed out after ", absl::FormatDuration(config_.timeout)),
+             absl::StrCat(who, " timed out after ",
+                          absl::FormatDuration(config_.timeout)),
              worker.hang_trace);
         break;
       case kSilentKill:
@@ -645,7 +668,8 @@ void WorkerPool::WorkerEnded(size_t index) {
   }
   worker.assigned.clear();
   // A dead worker is replaced while inputs may still come or wait.
-  if (!halted_ && interrupt_signal_ == 0 && (!finishing_ || !waiting_.empty())) {
+  if (!halted_ && interrupt_signal_ == 0 &&
+      (!finishing_ || !waiting_.empty())) {
     if (!StartWorker(index).ok()) {
       // Out of processes or fds: go on with fewer workers.
     }
@@ -669,14 +693,16 @@ void WorkerPool::Halt() {
 
 void WorkerPool::BeginKill(size_t index, int reason) {
   Worker& worker = *workers_[index];
-  if (worker.kill != kNoKill && reason != kHaltKill && reason != kInterruptKill) {
+  if (worker.kill != kNoKill && reason != kHaltKill &&
+      reason != kInterruptKill) {
     return;
   }
   const bool first = worker.kill == kNoKill;
   worker.kill = reason;
   if (!first) return;
   worker.killing.Start(worker.child,
-                       reason == kTimeoutKill || reason == kSilentKill, absl::Now());
+                       reason == kTimeoutKill || reason == kSilentKill,
+                       absl::Now());
 }
 
 void WorkerPool::CheckDeadlines(absl::Time now) {
@@ -725,8 +751,8 @@ void WorkerPool::Replay() {
       const uint64_t end = live ? OutputSize(input.capture->get()) : input.end;
       const uint64_t from = input.start + input.replayed;
       if (end > from) {
-        absl::StatusOr<uint64_t> copied =
-            CopyRange(input.capture->get(), from, end - from, config_.output_fd);
+        absl::StatusOr<uint64_t> copied = CopyRange(
+            input.capture->get(), from, end - from, config_.output_fd);
         if (copied.ok()) {
           input.replayed += *copied;
         } else {
@@ -769,7 +795,8 @@ const RunReport& WorkerPool::Finish() {
       if (waiting_.empty()) {
         // Each worker runs onexit after the inputs already in its socket.
         for (auto& worker : workers_) {
-          if (worker->alive() && worker->kill == kNoKill && !worker->finish_sent) {
+          if (worker->alive() && worker->kill == kNoKill &&
+              !worker->finish_sent) {
             worker->finish_sent = true;
             if (!SendAll(worker->socket.get(), frame)) {
               worker->child.SignalGroup(SIGKILL);
@@ -790,8 +817,8 @@ const RunReport& WorkerPool::Finish() {
                    });
   for (const OnexitOutput& output : onexit_outputs_) {
     if (replay_broken_ || output.end <= output.start) continue;
-    if (!CopyRange(output.capture->get(), output.start, output.end - output.start,
-                   config_.output_fd)
+    if (!CopyRange(output.capture->get(), output.start,
+                   output.end - output.start, config_.output_fd)
              .ok()) {
       replay_broken_ = true;
     }
@@ -799,7 +826,8 @@ const RunReport& WorkerPool::Finish() {
   onexit_outputs_.clear();
   report_.steps.reserve(inputs_.size() + onexit_failures_.size());
   for (Input& input : inputs_) report_.steps.push_back(std::move(input.report));
-  for (StepReport& failure : onexit_failures_) report_.steps.push_back(std::move(failure));
+  for (StepReport& failure : onexit_failures_)
+    report_.steps.push_back(std::move(failure));
   report_.interrupt_signal = interrupt_signal_;
   inputs_.clear();
   next_replay_ = 0;

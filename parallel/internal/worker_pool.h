@@ -57,7 +57,7 @@ class WorkerPool {
   // Hands one input to a worker with room, first running the event loop until
   // one has room (the backpressure: never more than one input waits
   // flight per worker beyond the one it runs). After a halt or an interrupt the
-// input is recorded, not run.
+  // input is recorded, not run.
   void Put(std::string encoded_args, std::string label);
 
   // Lets every worker finish its inputs and run onexit, replays all output in
