@@ -242,8 +242,23 @@ int RunBody(const std::function<absl::StatusOr<std::string>()>& body,
 int RunBodyAndReport(const std::function<absl::StatusOr<std::string>()>& body,
                      int result_fd, bool keep_value) {
   std::string record;
-  const int code = RunBody(body, keep_value, &record);
-  return WriteAll(result_fd, record) ? code : kExitSetupFailed;
+  try {
+    absl::StatusOr<std::string> value = body();
+    if (value.ok()) {
+      // The common case writes straight from here: no allocation, so no
+      // copy-on-write faults on the heap pages the child shares.
+      const char* data = keep_value ? value->data() : "";
+      const size_t size = keep_value ? value->size() : 0;
+      return WriteRecord(result_fd, RecordKind::kValue, data, size)
+                 ? 0
+                 : kExitSetupFailed;
+    }
+    AppendFailure("absl::Status", value.status().ToString(), "", &record);
+  } catch (...) {
+    // Rethrown inside RunBody's handlers, which describe any exception.
+    RunBody([]() -> absl::StatusOr<std::string> { throw; }, false, &record);
+  }
+  return WriteAll(result_fd, record) ? 1 : kExitSetupFailed;
 }
 
 absl::StatusOr<Child> ForkChild(
@@ -256,7 +271,7 @@ absl::StatusOr<Child> ForkChild(
       io);
 }
 
-absl::StatusOr<Child> ForkProcess(const std::function<int()>& child_main,
+absl::StatusOr<Child> ForkProcess(absl::FunctionRef<int()> child_main,
                                   const ChildIo& io) {
   // Load what the children's signal handlers need once, here, so that no
   // child has to (and no handler ever does).

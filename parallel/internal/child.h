@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "parallel/internal/fd.h"
@@ -108,7 +109,7 @@ absl::StatusOr<Child> ForkChild(
 
 // The general form of ForkChild: the child runs `child_main` after the same
 // preparation and _exits with what it returns (after flushing stdio).
-absl::StatusOr<Child> ForkProcess(const std::function<int()>& child_main,
+absl::StatusOr<Child> ForkProcess(absl::FunctionRef<int()> child_main,
                                   const ChildIo& io);
 
 // Runs `body` and appends its record (as RunBodyAndReport) to *record.

@@ -164,6 +164,7 @@ class Engine {
   UniqueFd dev_null_;
   sigset_t signals_to_reset_;
   std::vector<int> fds_to_close_;  // scratch for Launch
+  std::string result_buffer_;      // scratch for Judge
   std::vector<UniqueFd> capture_pool_;
   bool leases_work_ = true;
   UniqueFd spool_;
@@ -424,7 +425,10 @@ void Engine::Finish(size_t index, absl::Time now) {
 void Engine::Judge(size_t index, int wait_status, absl::Time) {
   StepState& state = states_[index];
   StepReport& report = report_.steps[index];
-  const std::string who = absl::StrCat(report.name, " (pid ", report.pid, ")");
+  // Built only for failures: a success allocates nothing here.
+  auto who = [&report] {
+    return absl::StrCat(report.name, " (pid ", report.pid, ")");
+  };
 
   switch (state.kill) {
     case KillReason::kHalt:
@@ -441,7 +445,8 @@ void Engine::Judge(size_t index, int wait_status, absl::Time) {
   std::vector<Record> records;
   absl::Status records_status = absl::OkStatus();
   if (state.result.valid()) {
-    std::string bytes;
+    std::string& bytes = result_buffer_;
+    bytes.clear();
     if (absl::StatusOr<uint64_t> size = FileSize(state.result.get());
         size.ok()) {
       bytes.resize(*size);
@@ -475,7 +480,8 @@ void Engine::Judge(size_t index, int wait_status, absl::Time) {
     const Record* hang = find(RecordKind::kHang);
     const bool silent = state.kill == KillReason::kSilentTimeout;
     Fail(index, silent ? kProcessSilentTimeout : kProcessTimeout,
-         absl::StrCat(who, silent ? " had no output for " : " timed out after ",
+         absl::StrCat(who(),
+                      silent ? " had no output for " : " timed out after ",
                       absl::FormatDuration(silent ? options_.silent_timeout
                                                   : options_.timeout)),
          hang != nullptr ? hang->payload : "");
@@ -486,7 +492,7 @@ void Engine::Judge(size_t index, int wait_status, absl::Time) {
     const int signo = WTERMSIG(wait_status);
     const Record* crash = find(RecordKind::kCrash);
     Fail(index, kProcessUnexpectedExit,
-         absl::StrCat(who, " was killed by signal ", signo, " (",
+         absl::StrCat(who(), " was killed by signal ", signo, " (",
                       SignalName(signo), ")"),
          crash != nullptr ? crash->payload : "");
     return;
@@ -498,14 +504,14 @@ void Engine::Judge(size_t index, int wait_status, absl::Time) {
       report.outcome = StepOutcome::kSucceeded;
     } else {
       Fail(index, kProcessUnexpectedExit,
-           absl::StrCat(who, " exited with code ", code));
+           absl::StrCat(who(), " exited with code ", code));
     }
     return;
   }
 
   if (!records_status.ok()) {
     Fail(index, kCorruptResult,
-         absl::StrCat(who,
+         absl::StrCat(who(),
                       " sent a corrupt result: ", records_status.message()));
     return;
   }
@@ -515,19 +521,19 @@ void Engine::Judge(size_t index, int wait_status, absl::Time) {
             failure->payload);
     if (!info.ok()) {
       Fail(index, kCorruptResult,
-           absl::StrCat(who,
+           absl::StrCat(who(),
                         " sent a corrupt failure: ", info.status().message()));
       return;
     }
     auto& [type, message, traceback] = *info;
-    Fail(index, type, absl::StrCat(message, " [", who, "]"),
+    Fail(index, type, absl::StrCat(message, " [", who(), "]"),
          std::move(traceback));
     return;
   }
   const Record* value = find(RecordKind::kValue);
   if (value == nullptr || code != 0) {
     Fail(index, kProcessUnexpectedExit,
-         absl::StrCat(who, " exited unexpectedly with code ", code));
+         absl::StrCat(who(), " exited unexpectedly with code ", code));
     return;
   }
   report.outcome = StepOutcome::kSucceeded;
