@@ -36,6 +36,9 @@ inline constexpr absl::string_view kProcessSilentTimeout =
 // The step's process could not be started (fork, temp file or spawn failed).
 inline constexpr absl::string_view kProcessStartError =
     "parallel::ProcessStartError";
+// The step's stdio output could not be written (the temp dir's disk is full,
+// a file size limit, ...); the message names the OS error.
+inline constexpr absl::string_view kOutputLost = "parallel::OutputLost";
 // The step's process ended but what it reported could not be decoded.
 inline constexpr absl::string_view kCorruptResult = "parallel::CorruptResult";
 

@@ -258,6 +258,30 @@ TEST(Robustness, OutputLimitHitByAStepIsNamed) {
   }
 }
 
+TEST(Robustness, OutputThatCannotBeWrittenFailsTheStepWithTheReason) {
+  // The step's stdio writes fail with EFBIG (a file size limit, with SIGXFSZ
+  // ignored) as they would with ENOSPC on a full temp dir.
+  OutputFile out;
+  try {
+    RunParallelSteps({[] {
+                        signal(SIGXFSZ, SIG_IGN);
+                        rlimit limit = {4096, 4096};
+                        setrlimit(RLIMIT_FSIZE, &limit);
+                        for (int i = 0; i < 100; ++i) {
+                          std::printf("%s\n", std::string(100, 'o').c_str());
+                        }
+                      },
+                      [] { Say("fine\n"); }},
+                     Into(out));
+    FAIL() << "expected BackgroundFailure";
+  } catch (const BackgroundFailure& failure) {
+    ASSERT_EQ(failure.exc_infos().size(), 1u) << failure.what();
+    EXPECT_EQ(failure.exc_infos()[0].type, kOutputLost);
+    EXPECT_THAT(failure.exc_infos()[0].message, HasSubstr("File too large"));
+  }
+  EXPECT_THAT(out.Contents(), HasSubstr("fine\n"));
+}
+
 TEST(Robustness, WriterThatEscapesItsGroupNeverLeaksIntoLaterSteps) {
   // Step 0 leaves a process that leaves its process group (setsid) with the
   // step's stdout and writes later. Its capture file must not be reused.

@@ -1,6 +1,7 @@
 #include "parallel/task_runner.h"
 
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -230,6 +231,69 @@ TEST(BackgroundTaskRunner, TimeoutKillsAndReplacesTheWorker) {
   EXPECT_THAT(out.Contents(),
               HasSubstr("step timed out; stack of its main thread"));
   EXPECT_THAT(out.Contents(), HasSubstr("\n1\n"));
+}
+
+TEST(BackgroundTaskRunner, SilentTimeoutSparesInputsThatKeepTalking) {
+  OutputFile out;
+  try {
+    using Runner = BackgroundTaskRunner<int>;
+    Runner::Options options = Into<Runner>(out, 2);
+    options.silent_timeout = absl::Milliseconds(150);
+    Runner runner(
+        [](int i) {
+          if (i == 1) pause();
+          for (int k = 0; k < 6; ++k) {
+            Say(".");
+            usleep(50000);
+          }
+        },
+        options);
+    runner.Put(0);
+    runner.Put(1);
+    runner.Wait();
+    FAIL() << "expected BackgroundFailure";
+  } catch (const BackgroundFailure& failure) {
+    ASSERT_EQ(failure.exc_infos().size(), 1u) << failure.what();
+    EXPECT_EQ(failure.exc_infos()[0].type, kProcessSilentTimeout);
+    EXPECT_EQ(failure.exc_infos()[0].step, "input 1 (1)");
+  }
+  EXPECT_THAT(out.Contents(), StartsWith("......"));
+}
+
+TEST(BackgroundTaskRunner, OutputThatCannotBeWrittenFailsOnlyThatInput) {
+  OutputFile out;
+  try {
+    using Runner = BackgroundTaskRunner<int>;
+    Runner runner(
+        [](int i) {
+          rlimit limit;
+          getrlimit(RLIMIT_FSIZE, &limit);
+          if (i == 0) {
+            // Only the soft limit, so that the next input can lift it.
+            signal(SIGXFSZ, SIG_IGN);
+            limit.rlim_cur = 4096;
+            setrlimit(RLIMIT_FSIZE, &limit);
+            for (int k = 0; k < 100; ++k) std::printf("%s\n", std::string(100, 'o').c_str());
+            return;
+          }
+          limit.rlim_cur = limit.rlim_max;
+          setrlimit(RLIMIT_FSIZE, &limit);
+          std::printf("%d\n", i);
+        },
+        Into<Runner>(out, 1));
+    runner.Put(0);
+    runner.Put(1);
+    runner.Wait();
+    FAIL() << "expected BackgroundFailure";
+  } catch (const BackgroundFailure& failure) {
+    ASSERT_EQ(failure.exc_infos().size(), 1u) << failure.what();
+    EXPECT_EQ(failure.exc_infos()[0].type, kOutputLost);
+    EXPECT_THAT(failure.exc_infos()[0].message, HasSubstr("File too large"));
+  }
+  // What input 0 could write (4096 bytes) is replayed; input 1 is whole.
+  const std::string output = out.Contents();
+  EXPECT_EQ(output.size(), 4096u + 2);
+  EXPECT_THAT(output, ::testing::EndsWith("1\n"));
 }
 
 TEST(BackgroundTaskRunner, TenThousandInputsThroughTwoWorkers) {

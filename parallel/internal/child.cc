@@ -25,6 +25,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "parallel/codec.h"
+#include "parallel/failure.h"
 #include "parallel/internal/demangle.h"
 #include "parallel/internal/interrupt.h"
 #include "parallel/internal/record.h"
@@ -195,14 +196,6 @@ sigset_t NonDefaultSignals() {
 
 namespace {
 
-void AppendFailure(std::string type, std::string message, std::string traceback,
-                   std::string* out) {
-  AppendRecord(RecordKind::kFailure,
-               Encode(std::make_tuple(std::move(type), std::move(message),
-                                      std::move(traceback))),
-               out);
-}
-
 std::string CurrentExceptionType() {
   const std::type_info* type = abi::__cxa_current_exception_type();
   return type == nullptr ? "unknown" : Demangle(type->name());
@@ -220,6 +213,47 @@ bool WriteAll(int fd, absl::string_view bytes) {
 
 }  // namespace
 
+void AppendFailureRecord(std::string type, std::string message,
+                         std::string traceback, std::string* out) {
+  AppendRecord(RecordKind::kFailure,
+               Encode(std::make_tuple(std::move(type), std::move(message),
+                                      std::move(traceback))),
+               out);
+}
+
+void AppendOutputLostRecord(int error, std::string* out) {
+  AppendFailureRecord(
+      std::string(kOutputLost),
+      absl::StrCat("could not write the step's output: ", ::strerror(error)),
+      "", out);
+}
+
+int FlushOutput() {
+  std::cout.flush();
+  std::cerr.flush();
+  int error = 0;
+  for (FILE* stream : {stdout, stderr}) {
+    errno = 0;
+    if ((std::fflush(stream) != 0 || std::ferror(stream)) && error == 0) {
+      error = errno;
+      if (error == 0) {
+        // An earlier write failed and stdio kept no errno: ask the file. A
+        // byte past the stream's position is never replayed (ends are
+        // positions), so the probe leaves the output as it was.
+        const int fd = ::fileno(stream);
+        const off_t position = ::lseek(fd, 0, SEEK_CUR);
+        const char probe = '\n';
+        error = position >= 0 && ::pwrite(fd, &probe, 1, position) == 1
+                    ? EIO
+                    : errno;
+      }
+    }
+    // Reported once: a worker's next input starts with clean streams.
+    std::clearerr(stream);
+  }
+  return error;
+}
+
 int RunBody(const std::function<absl::StatusOr<std::string>()>& body,
             bool keep_value, std::string* record) {
   try {
@@ -228,12 +262,12 @@ int RunBody(const std::function<absl::StatusOr<std::string>()>& body,
       AppendRecord(RecordKind::kValue, keep_value ? *value : "", record);
       return 0;
     }
-    AppendFailure("absl::Status", value.status().ToString(), "", record);
+    AppendFailureRecord("absl::Status", value.status().ToString(), "", record);
   } catch (const std::exception& e) {
-    AppendFailure(CurrentExceptionType(), e.what(),
+    AppendFailureRecord(CurrentExceptionType(), e.what(),
                   TracebackForCurrentException(), record);
   } catch (...) {
-    AppendFailure(CurrentExceptionType(), "unknown exception",
+    AppendFailureRecord(CurrentExceptionType(), "unknown exception",
                   TracebackForCurrentException(), record);
   }
   return 1;
@@ -244,6 +278,12 @@ int RunBodyAndReport(const std::function<absl::StatusOr<std::string>()>& body,
   std::string record;
   try {
     absl::StatusOr<std::string> value = body();
+    // Output the step printed but could not deliver (a full disk, a file
+    // size limit) fails the step with the reason.
+    if (const int error = FlushOutput(); error != 0) {
+      AppendOutputLostRecord(error, &record);
+      return WriteAll(result_fd, record) ? 1 : kExitSetupFailed;
+    }
     if (value.ok()) {
       // The common case writes straight from here: no allocation, so no
       // copy-on-write faults on the heap pages the child shares.
@@ -253,7 +293,7 @@ int RunBodyAndReport(const std::function<absl::StatusOr<std::string>()>& body,
                  ? 0
                  : kExitSetupFailed;
     }
-    AppendFailure("absl::Status", value.status().ToString(), "", &record);
+    AppendFailureRecord("absl::Status", value.status().ToString(), "", &record);
   } catch (...) {
     // Rethrown inside RunBody's handlers, which describe any exception.
     RunBody([]() -> absl::StatusOr<std::string> { throw; }, false, &record);

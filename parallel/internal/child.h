@@ -112,6 +112,16 @@ absl::StatusOr<Child> ForkChild(
 absl::StatusOr<Child> ForkProcess(absl::FunctionRef<int()> child_main,
                                   const ChildIo& io);
 
+// Appends a kFailure record: the step failed with this type and message.
+void AppendFailureRecord(std::string type, std::string message,
+                         std::string traceback, std::string* out);
+// Appends the kFailure record of a step whose output could not be written.
+void AppendOutputLostRecord(int error, std::string* out);
+
+// Flushes std::cout, std::cerr, stdout and stderr; returns the errno of a
+// failed write (ENOSPC, EFBIG, ...) or 0.
+int FlushOutput();
+
 // Runs `body` and appends its record (as RunBodyAndReport) to *record.
 int RunBody(const std::function<absl::StatusOr<std::string>()>& body,
             bool keep_value, std::string* record);

@@ -63,12 +63,6 @@ uint64_t OutputSize(int fd) {
   return ::fstat(fd, &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
 }
 
-void FlushStdio() {
-  std::cout.flush();
-  std::cerr.flush();
-  std::fflush(nullptr);
-}
-
 bool SendAll(int fd, absl::string_view bytes) {
   while (!bytes.empty()) {
     const ssize_t n = RetryOnEintr(
@@ -133,7 +127,10 @@ int WorkerMain(int socket, const TaskBody& task,
     } else {
       return 3;
     }
-    FlushStdio();
+    if (const int error = FlushOutput(); error != 0) {
+      outbox.clear();
+      AppendOutputLostRecord(error, &outbox);
+    }
     position = OutputSize(STDOUT_FILENO);
     AppendRecord(RecordKind::kDone, Encode(DoneInfo(id, start, position)),
                  &outbox);
