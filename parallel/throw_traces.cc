@@ -3,7 +3,8 @@
 //
 // It interposes __cxa_throw (the call every `throw` expression compiles to):
 // the stack is captured into a thread-local buffer, then the real __cxa_throw
-// runs. Cost: one unsymbolized stack walk per throw (about a microsecond);
+// runs. Cost: one unsymbolized stack walk per throw (measured 0.3 us on top
+// of a 2.2 us throw-and-catch: //parallel:throw_traces_benchmark);
 // symbolization happens only when a step's failure is reported. Exceptions
 // thrown inside libstdc++ itself (std::vector::at and the like) bind to the
 // library's own __cxa_throw and keep the catch-site traceback.

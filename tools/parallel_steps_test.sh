@@ -208,6 +208,48 @@ printf 'all:\n\t@"%s" -- "echo plain"\n' "$tool" >Makefile.plain
 out=$(make -j3 -f Makefile.plain 2>&1)
 expect_eq "make without +" "plain" "$out"
 
+# make 4.4's named-pipe jobserver: two tokens in a fifo plus the implicit
+# slot allow 3 at once, and both tokens are back in the fifo afterwards.
+mkfifo jobserver.fifo
+exec 7<>jobserver.fifo
+printf '++' >&7
+rm -f counts
+cmds=()
+for i in $(seq 1 6); do cmds+=("sh probe.sh"); done
+MAKEFLAGS=" -j3 --jobserver-auth=fifo:$PWD/jobserver.fifo" \
+  "$tool" -- "${cmds[@]}" >/dev/null 2>err.txt
+expect_eq "fifo jobserver exit" 0 $?
+expect_eq "fifo jobserver max concurrency" 3 "$(sort -n counts | tail -1)"
+tokens=$(timeout 2 dd bs=1 count=2 <&7 2>/dev/null)
+expect_eq "fifo jobserver tokens returned" "++" "$tokens"
+exec 7>&-
+# A malformed jobserver is reported and -j applies.
+MAKEFLAGS="--jobserver-auth=oops" "$tool" -- true >/dev/null 2>err.txt
+expect_eq "malformed jobserver still runs" 0 $?
+grep -q "malformed jobserver" err.txt || fail "malformed jobserver message: $(cat err.txt)"
+
+# --help lists the flags; --version answers; --no-progress wins over a TTY.
+"$tool" --help >help.txt
+expect_eq "--help exit" 0 $?
+for flag in --jobs --halt-on-error --timeout --silent-timeout --json --junit --tag --progress --temp-dir; do
+  grep -q -- "$flag" help.txt || fail "--help does not list $flag"
+done
+grep -q "^parallel_steps [0-9]" <("$tool" --version) || fail "--version"
+python3 - "$tool" <<'PY' || fail "--no-progress on a pseudo-terminal"
+import os, pty, subprocess, sys
+master, slave = pty.openpty()
+proc = subprocess.run([sys.argv[1], "--no-progress", "--", "echo one"],
+                      stdout=subprocess.PIPE, stderr=slave, stdin=subprocess.DEVNULL)
+os.close(slave)
+os.set_blocking(master, False)
+try:
+    err = os.read(master, 4096)
+except (BlockingIOError, OSError):
+    err = b""
+assert proc.stdout == b"one\n", proc.stdout
+assert b"running" not in err, err
+PY
+
 if ((failures > 0)); then
   echo "$failures check(s) failed" >&2
   exit 1
