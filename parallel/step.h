@@ -1,7 +1,7 @@
 // parallel/step.h — steps (closures or commands) and the reports on them.
 //
 // A Step is what RunSteps (parallel/run_steps.h) runs in a child process: a
-// closure (forked) or a command (posix_spawn). A RunReport is what it returns:
+// closure (forked) or a command (spawned without copying the caller). A RunReport is what it returns:
 // one StepReport per step, in step order.
 //
 //   std::vector<parallel::Step> steps;
@@ -36,7 +36,8 @@ class Step {
   static Step Function(std::function<absl::StatusOr<std::string>()> body,
                        std::string name = "");
 
-  // Executes argv[0] (searched in $PATH) with posix_spawn; the caller's memory
+  // Executes argv[0] (searched in $PATH) the way posix_spawn does, with
+  // clone(CLONE_VM | CLONE_VFORK), plus PR_SET_PDEATHSIG; the caller's memory
   // is never forked. Exit code 0 is success.
   static Step Command(std::vector<std::string> argv, std::string name = "");
 

@@ -1,5 +1,5 @@
 // The OS boundary: a passive object per child process, and the two ways of
-// starting one (fork for a closure, posix_spawn for a command).
+// starting one (fork for a closure, a vfork-style spawn for a command).
 //
 // A Child owns its pid and a pidfd; it does nothing on its own. The engine
 // (engine.h) polls the pidfds, decides when to signal, and reaps. Destroying a
