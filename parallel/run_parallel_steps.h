@@ -42,9 +42,12 @@
 //    has its default disposition and none is blocked; the child is the leader
 //    of its own process group (its children are killed with it) and dies with
 //    the parent (PR_SET_PDEATHSIG).
-//  - The child ends with _exit() after flushing stdio and std::cout/cerr:
-//    atexit handlers and static destructors never run in it. Other open
-//    descriptors of the caller are inherited as they are.
+//  - The child ends with _exit() after flushing stdio and std::cout/cerr
+//    (output that cannot be written fails the step: parallel::OutputLost):
+//    atexit handlers and static destructors never run in it.
+//  - The caller's open descriptors are inherited as they are, except the
+//    library's own (other steps' capture files, pidfds) and output_fd /
+//    error_fd when above 2, which the child closes.
 //  - A step may itself call RunParallelSteps; its output nests in order.
 //  - Processes a step leaves running in its process group are killed when the
 //    step ends: nothing outlives the call.

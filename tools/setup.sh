@@ -14,7 +14,10 @@ packages=(
   make              # the jobserver test runs a real make -j
   parallel          # GNU parallel, a peer in tools/bench/
   python3           # tools/bench/ scripts and report parsing in tests
-  clang             # libFuzzer targets
+  clang             # libFuzzer targets (tools/fuzz/run.sh)
+  libclang-rt-14-dev  # libFuzzer's runtime (only recommended by clang)
+  procps            # ps, used by the tool's tests
+  bc                # arithmetic in tools/bench/ scripts
 )
 
 missing=()
