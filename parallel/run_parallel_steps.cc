@@ -48,6 +48,8 @@ void RunParallelSteps(std::vector<std::function<void()>> steps,
           return std::string();
         }));
   }
+  // The moved-from functions would only add to what every fork copies.
+  std::vector<std::function<void()>>().swap(steps);
   internal::RunOrThrow(std::move(wrapped), options);
 }
 

@@ -133,6 +133,8 @@ std::vector<T> RunParallelSteps(std::vector<std::function<T()>> steps,
     wrapped.push_back(Step::Function(
         internal::MakeBody<T>(std::move(step), options.return_values)));
   }
+  // The moved-from functions would only add to what every fork copies.
+  std::vector<std::function<T()>>().swap(steps);
   RunReport report = internal::RunOrThrow(std::move(wrapped), options);
   std::vector<T> values;
   if (!options.return_values) return values;

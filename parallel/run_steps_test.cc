@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -141,6 +142,48 @@ TEST(RunSteps, StdinIsDevNull) {
       RunSteps({Step::Shell("wc -c")}, Into(out));
   ASSERT_TRUE(report.ok());
   EXPECT_EQ(out.Contents(), "0\n");
+}
+
+TEST(RunSteps, StepsFinishingAheadOfASlowHeadKeepFdUseConstant) {
+  // Step 0 is the head until the last step releases it, so every other step
+  // finishes ahead of it and must be kept for replay. Their captures move to
+  // one spool file instead of holding a descriptor each.
+  constexpr int kSteps = 3000;
+  int gate[2];
+  ASSERT_EQ(pipe(gate), 0);
+  std::vector<Step> steps;
+  std::string expected;
+  for (int i = 0; i < kSteps; ++i) {
+    steps.push_back(Step::Function([i, gate]() -> absl::StatusOr<std::string> {
+      if (i == 0) {
+        char byte;
+        (void)!read(gate[0], &byte, 1);
+      }
+      if (i == kSteps - 1) (void)!write(gate[1], "x", 1);
+      std::printf("%d\n", i);
+      return std::string();
+    }));
+    absl::StrAppend(&expected, i, "\n");
+  }
+  OutputFile out;
+  ParallelOptions options = Into(out);
+  options.max_parallel = 2;
+  const int fds_before = testing::CountOpenFds();
+  int most_fds = 0;
+  RunHooks hooks;
+  hooks.on_end = [&most_fds](size_t index, const StepReport&) {
+    if (index % 100 == 0) most_fds = std::max(most_fds, testing::CountOpenFds());
+  };
+  absl::StatusOr<RunReport> report = RunSteps(std::move(steps), options, hooks);
+  close(gate[0]);
+  close(gate[1]);
+  ASSERT_TRUE(report.ok());
+  EXPECT_EQ(report->failed_count(), 0u);
+  EXPECT_EQ(out.Contents(), expected);
+  std::printf("descriptors: %d before, at most %d during the run\n", fds_before,
+              most_fds);
+  // Held captures (32) plus two running steps' descriptors, whatever kSteps.
+  EXPECT_LT(most_fds - fds_before, 64) << most_fds << " vs " << fds_before;
 }
 
 TEST(RunSteps, ManyStepsAtOnce) {

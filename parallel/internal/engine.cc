@@ -20,6 +20,7 @@
 #include "parallel/codec.h"
 #include "parallel/internal/capture.h"
 #include "parallel/internal/child.h"
+#include "parallel/internal/dont_fork_allocator.h"
 #include "parallel/internal/fd.h"
 #include "parallel/internal/in_process.h"
 #include "parallel/internal/interrupt.h"
@@ -96,14 +97,15 @@ class Engine {
  public:
   Engine(std::vector<Step> steps, const ParallelOptions& options,
          const RunHooks& hooks, std::string temp_dir)
-      : steps_(std::move(steps)),
+      : steps_(std::make_move_iterator(steps.begin()),
+               std::make_move_iterator(steps.end())),
         options_(options),
         hooks_(hooks),
         temp_dir_(std::move(temp_dir)),
         states_(steps_.size()) {
-    report_.steps.resize(steps_.size());
+    reports_.resize(steps_.size());
     for (size_t i = 0; i < steps_.size(); ++i) {
-      report_.steps[i].name = steps_[i].name().empty()
+      reports_[i].name = steps_[i].name().empty()
                                   ? absl::StrCat("step ", i)
                                   : steps_[i].name();
     }
@@ -145,20 +147,28 @@ class Engine {
                                 int to, bool* at_line_start,
                                 const std::string& prefix);
   void ReleaseTokens();
+  // A copy of the step's body on the heap: steps_ itself is not mapped in
+  // the child (see dont_fork_allocator.h), the heap is.
+  std::function<absl::StatusOr<std::string>()> Body(size_t index) const {
+    return steps_[index].body();
+  }
   // The descriptors this run owns now (for children to close).
   void OwnFds(std::vector<int>* fds) const;
   void MaybeSpool(size_t index);
   void Release(size_t index);
 
-  std::vector<Step> steps_;
+  std::vector<Step, DontForkAllocator<Step>> steps_;
   ParallelOptions options_;
   RunHooks hooks_;
   size_t tokens_held_ = 0;  // permissions from hooks_.throttle
   bool waiting_for_token_ = false;
   std::string temp_dir_;
   bool sparse_temp_dir_ = false;
-  std::vector<StepState> states_;
-  RunReport report_;
+  // Per-step bookkeeping, out of the children's address space (see
+  // dont_fork_allocator.h): the cost of a step stays flat as steps grow.
+  std::vector<StepState, DontForkAllocator<StepState>> states_;
+  std::vector<StepReport, DontForkAllocator<StepReport>> reports_;
+  int interrupt_signal_ = 0;
   size_t limit_ = 0;
 
   UniqueFd dev_null_;
@@ -202,7 +212,7 @@ absl::StatusOr<RunReport> Engine::Run() {
       // Nothing runs and nothing will start: the rest were never started.
       for (size_t i = next_start_; i < steps_.size(); ++i) {
         states_[i].phase = Phase::kDone;
-        report_.steps[i].outcome = stopping_ == KillReason::kInterrupt
+        reports_[i].outcome = stopping_ == KillReason::kInterrupt
                                        ? StepOutcome::kInterrupted
                                        : StepOutcome::kHalted;
       }
@@ -231,7 +241,7 @@ absl::StatusOr<RunReport> Engine::Run() {
     now = absl::Now();
     if (const int signo = InterruptScope::pending();
         signo != 0 && stopping_ != KillReason::kInterrupt) {
-      report_.interrupt_signal = signo;
+      interrupt_signal_ = signo;
       BeginStop(KillReason::kInterrupt, now);
     }
     if (ready > 0) {
@@ -245,7 +255,11 @@ absl::StatusOr<RunReport> Engine::Run() {
     CheckDeadlines(now);
   }
   if (hooks_.throttle != nullptr) ReleaseTokens();
-  return std::move(report_);
+  RunReport report;
+  report.interrupt_signal = interrupt_signal_;
+  report.steps.reserve(reports_.size());
+  for (StepReport& step : reports_) report.steps.push_back(std::move(step));
+  return report;
 }
 
 void Engine::OwnFds(std::vector<int>* fds) const {
@@ -301,11 +315,11 @@ void Engine::StartSteps(absl::Time now) {
     ++next_start_;
     if (!status.ok()) {
       states_[index].phase = Phase::kDone;
-      report_.steps[index].started = false;
+      reports_[index].started = false;
       Fail(index, kProcessStartError,
            absl::StrCat("could not start: ", status.message()));
       if (hooks_.throttle != nullptr) ReleaseTokens();
-      if (hooks_.on_end) hooks_.on_end(index, report_.steps[index]);
+      if (hooks_.on_end) hooks_.on_end(index, reports_[index]);
       if (options_.halt_on_error) BeginStop(KillReason::kHalt, now);
     }
   }
@@ -360,7 +374,7 @@ absl::Status Engine::Launch(size_t index, absl::Time now) {
   io.fds_to_close = &fds_to_close_;
   absl::StatusOr<Child> child =
       step.is_command() ? SpawnChild(step.argv(), io)
-                        : ForkChild(step.body(), io, options_.return_values);
+                        : ForkChild(Body(index), io, options_.return_values);
   if (!child.ok()) return child.status();
 
   state.phase = Phase::kRunning;
@@ -377,7 +391,7 @@ absl::Status Engine::Launch(size_t index, absl::Time now) {
   state.started = now;
   state.deadline = now + options_.timeout;
   state.silent_deadline = now + options_.silent_timeout;
-  StepReport& report = report_.steps[index];
+  StepReport& report = reports_[index];
   report.started = true;
   report.pid = state.child.pid();
   running_.push_back(index);
@@ -391,7 +405,7 @@ void Engine::Finish(size_t index, absl::Time now) {
   start_blocked_ = false;
   state.phase = Phase::kDone;
 
-  StepReport& report = report_.steps[index];
+  StepReport& report = reports_[index];
   report.duration = now - state.started;
   if (WIFEXITED(wait_status)) report.exit_code = WEXITSTATUS(wait_status);
   if (WIFSIGNALED(wait_status)) report.signal = WTERMSIG(wait_status);
@@ -424,7 +438,7 @@ void Engine::Finish(size_t index, absl::Time now) {
 
 void Engine::Judge(size_t index, int wait_status, absl::Time) {
   StepState& state = states_[index];
-  StepReport& report = report_.steps[index];
+  StepReport& report = reports_[index];
   // Built only for failures: a success allocates nothing here.
   auto who = [&report] {
     return absl::StrCat(report.name, " (pid ", report.pid, ")");
@@ -542,7 +556,7 @@ void Engine::Judge(size_t index, int wait_status, absl::Time) {
 
 void Engine::Fail(size_t index, absl::string_view type, std::string message,
                   std::string traceback) {
-  StepReport& report = report_.steps[index];
+  StepReport& report = reports_[index];
   report.outcome = StepOutcome::kFailed;
   ExceptionInfo info;
   info.type = std::string(type);
@@ -732,7 +746,7 @@ void Engine::Replay() {
     if (state.phase == Phase::kPending) return;
     if (!state.drop_output) {
       const std::string prefix =
-          hooks_.tag_lines ? report_.steps[next_replay_].name + "\t" : "";
+          hooks_.tag_lines ? reports_[next_replay_].name + "\t" : "";
       if (state.spooled) {
         if (!replay_broken_) {
           if (!Emit(spool_.get(), state.spool_out.offset,
