@@ -17,6 +17,10 @@
 #include <cstddef>
 #include <new>
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#endif
+
 namespace parallel {
 namespace internal {
 
@@ -34,6 +38,11 @@ class DontForkAllocator {
     void* memory = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
                           MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (memory == MAP_FAILED) throw std::bad_alloc();
+#if defined(__SANITIZE_ADDRESS__)
+    // The range may have held a thread's stack whose redzones ASan poisoned
+    // and never cleared; fresh memory is addressable.
+    ASAN_UNPOISON_MEMORY_REGION(memory, bytes);
+#endif
     // Best effort: without it children merely inherit the pages.
     ::madvise(memory, bytes, MADV_DONTFORK);
     return static_cast<T*>(memory);
