@@ -243,9 +243,8 @@ int FlushOutput() {
         const int fd = ::fileno(stream);
         const off_t position = ::lseek(fd, 0, SEEK_CUR);
         const char probe = '\n';
-        error = position >= 0 && ::pwrite(fd, &probe, 1, position) == 1
-                    ? EIO
-                    : errno;
+        error = position >= 0 && ::pwrite(fd, &probe, 1, position) == 1 ? EIO
+                                                                        : errno;
       }
     }
     // Reported once: a worker's next input starts with clean streams.
@@ -265,10 +264,10 @@ int RunBody(const std::function<absl::StatusOr<std::string>()>& body,
     AppendFailureRecord("absl::Status", value.status().ToString(), "", record);
   } catch (const std::exception& e) {
     AppendFailureRecord(CurrentExceptionType(), e.what(),
-                  TracebackForCurrentException(), record);
+                        TracebackForCurrentException(), record);
   } catch (...) {
     AppendFailureRecord(CurrentExceptionType(), "unknown exception",
-                  TracebackForCurrentException(), record);
+                        TracebackForCurrentException(), record);
   }
   return 1;
 }

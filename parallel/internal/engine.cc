@@ -105,9 +105,8 @@ class Engine {
         states_(steps_.size()) {
     reports_.resize(steps_.size());
     for (size_t i = 0; i < steps_.size(); ++i) {
-      reports_[i].name = steps_[i].name().empty()
-                                  ? absl::StrCat("step ", i)
-                                  : steps_[i].name();
+      reports_[i].name = steps_[i].name().empty() ? absl::StrCat("step ", i)
+                                                  : steps_[i].name();
     }
     limit_ = options_.max_parallel == 0
                  ? steps_.size()
@@ -175,6 +174,7 @@ class Engine {
   sigset_t signals_to_reset_;
   std::vector<int> fds_to_close_;  // scratch for Launch
   std::string result_buffer_;      // scratch for Judge
+  std::vector<size_t> ended_;      // scratch for Run
   std::vector<UniqueFd> capture_pool_;
   bool leases_work_ = true;
   UniqueFd spool_;
@@ -213,8 +213,8 @@ absl::StatusOr<RunReport> Engine::Run() {
       for (size_t i = next_start_; i < steps_.size(); ++i) {
         states_[i].phase = Phase::kDone;
         reports_[i].outcome = stopping_ == KillReason::kInterrupt
-                                       ? StepOutcome::kInterrupted
-                                       : StepOutcome::kHalted;
+                                  ? StepOutcome::kInterrupted
+                                  : StepOutcome::kHalted;
       }
       next_start_ = steps_.size();
       continue;
@@ -246,11 +246,11 @@ absl::StatusOr<RunReport> Engine::Run() {
     }
     if (ready > 0) {
       // Collect first: Finish() edits running_.
-      std::vector<size_t> ended;
+      ended_.clear();
       for (size_t i = 0; i < running_.size(); ++i) {
-        if (fds[i].revents != 0) ended.push_back(running_[i]);
+        if (fds[i].revents != 0) ended_.push_back(running_[i]);
       }
-      for (size_t index : ended) Finish(index, now);
+      for (size_t index : ended_) Finish(index, now);
     }
     CheckDeadlines(now);
   }
@@ -590,7 +590,8 @@ void Engine::StartKill(size_t index, KillReason reason, absl::Time now) {
 }
 
 void Engine::CheckDeadlines(absl::Time now) {
-  for (size_t index : std::vector<size_t>(running_)) {
+  // StartKill() only signals; running_ does not change under this loop.
+  for (size_t index : running_) {
     StepState& state = states_[index];
     if (state.killing.started()) {
       state.killing.Advance(state.child, now);

@@ -58,10 +58,7 @@ std::string SignalName(int signo) {
                            : absl::StrCat("SIG", abbrev);
 }
 
-uint64_t OutputSize(int fd) {
-  struct stat st;
-  return ::fstat(fd, &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
-}
+uint64_t OutputSize(int fd) { return FileSize(fd).value_or(0); }
 
 bool SendAll(int fd, absl::string_view bytes) {
   while (!bytes.empty()) {
@@ -435,8 +432,11 @@ void WorkerPool::Started(size_t index, absl::Time now) {
 }
 
 void WorkerPool::Turn() {
-  std::vector<pollfd> fds;
-  std::vector<size_t> owners;
+  // Members, not locals: this runs once per input or more.
+  std::vector<pollfd>& fds = poll_fds_;
+  std::vector<size_t>& owners = poll_owners_;
+  fds.clear();
+  owners.clear();
   absl::Time wake = absl::InfiniteFuture();
   const absl::Time now = absl::Now();
   for (size_t i = 0; i < workers_.size(); ++i) {

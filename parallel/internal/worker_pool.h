@@ -13,6 +13,8 @@
 #ifndef PARALLEL_INTERNAL_WORKER_POOL_H_
 #define PARALLEL_INTERNAL_WORKER_POOL_H_
 
+#include <poll.h>
+
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -121,6 +123,8 @@ class WorkerPool {
   bool replay_broken_ = false;
   int interrupt_signal_ = 0;
   std::vector<OnexitOutput> onexit_outputs_;
+  std::vector<struct pollfd> poll_fds_;  // scratch for Turn
+  std::vector<size_t> poll_owners_;      // scratch for Turn
   std::vector<StepReport> onexit_failures_;
   RunReport report_;
   int dev_null_ = -1;
