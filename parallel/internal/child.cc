@@ -1,6 +1,5 @@
 #include "parallel/internal/child.h"
 
-#include <cxxabi.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
@@ -26,11 +25,10 @@
 #include "absl/synchronization/mutex.h"
 #include "parallel/codec.h"
 #include "parallel/failure.h"
-#include "parallel/internal/demangle.h"
+#include "parallel/internal/call_body.h"
 #include "parallel/internal/interrupt.h"
 #include "parallel/internal/record.h"
 #include "parallel/internal/stack.h"
-#include "parallel/internal/throw_trace.h"
 
 extern char** environ;
 
@@ -194,25 +192,6 @@ sigset_t NonDefaultSignals() {
   return set;
 }
 
-namespace {
-
-std::string CurrentExceptionType() {
-  const std::type_info* type = abi::__cxa_current_exception_type();
-  return type == nullptr ? "unknown" : Demangle(type->name());
-}
-
-bool WriteAll(int fd, absl::string_view bytes) {
-  while (!bytes.empty()) {
-    const ssize_t n =
-        RetryOnEintr([&] { return ::write(fd, bytes.data(), bytes.size()); });
-    if (n <= 0) return false;
-    bytes.remove_prefix(n);
-  }
-  return true;
-}
-
-}  // namespace
-
 void AppendFailureRecord(std::string type, std::string message,
                          std::string traceback, std::string* out) {
   AppendRecord(RecordKind::kFailure,
@@ -255,49 +234,30 @@ int FlushOutput() {
 
 int RunBody(const std::function<absl::StatusOr<std::string>()>& body,
             bool keep_value, std::string* record) {
-  try {
-    absl::StatusOr<std::string> value = body();
-    if (value.ok()) {
-      AppendRecord(RecordKind::kValue, keep_value ? *value : "", record);
-      return 0;
-    }
-    AppendFailureRecord("absl::Status", value.status().ToString(), "", record);
-  } catch (const std::exception& e) {
-    AppendFailureRecord(CurrentExceptionType(), e.what(),
-                        TracebackForCurrentException(), record);
-  } catch (...) {
-    AppendFailureRecord(CurrentExceptionType(), "unknown exception",
-                        TracebackForCurrentException(), record);
+  std::string value;
+  ExceptionInfo error;
+  const bool ok = CallBody(body, &value, &error);
+  // Output the step printed but could not deliver (a full disk, a file size
+  // limit) fails the step with the reason.
+  if (const int lost = FlushOutput(); lost != 0) {
+    AppendOutputLostRecord(lost, record);
+    return 1;
   }
-  return 1;
+  if (!ok) {
+    AppendFailureRecord(std::move(error.type), std::move(error.message),
+                        std::move(error.traceback), record);
+    return 1;
+  }
+  AppendRecord(RecordKind::kValue, keep_value ? value : "", record);
+  return 0;
 }
 
 int RunBodyAndReport(const std::function<absl::StatusOr<std::string>()>& body,
                      int result_fd, bool keep_value) {
   std::string record;
-  try {
-    absl::StatusOr<std::string> value = body();
-    // Output the step printed but could not deliver (a full disk, a file
-    // size limit) fails the step with the reason.
-    if (const int error = FlushOutput(); error != 0) {
-      AppendOutputLostRecord(error, &record);
-      return WriteAll(result_fd, record) ? 1 : kExitSetupFailed;
-    }
-    if (value.ok()) {
-      // The common case writes straight from here: no allocation, so no
-      // copy-on-write faults on the heap pages the child shares.
-      const char* data = keep_value ? value->data() : "";
-      const size_t size = keep_value ? value->size() : 0;
-      return WriteRecord(result_fd, RecordKind::kValue, data, size)
-                 ? 0
-                 : kExitSetupFailed;
-    }
-    AppendFailureRecord("absl::Status", value.status().ToString(), "", &record);
-  } catch (...) {
-    // Rethrown inside RunBody's handlers, which describe any exception.
-    RunBody([]() -> absl::StatusOr<std::string> { throw; }, false, &record);
-  }
-  return WriteAll(result_fd, record) ? 1 : kExitSetupFailed;
+  const int code = RunBody(body, keep_value, &record);
+  return WriteFully(result_fd, record.data(), record.size()) ? code
+                                                             : kExitSetupFailed;
 }
 
 absl::StatusOr<Child> ForkChild(

@@ -122,14 +122,14 @@ void AppendOutputLostRecord(int error, std::string* out);
 // failed write (ENOSPC, EFBIG, ...) or 0.
 int FlushOutput();
 
-// Runs `body` and appends its record (as RunBodyAndReport) to *record.
+// Runs `body`, flushes stdio, and appends one record to *record: kValue (its
+// value, or "" when !keep_value), or kFailure (the exception or status, or
+// parallel::OutputLost if stdio could not write). Returns 0 on kValue, else 1.
 int RunBody(const std::function<absl::StatusOr<std::string>()>& body,
             bool keep_value, std::string* record);
 
-// In a child: runs `body` and appends a kValue record (its value, or "" when
-// !keep_value) or a kFailure record (exception type, message, traceback; or
-// the non-OK status) to `result_fd`. Returns 0 if the body succeeded, 1 if it
-// failed, 126 if the record could not be written.
+// In a child: RunBody, then the record written to `result_fd`. Returns
+// RunBody's code, or 126 if the record could not be written.
 int RunBodyAndReport(const std::function<absl::StatusOr<std::string>()>& body,
                      int result_fd, bool keep_value);
 

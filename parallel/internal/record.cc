@@ -38,8 +38,9 @@ uint64_t GetLe(const unsigned char* in, int bytes) {
   return value;
 }
 
-// Async-signal-safe.
-bool WriteAll(int fd, const void* data, size_t size) {
+}  // namespace
+
+bool WriteFully(int fd, const void* data, size_t size) {
   const char* p = static_cast<const char*>(data);
   while (size > 0) {
     const ssize_t n = ::write(fd, p, size);
@@ -50,8 +51,6 @@ bool WriteAll(int fd, const void* data, size_t size) {
   }
   return true;
 }
-
-}  // namespace
 
 uint32_t Crc32(const void* data, size_t size) {
   const auto* p = static_cast<const unsigned char*>(data);
@@ -67,7 +66,8 @@ bool WriteRecord(int fd, RecordKind kind, const void* payload, size_t size) {
   header[4] = static_cast<unsigned char>(kind);
   PutLe(size, 8, header + 8);
   PutLe(Crc32(payload, size), 4, header + 16);
-  return WriteAll(fd, header, sizeof(header)) && WriteAll(fd, payload, size);
+  return WriteFully(fd, header, sizeof(header)) &&
+         WriteFully(fd, payload, size);
 }
 
 void AppendRecord(RecordKind kind, absl::string_view payload,

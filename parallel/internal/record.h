@@ -41,6 +41,10 @@ inline constexpr size_t kRecordHeaderSize = 20;
 // CRC-32 (IEEE). Async-signal-safe.
 uint32_t Crc32(const void* data, size_t size);
 
+// Writes all `size` bytes to `fd`, retrying on EINTR and short writes.
+// Async-signal-safe. False if a write failed.
+bool WriteFully(int fd, const void* data, size_t size);
+
 // Appends one record to `fd`. Async-signal-safe. False if a write failed.
 bool WriteRecord(int fd, RecordKind kind, const void* payload, size_t size);
 

@@ -124,10 +124,6 @@ int WorkerMain(int socket, const TaskBody& task,
     } else {
       return 3;
     }
-    if (const int error = FlushOutput(); error != 0) {
-      outbox.clear();
-      AppendOutputLostRecord(error, &outbox);
-    }
     position = OutputSize(STDOUT_FILENO);
     AppendRecord(RecordKind::kDone, Encode(DoneInfo(id, start, position)),
                  &outbox);
