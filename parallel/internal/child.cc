@@ -149,6 +149,45 @@ int Child::Reap() {
   return status;
 }
 
+std::string SignalName(int signo) {
+  const char* abbrev = ::sigabbrev_np(signo);
+  return abbrev == nullptr ? absl::StrCat("signal ", signo)
+                           : absl::StrCat("SIG", abbrev);
+}
+
+ExceptionInfo EndedWithoutResult(const std::string& who, int wait_status,
+                                 KillReason kill, absl::Duration timeout,
+                                 absl::Duration silent_timeout,
+                                 const std::string& hang_trace,
+                                 const std::string& crash_trace,
+                                 bool is_command) {
+  if (kill == KillReason::kTimeout) {
+    return {
+        std::string(kProcessTimeout),
+        absl::StrCat(who, " timed out after ", absl::FormatDuration(timeout)),
+        hang_trace, ""};
+  }
+  if (kill == KillReason::kSilentTimeout) {
+    return {std::string(kProcessSilentTimeout),
+            absl::StrCat(who, " had no output for ",
+                         absl::FormatDuration(silent_timeout)),
+            hang_trace, ""};
+  }
+  if (WIFSIGNALED(wait_status)) {
+    const int signo = WTERMSIG(wait_status);
+    return {std::string(kProcessUnexpectedExit),
+            absl::StrCat(who, " was killed by signal ", signo, " (",
+                         SignalName(signo), ")"),
+            crash_trace, ""};
+  }
+  return {std::string(kProcessUnexpectedExit),
+          absl::StrCat(who,
+                       is_command ? " exited with code "
+                                  : " exited unexpectedly with code ",
+                       WEXITSTATUS(wait_status)),
+          "", ""};
+}
+
 void KillSequence::Start(const Child& child, bool dump_stack_first,
                          absl::Time now) {
   if (started()) return;

@@ -21,6 +21,7 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "parallel/failure.h"
 #include "parallel/internal/fd.h"
 
 namespace parallel {
@@ -51,6 +52,25 @@ class Child {
   pid_t pid_ = 0;
   UniqueFd pidfd_;
 };
+
+// Why the library ends a running step.
+enum class KillReason { kNone, kTimeout, kSilentTimeout, kHalt, kInterrupt };
+
+// "SIGSEGV" for 11, "signal 99" for a number without a name.
+std::string SignalName(int signo);
+
+// The failure of a process that ended without reporting a result: killed for
+// a timeout (`kill`, with the stack it dumped), killed by a signal (with the
+// crash stack it recorded), or exited. `who` names the step and its pid; a
+// command's non-zero exit is its normal failure, a forked step's an
+// unexpected one. error->step is left to the caller. Not for kHalt or
+// kInterrupt, which are outcomes, not failures.
+ExceptionInfo EndedWithoutResult(const std::string& who, int wait_status,
+                                 KillReason kill, absl::Duration timeout,
+                                 absl::Duration silent_timeout,
+                                 const std::string& hang_trace,
+                                 const std::string& crash_trace,
+                                 bool is_command);
 
 // After SIGTERM, how long a step's process group gets before SIGKILL.
 inline constexpr absl::Duration kKillGrace = absl::Milliseconds(500);

@@ -31,15 +31,6 @@ namespace parallel {
 namespace internal {
 namespace {
 
-std::string SignalName(int signo) {
-  const char* abbrev = ::sigabbrev_np(signo);
-  return abbrev == nullptr ? absl::StrCat("signal ", signo)
-                           : absl::StrCat("SIG", abbrev);
-}
-
-// Why the engine is killing a step.
-enum class KillReason { kNone, kTimeout, kSilentTimeout, kHalt, kInterrupt };
-
 enum class Phase { kPending, kRunning, kDone };
 
 // A byte range of the spool file.
@@ -489,37 +480,23 @@ void Engine::Judge(size_t index, int wait_status, absl::Time) {
     return nullptr;
   };
 
-  if (state.kill == KillReason::kTimeout ||
-      state.kill == KillReason::kSilentTimeout) {
+  const bool is_command = steps_[index].is_command();
+  auto fail_without_result = [&] {
     const Record* hang = find(RecordKind::kHang);
-    const bool silent = state.kill == KillReason::kSilentTimeout;
-    Fail(index, silent ? kProcessSilentTimeout : kProcessTimeout,
-         absl::StrCat(who(),
-                      silent ? " had no output for " : " timed out after ",
-                      absl::FormatDuration(silent ? options_.silent_timeout
-                                                  : options_.timeout)),
-         hang != nullptr ? hang->payload : "");
-    return;
-  }
-
-  if (WIFSIGNALED(wait_status)) {
-    const int signo = WTERMSIG(wait_status);
     const Record* crash = find(RecordKind::kCrash);
-    Fail(index, kProcessUnexpectedExit,
-         absl::StrCat(who(), " was killed by signal ", signo, " (",
-                      SignalName(signo), ")"),
-         crash != nullptr ? crash->payload : "");
+    ExceptionInfo info = EndedWithoutResult(
+        who(), wait_status, state.kill, options_.timeout,
+        options_.silent_timeout, hang != nullptr ? hang->payload : "",
+        crash != nullptr ? crash->payload : "", is_command);
+    Fail(index, info.type, std::move(info.message), std::move(info.traceback));
+  };
+  if (state.kill != KillReason::kNone || WIFSIGNALED(wait_status) ||
+      (is_command && WEXITSTATUS(wait_status) != 0)) {
+    fail_without_result();
     return;
   }
-  const int code = WEXITSTATUS(wait_status);
-
-  if (steps_[index].is_command()) {
-    if (code == 0) {
-      report.outcome = StepOutcome::kSucceeded;
-    } else {
-      Fail(index, kProcessUnexpectedExit,
-           absl::StrCat(who(), " exited with code ", code));
-    }
+  if (is_command) {
+    report.outcome = StepOutcome::kSucceeded;
     return;
   }
 
@@ -545,9 +522,8 @@ void Engine::Judge(size_t index, int wait_status, absl::Time) {
     return;
   }
   const Record* value = find(RecordKind::kValue);
-  if (value == nullptr || code != 0) {
-    Fail(index, kProcessUnexpectedExit,
-         absl::StrCat(who(), " exited unexpectedly with code ", code));
+  if (value == nullptr || WEXITSTATUS(wait_status) != 0) {
+    fail_without_result();
     return;
   }
   report.outcome = StepOutcome::kSucceeded;

@@ -41,22 +41,8 @@ constexpr size_t kPipelineDepth = 2;
 // The id a worker's kDone carries for its onexit.
 constexpr uint64_t kOnexitId = std::numeric_limits<uint64_t>::max();
 
-enum KillReason {
-  kNoKill,
-  kTimeoutKill,
-  kSilentKill,
-  kHaltKill,
-  kInterruptKill
-};
-
 using DoneInfo = std::tuple<uint64_t, uint64_t, uint64_t>;
 using FailureInfo = std::tuple<std::string, std::string, std::string>;
-
-std::string SignalName(int signo) {
-  const char* abbrev = ::sigabbrev_np(signo);
-  return abbrev == nullptr ? absl::StrCat("signal ", signo)
-                           : absl::StrCat("SIG", abbrev);
-}
 
 uint64_t OutputSize(int fd) { return FileSize(fd).value_or(0); }
 
@@ -151,7 +137,7 @@ struct WorkerPool::Worker {
   absl::Time deadline = absl::InfiniteFuture();
   absl::Time silent_deadline = absl::InfiniteFuture();
   uint64_t last_size = 0;
-  int kill = kNoKill;
+  KillReason kill = KillReason::kNone;
   KillSequence killing;
 
   bool alive() const { return child.alive(); }
@@ -276,7 +262,7 @@ absl::Status WorkerPool::StartWorker(size_t slot) {
   worker.hang_trace.clear();
   worker.output_end = 0;
   worker.finish_sent = false;
-  worker.kill = kNoKill;
+  worker.kill = KillReason::kNone;
   worker.killing = KillSequence();
   return absl::OkStatus();
 }
@@ -289,7 +275,8 @@ size_t WorkerPool::FreeWorker() const {
   size_t best = workers_.size();
   for (size_t i = 0; i < workers_.size(); ++i) {
     const Worker& worker = *workers_[i];
-    if (!worker.alive() || worker.kill != kNoKill || worker.finish_sent ||
+    if (!worker.alive() || worker.kill != KillReason::kNone ||
+        worker.finish_sent ||
         worker.assigned.size() >=
             (config_.halt_on_error ? 1 : kPipelineDepth)) {
       continue;
@@ -470,7 +457,7 @@ void WorkerPool::Turn() {
       signo != 0 && interrupt_signal_ == 0) {
     interrupt_signal_ = signo;
     for (size_t i = 0; i < workers_.size(); ++i) {
-      if (workers_[i]->alive()) BeginKill(i, kInterruptKill);
+      if (workers_[i]->alive()) BeginKill(i, KillReason::kInterrupt);
     }
   }
   if (ready > 0) {
@@ -614,37 +601,20 @@ void WorkerPool::WorkerEnded(size_t index) {
     const std::string who =
         absl::StrCat(input.report.name, " (", Who(index), ")");
     switch (worker.kill) {
-      case kHaltKill:
+      case KillReason::kHalt:
         input.report.outcome = StepOutcome::kHalted;
         input.drop = true;
         break;
-      case kInterruptKill:
+      case KillReason::kInterrupt:
         input.report.outcome = StepOutcome::kInterrupted;
         break;
-      case kTimeoutKill:
-        Fail(input, kProcessTimeout,
-             absl::StrCat(who, " timed out after ",
-                          absl::FormatDuration(config_.timeout)),
-             worker.hang_trace);
-        break;
-      case kSilentKill:
-        Fail(input, kProcessSilentTimeout,
-             absl::StrCat(who, " had no output for ",
-                          absl::FormatDuration(config_.silent_timeout)),
-             worker.hang_trace);
-        break;
-      default:
-        if (WIFSIGNALED(status)) {
-          const int signo = WTERMSIG(status);
-          Fail(input, kProcessUnexpectedExit,
-               absl::StrCat(who, " was killed by signal ", signo, " (",
-                            SignalName(signo), ")"),
-               worker.crash_trace);
-        } else {
-          Fail(input, kProcessUnexpectedExit,
-               absl::StrCat(who, " exited unexpectedly with code ",
-                            WEXITSTATUS(status)));
-        }
+      default: {
+        ExceptionInfo info = EndedWithoutResult(
+            who, status, worker.kill, config_.timeout, config_.silent_timeout,
+            worker.hang_trace, worker.crash_trace, /*is_command=*/false);
+        Fail(input, info.type, std::move(info.message),
+             std::move(info.traceback));
+      }
     }
   }
   // Inputs it had not started go back to the front of the line, in order.
@@ -680,22 +650,23 @@ void WorkerPool::Fail(Input& input, absl::string_view type, std::string message,
 void WorkerPool::Halt() {
   halted_ = true;
   for (size_t i = 0; i < workers_.size(); ++i) {
-    if (workers_[i]->alive()) BeginKill(i, kHaltKill);
+    if (workers_[i]->alive()) BeginKill(i, KillReason::kHalt);
   }
 }
 
-void WorkerPool::BeginKill(size_t index, int reason) {
+void WorkerPool::BeginKill(size_t index, KillReason reason) {
   Worker& worker = *workers_[index];
-  if (worker.kill != kNoKill && reason != kHaltKill &&
-      reason != kInterruptKill) {
+  if (worker.kill != KillReason::kNone && reason != KillReason::kHalt &&
+      reason != KillReason::kInterrupt) {
     return;
   }
-  const bool first = worker.kill == kNoKill;
+  const bool first = worker.kill == KillReason::kNone;
   worker.kill = reason;
   if (!first) return;
-  worker.killing.Start(worker.child,
-                       reason == kTimeoutKill || reason == kSilentKill,
-                       absl::Now());
+  worker.killing.Start(
+      worker.child,
+      reason == KillReason::kTimeout || reason == KillReason::kSilentTimeout,
+      absl::Now());
 }
 
 void WorkerPool::CheckDeadlines(absl::Time now) {
@@ -708,14 +679,14 @@ void WorkerPool::CheckDeadlines(absl::Time now) {
     }
     if (worker.assigned.empty()) continue;
     if (now >= worker.deadline) {
-      BeginKill(i, kTimeoutKill);
+      BeginKill(i, KillReason::kTimeout);
     } else if (now >= worker.silent_deadline) {
       const uint64_t size = OutputSize(worker.capture->get());
       if (size != worker.last_size) {
         worker.last_size = size;
         worker.silent_deadline = now + config_.silent_timeout;
       } else {
-        BeginKill(i, kSilentKill);
+        BeginKill(i, KillReason::kSilentTimeout);
       }
     }
   }
@@ -788,7 +759,7 @@ const RunReport& WorkerPool::Finish() {
       if (waiting_.empty()) {
         // Each worker runs onexit after the inputs already in its socket.
         for (auto& worker : workers_) {
-          if (worker->alive() && worker->kill == kNoKill &&
+          if (worker->alive() && worker->kill == KillReason::kNone &&
               !worker->finish_sent) {
             worker->finish_sent = true;
             if (!SendAll(worker->socket.get(), frame)) {
@@ -835,7 +806,7 @@ void WorkerPool::Kill() {
   for (size_t i = 0; i < workers_.size(); ++i) {
     Worker& worker = *workers_[i];
     if (!worker.alive()) continue;
-    worker.kill = kHaltKill;
+    worker.kill = KillReason::kHalt;
     worker.child.SignalGroup(SIGKILL);
     WorkerEnded(i);
   }

@@ -25,6 +25,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "parallel/internal/child.h"
 #include "parallel/internal/interrupt.h"
 #include "parallel/internal/record.h"
 #include "parallel/step.h"
@@ -100,7 +101,7 @@ class WorkerPool {
   void Fail(Input& input, absl::string_view type, std::string message,
             std::string traceback = "");
   void Halt();
-  void BeginKill(size_t worker, int reason);
+  void BeginKill(size_t worker, KillReason reason);
   void CheckDeadlines(absl::Time now);
   void Replay();
   std::string Who(size_t worker) const;
