@@ -38,7 +38,9 @@ struct ParallelOptions {
   absl::Duration timeout = absl::InfiniteDuration();
   // Per step: no new output for this long counts as hung.
   absl::Duration silent_timeout = absl::InfiniteDuration();
-  // Where replayed output goes (a file, a pipe, /dev/null). Not owned.
+  // Where replayed output goes (a file, a pipe, /dev/null). Not owned; if
+  // above 2 it is closed in the steps' children, so that no step writes past
+  // the ordering. A non-blocking fd is waited on, never spun on.
   int output_fd = 1;
   // true: a step's stderr joins its stdout in one stream, in the order written
   // (chromite). false: stderr is captured apart and replayed to error_fd.

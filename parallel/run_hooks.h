@@ -34,7 +34,10 @@ class Throttle {
 };
 
 // Optional observers and knobs for tools built on RunSteps. Callbacks run on
-// the calling thread, inside the run's event loop; they must not block.
+// the calling thread, inside the run's event loop; they must not block. If a
+// callback (or the throttle) throws, the run is abandoned: every step's
+// process group is killed and reaped, the throttle gets back every
+// permission it gave, and the exception propagates out of RunSteps.
 struct RunHooks {
   Throttle* throttle = nullptr;  // not owned
   // A step's process started / a step ended (its report is final).

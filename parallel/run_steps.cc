@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "parallel/internal/engine.h"
 
 namespace parallel {
@@ -9,9 +10,10 @@ namespace parallel {
 absl::StatusOr<RunReport> RunSteps(std::vector<Step> steps,
                                    const ParallelOptions& options,
                                    const RunHooks& hooks) {
-  for (const Step& step : steps) {
-    if (!step.is_command() && !step.body()) {
-      return absl::InvalidArgumentError("a step has no body (empty function)");
+  for (size_t i = 0; i < steps.size(); ++i) {
+    if (!steps[i].is_command() && !steps[i].body()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "step ", i, " has nothing to run (an empty function or argv)"));
     }
   }
   return internal::RunEngine(std::move(steps), options, hooks);

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -172,7 +173,8 @@ TEST(RunSteps, StepsFinishingAheadOfASlowHeadKeepFdUseConstant) {
   int most_fds = 0;
   RunHooks hooks;
   hooks.on_end = [&most_fds](size_t index, const StepReport&) {
-    if (index % 100 == 0) most_fds = std::max(most_fds, testing::CountOpenFds());
+    if (index % 100 == 0)
+      most_fds = std::max(most_fds, testing::CountOpenFds());
   };
   absl::StatusOr<RunReport> report = RunSteps(std::move(steps), options, hooks);
   close(gate[0]);
@@ -184,6 +186,77 @@ TEST(RunSteps, StepsFinishingAheadOfASlowHeadKeepFdUseConstant) {
               most_fds);
   // Held captures (32) plus two running steps' descriptors, whatever kSteps.
   EXPECT_LT(most_fds - fds_before, 64) << most_fds << " vs " << fds_before;
+}
+
+// A throttle with a fixed number of permissions, counting what it hands out.
+class CountingThrottle : public Throttle {
+ public:
+  explicit CountingThrottle(int permits) : free_(permits) {}
+  bool TryAcquire() override {
+    if (free_ == 0) return false;
+    --free_;
+    ++acquired_;
+    return true;
+  }
+  void Release() override {
+    ++free_;
+    ++released_;
+  }
+  int wake_fd() const override { return -1; }
+  int acquired() const { return acquired_; }
+  int released() const { return released_; }
+
+ private:
+  int free_;
+  int acquired_ = 0;
+  int released_ = 0;
+};
+
+TEST(RunSteps, ThrottleBoundsParallelismAndGetsEveryPermissionBack) {
+  CountingThrottle throttle(1);  // one extra job beside the implicit slot
+  RunHooks hooks;
+  hooks.throttle = &throttle;
+  int running = 0;
+  int most = 0;
+  hooks.on_start = [&](size_t) { most = std::max(most, ++running); };
+  hooks.on_end = [&](size_t, const StepReport&) { --running; };
+  std::vector<Step> steps;
+  for (int i = 0; i < 8; ++i) steps.push_back(Step::Shell("sleep 0.02"));
+  OutputFile out;
+  absl::StatusOr<RunReport> report =
+      RunSteps(std::move(steps), Into(out), hooks);
+  ASSERT_TRUE(report.ok());
+  EXPECT_EQ(most, 2);
+  EXPECT_GT(throttle.acquired(), 0);
+  EXPECT_EQ(throttle.acquired(), throttle.released());
+}
+
+TEST(RunSteps, HookThatThrowsAbandonsTheRunCleanly) {
+  CountingThrottle throttle(4);
+  RunHooks hooks;
+  hooks.throttle = &throttle;
+  hooks.on_end = [](size_t index, const StepReport&) {
+    if (index == 0) throw std::runtime_error("observer broke");
+  };
+  std::vector<Step> steps;
+  steps.push_back(Step::Shell("true"));
+  for (int i = 0; i < 4; ++i) steps.push_back(Step::Shell("sleep 60"));
+  OutputFile out;
+  const int fds = testing::CountOpenFds();
+  EXPECT_THROW((void)RunSteps(std::move(steps), Into(out), hooks),
+               std::runtime_error);
+  EXPECT_EQ(throttle.acquired(), throttle.released());
+  EXPECT_THAT(testing::ChildPids(), IsEmpty());
+  EXPECT_EQ(testing::CountOpenFds(), fds);
+}
+
+TEST(RunSteps, EmptyStepsAreRejectedBeforeAnythingRuns) {
+  std::vector<Step> steps;
+  steps.push_back(Step::Shell("true"));
+  steps.push_back(Step::Command({}));
+  absl::StatusOr<RunReport> report = RunSteps(std::move(steps));
+  EXPECT_TRUE(absl::IsInvalidArgument(report.status()));
+  EXPECT_THAT(std::string(report.status().message()), HasSubstr("step 1"));
 }
 
 TEST(RunSteps, ManyStepsAtOnce) {

@@ -1,8 +1,8 @@
 // parallel/step.h — steps (closures or commands) and the reports on them.
 //
 // A Step is what RunSteps (parallel/run_steps.h) runs in a child process: a
-// closure (forked) or a command (spawned without copying the caller). A RunReport is what it returns:
-// one StepReport per step, in step order.
+// closure (forked) or a command (spawned without copying the caller). A
+// RunReport is what it returns: one StepReport per step, in step order.
 //
 //   std::vector<parallel::Step> steps;
 //   steps.push_back(parallel::Step::Shell("make -C docs", "docs"));
@@ -38,7 +38,9 @@ class Step {
 
   // Executes argv[0] (searched in $PATH) the way posix_spawn does, with
   // clone(CLONE_VM | CLONE_VFORK), plus PR_SET_PDEATHSIG; the caller's memory
-  // is never forked. Exit code 0 is success.
+  // is never forked. Exit code 0 is success. An empty argv makes RunSteps
+  // return InvalidArgumentError; a program that cannot be executed fails
+  // only its own step (parallel::ProcessStartError).
   static Step Command(std::vector<std::string> argv, std::string name = "");
 
   // A shell command line. Without shell metacharacters it is split on blanks

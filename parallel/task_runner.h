@@ -194,8 +194,10 @@ class BackgroundTaskRunner {
   BackgroundTaskRunner& operator=(const BackgroundTaskRunner&) = delete;
 
   // Hands the arguments to a free worker, blocking while all are busy (a
-  // full kernel socket is the only buffer). Throws std::logic_error after
-  // Wait().
+  // full kernel socket is the only buffer). After a failure with
+  // halt_on_error, or an interrupt, the input is recorded as not run. If no
+  // worker can be started (out of processes) the input fails with
+  // parallel::ProcessStartError. Throws std::logic_error after Wait().
   void Put(Args... args) {
     if (waited_) throw std::logic_error("parallel: Put() after Wait()");
     std::tuple<std::decay_t<Args>...> encoded(args...);

@@ -273,7 +273,8 @@ TEST(BackgroundTaskRunner, OutputThatCannotBeWrittenFailsOnlyThatInput) {
             signal(SIGXFSZ, SIG_IGN);
             limit.rlim_cur = 4096;
             setrlimit(RLIMIT_FSIZE, &limit);
-            for (int k = 0; k < 100; ++k) std::printf("%s\n", std::string(100, 'o').c_str());
+            for (int k = 0; k < 100; ++k)
+              std::printf("%s\n", std::string(100, 'o').c_str());
             return;
           }
           limit.rlim_cur = limit.rlim_max;

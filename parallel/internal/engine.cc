@@ -15,6 +15,7 @@
 #include <tuple>
 #include <utility>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "parallel/codec.h"
@@ -188,6 +189,12 @@ absl::StatusOr<RunReport> Engine::Run() {
   std::fflush(stderr);
 
   InterruptScope interrupts;
+  // On every way out — an exception from a hook included — the throttle gets
+  // its permissions back. (Children are killed and reaped by ~Child.)
+  absl::Cleanup give_back = [this] {
+    if (hooks_.throttle == nullptr) return;
+    for (; tokens_held_ > 0; --tokens_held_) hooks_.throttle->Release();
+  };
   // The loop acts on signals for its whole run: between polls it only does
   // bounded work, and the self-pipe wakes the next poll.
   InterruptWait waiting;
@@ -245,7 +252,6 @@ absl::StatusOr<RunReport> Engine::Run() {
     }
     CheckDeadlines(now);
   }
-  if (hooks_.throttle != nullptr) ReleaseTokens();
   RunReport report;
   report.interrupt_signal = interrupt_signal_;
   report.steps.reserve(reports_.size());
