@@ -8,11 +8,20 @@
 namespace parallel {
 namespace {
 
+// "<step> (pid N): " or "" when neither is known.
+std::string Where(const ExceptionInfo& info) {
+  std::string where = info.step;
+  if (info.pid != 0) {
+    absl::StrAppend(&where, where.empty() ? "" : " ", "(pid ", info.pid, ")");
+  }
+  if (!where.empty()) where += ": ";
+  return where;
+}
+
 std::string DescribeAll(const std::vector<ExceptionInfo>& infos) {
   std::string text;
   for (const ExceptionInfo& info : infos) {
-    absl::StrAppend(&text, info.step.empty() ? "" : info.step + ": ",
-                    info.ToString(), "\n", info.traceback);
+    absl::StrAppend(&text, Where(info), info.ToString(), "\n", info.traceback);
     if (!info.traceback.empty() && info.traceback.back() != '\n') {
       text.push_back('\n');
     }
@@ -28,7 +37,7 @@ std::string ExceptionInfo::ToString() const {
 
 bool operator==(const ExceptionInfo& a, const ExceptionInfo& b) {
   return a.type == b.type && a.message == b.message &&
-         a.traceback == b.traceback && a.step == b.step;
+         a.traceback == b.traceback && a.step == b.step && a.pid == b.pid;
 }
 
 BackgroundFailure::BackgroundFailure(std::vector<ExceptionInfo> exc_infos)
@@ -51,7 +60,7 @@ bool BackgroundFailure::MatchesFailureType(absl::string_view type) const {
 std::string BackgroundFailure::ToSummaryString() const {
   std::string text;
   for (const ExceptionInfo& info : exc_infos_) {
-    absl::StrAppend(&text, info.step, ": ", info.ToString(), "\n");
+    absl::StrAppend(&text, Where(info), info.ToString(), "\n");
   }
   return text;
 }

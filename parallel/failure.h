@@ -46,13 +46,17 @@ struct ExceptionInfo {
   // Demangled C++ type ("std::runtime_error"), "absl::Status", or one of the
   // synthetic types above.
   std::string type;
-  // what(), Status::ToString(), or the synthetic text; always names the step's
-  // pid where there was a process.
+  // Exactly what the step produced: what(), Status::ToString(), or the
+  // synthetic text (which names the step and its pid). Never has the step or
+  // pid spliced in, so callers can compare it.
   std::string message;
   // Symbolized stack, one frame a line; empty when none could be had.
   std::string traceback;
   // Which step or input failed: its name, or "step 3", "input 12".
   std::string step;
+  // The process it ran in; 0 when there was none (it never started, or it
+  // ran in the calling process under the in-process fake).
+  int pid = 0;
 
   // "<type>: <message>".
   std::string ToString() const;
@@ -62,8 +66,8 @@ bool operator==(const ExceptionInfo& a, const ExceptionInfo& b);
 
 class BackgroundFailure : public std::runtime_error {
  public:
-  // `exc_infos` should not be empty; what() lists every entry with its
-  // traceback.
+  // `exc_infos` should not be empty; what() lists every entry as
+  // "<step> (pid N): <type>: <message>" followed by its traceback.
   explicit BackgroundFailure(std::vector<ExceptionInfo> exc_infos);
 
   const std::vector<ExceptionInfo>& exc_infos() const { return exc_infos_; }
@@ -71,7 +75,8 @@ class BackgroundFailure : public std::runtime_error {
   bool HasFailureType(absl::string_view type) const;
   // True if there is at least one entry and every entry has this type.
   bool MatchesFailureType(absl::string_view type) const;
-  // One "<step>: <type>: <message>" line per entry.
+  // One "<step> (pid N): <type>: <message>" line per entry (" (pid N)" only
+  // when there was a process).
   std::string ToSummaryString() const;
 
  private:

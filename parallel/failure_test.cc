@@ -20,6 +20,16 @@ TEST(BackgroundFailure, ListsEveryEntryWithItsTraceback) {
       "step 0: std::runtime_error: boom\nbuild: absl::Status: NOT_FOUND: x\n");
 }
 
+TEST(BackgroundFailure, StepAndPidAreShownButNeverPartOfTheMessage) {
+  ExceptionInfo info{"std::runtime_error", "boom", "", "step 0", 4242};
+  BackgroundFailure failure({info});
+  EXPECT_EQ(failure.exc_infos()[0].message, "boom");
+  EXPECT_EQ(std::string(failure.what()),
+            "step 0 (pid 4242): std::runtime_error: boom\n");
+  EXPECT_EQ(failure.ToSummaryString(),
+            "step 0 (pid 4242): std::runtime_error: boom\n");
+}
+
 TEST(BackgroundFailure, MatchesAndHasFailureTypes) {
   BackgroundFailure mixed({{"a", "", "", "s0"}, {"b", "", "", "s1"}});
   EXPECT_TRUE(mixed.HasFailureType("a"));

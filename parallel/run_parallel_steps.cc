@@ -17,6 +17,7 @@ RunReport RunOrThrow(std::vector<Step> steps, const ParallelOptions& options) {
 
 void ThrowIfFailed(const RunReport& report) {
   std::vector<ExceptionInfo> failures = report.failures();
+  if (report.output_error) failures.push_back(*report.output_error);
   if (report.interrupt_signal != 0) {
     ReraiseSignal(report.interrupt_signal);
     // Still here: the caller handles (or ignores) the signal. The run did not

@@ -95,6 +95,10 @@ struct RunReport {
   // were killed, output so far replayed, and the caller's signal dispositions
   // restored. The caller decides how to end (RunParallelSteps re-raises it).
   int interrupt_signal = 0;
+  // Set when the replayed output could not be written (EPIPE: the reader is
+  // gone, and then the steps were stopped; ENOSPC; EBADF...): type
+  // parallel::OutputLost, the message names the stream and the errno.
+  std::optional<ExceptionInfo> output_error;
 
   size_t failed_count() const;
   // The error of every failed step, in step order.

@@ -65,6 +65,9 @@ struct PoolOptions {
   absl::Duration silent_timeout = absl::InfiniteDuration();
   // Where replayed output goes; not owned.
   int output_fd = 1;
+  // As ParallelOptions: false replays each input's stderr to error_fd.
+  bool combine_stderr = true;
+  int error_fd = 2;
   // Capture files; "" = $TMPDIR, else /tmp.
   std::string temp_dir;
 };
@@ -140,6 +143,8 @@ inline std::unique_ptr<WorkerPool> StartPool(TaskBody body, int processes,
   config.timeout = options.timeout;
   config.silent_timeout = options.silent_timeout;
   config.output_fd = options.output_fd;
+  config.combine_stderr = options.combine_stderr;
+  config.error_fd = options.error_fd;
   config.temp_dir = ResolveTempDir(options.temp_dir);
   config.onexit = options.onexit;
   absl::StatusOr<std::unique_ptr<WorkerPool>> pool =
@@ -168,6 +173,8 @@ class BackgroundTaskRunner {
     absl::Duration timeout = absl::InfiniteDuration();  // per input
     absl::Duration silent_timeout = absl::InfiniteDuration();
     int output_fd = 1;
+    bool combine_stderr = true;
+    int error_fd = 2;
     std::string temp_dir;
   };
 
@@ -182,6 +189,8 @@ class BackgroundTaskRunner {
     pool.timeout = options.timeout;
     pool.silent_timeout = options.silent_timeout;
     pool.output_fd = options.output_fd;
+    pool.combine_stderr = options.combine_stderr;
+    pool.error_fd = options.error_fd;
     pool.temp_dir = std::move(options.temp_dir);
     pool_ = internal::StartPool(
         internal::MakeTaskBody<std::function<void(Args...)>, Args...>(

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -92,33 +93,6 @@ absl::Status CheckTempDir(const std::string& dir) {
   return CreateCaptureFile(dir).status();
 }
 
-UniqueFd ReopenAt(int fd, uint64_t offset) {
-  char path[64];
-  snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-  UniqueFd reopened(
-      RetryOnEintr([&] { return ::open(path, O_RDWR | O_CLOEXEC); }));
-  if (reopened.valid() &&
-      ::lseek(reopened.get(), static_cast<off_t>(offset), SEEK_SET) < 0) {
-    reopened.reset();
-  }
-  return reopened;
-}
-
-bool SupportsSparseFiles(const std::string& dir) {
-  struct statfs fs;
-  if (::statfs(dir.c_str(), &fs) != 0) return false;
-  switch (static_cast<unsigned long>(fs.f_type)) {
-    case 0xEF53:      // ext2/3/4
-    case 0x01021994:  // tmpfs
-    case 0x58465342:  // xfs
-    case 0x9123683E:  // btrfs
-    case 0xF2F52010:  // f2fs
-      return true;
-    default:
-      return false;
-  }
-}
-
 absl::StatusOr<uint64_t> FileSize(int fd) {
   struct stat st;
   if (::fstat(fd, &st) != 0) return ErrnoStatus("fstat capture file");
@@ -153,6 +127,183 @@ absl::StatusOr<uint64_t> CopyRange(int from, uint64_t offset, uint64_t length,
     return ErrnoStatus("sendfile replayed output");
   }
   return copied;
+}
+
+absl::StatusOr<UniqueFd> SpillPool::Acquire() {
+  if (!free_.empty()) {
+    UniqueFd fd = std::move(free_.back());
+    free_.pop_back();
+    return fd;
+  }
+  return CreateCaptureFile(dir_);
+}
+
+void SpillPool::Release(UniqueFd fd, uint64_t used) {
+  if (!fd.valid() || free_.size() >= kMaxPooled) return;
+  // Small stale contents are never read (lengths are the parent's own
+  // counts); large ones would hold disk space another step may need.
+  if (used > kTruncateAbove && ::ftruncate(fd.get(), 0) != 0) return;
+  free_.push_back(std::move(fd));
+}
+
+void SpillPool::AppendFds(std::vector<int>* fds) const {
+  for (const UniqueFd& fd : free_) fds->push_back(fd.get());
+}
+
+absl::StatusOr<StreamCapture> StreamCapture::Open(UniqueFd* write_end) {
+  int ends[2];
+  if (::pipe2(ends, O_CLOEXEC) != 0) {
+    const int error = errno;
+    if (error == EMFILE || error == ENFILE) {
+      return absl::ResourceExhaustedError("pipe2: too many open files");
+    }
+    return ErrnoStatus(error, "pipe2");
+  }
+  StreamCapture capture;
+  capture.pipe_.reset(ends[0]);
+  // Only the parent's end: the child's writes block as on any pipe.
+  if (::fcntl(ends[0], F_SETFL, O_NONBLOCK) != 0) {
+    ::close(ends[1]);
+    return ErrnoStatus("fcntl O_NONBLOCK");
+  }
+  write_end->reset(ends[1]);
+  return capture;
+}
+
+void StreamCapture::Append(uint64_t n) {
+  end_ += n;
+  total_ += n;
+}
+
+void StreamCapture::DropPipe() {
+  // Read and forget, so a writer is never blocked by a spill that failed.
+  char buffer[1 << 16];
+  while (true) {
+    const ssize_t n = RetryOnEintr(
+        [&] { return ::read(pipe_.get(), buffer, sizeof(buffer)); });
+    if (n > 0) {
+      total_ += n;
+      continue;
+    }
+    if (n == 0) pipe_.reset();
+    return;
+  }
+}
+
+bool StreamCapture::EnsureFile(SpillPool& pool) {
+  if (file_ >= 0) return true;
+  errno = 0;
+  absl::StatusOr<UniqueFd> spill = pool.Acquire();
+  if (!spill.ok()) {
+    error_ = errno != 0 ? errno : EIO;
+    return false;
+  }
+  spill_ = *std::move(spill);
+  file_ = spill_.get();
+  floor_ = begin_ = end_ = 0;
+  return true;
+}
+
+void StreamCapture::Drain(SpillPool& pool, uint64_t budget) {
+  if (!pipe_.valid()) return;
+  if (error_ != 0) return DropPipe();
+  if (file_ < 0) {
+    // A file is taken only once there is a byte to keep: a silent step
+    // costs none. The read end is non-blocking.
+    int available = 0;
+    if (::ioctl(pipe_.get(), FIONREAD, &available) == 0 && available == 0) {
+      char byte;
+      const ssize_t n =
+          RetryOnEintr([&] { return ::read(pipe_.get(), &byte, 1); });
+      if (n == 0) pipe_.reset();  // every writer closed it
+      if (n <= 0) return;
+      if (!EnsureFile(pool)) return DropPipe();
+      if (RetryOnEintr([&] { return ::pwrite(file_, &byte, 1, end_); }) != 1) {
+        error_ = errno;
+        return DropPipe();
+      }
+      Append(1);
+    } else if (!EnsureFile(pool)) {
+      return DropPipe();
+    }
+  }
+  uint64_t moved = 0;
+  while (moved < budget) {
+    loff_t offset = static_cast<loff_t>(end_);
+    const ssize_t n = RetryOnEintr([&] {
+      return ::splice(pipe_.get(), nullptr, file_, &offset, 1 << 20,
+                      SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
+    });
+    if (n > 0) {
+      Append(static_cast<uint64_t>(n));
+      moved += n;
+      continue;
+    }
+    if (n == 0) {
+      pipe_.reset();  // every writer closed it
+      return;
+    }
+    if (errno == EAGAIN) return;  // empty for now
+    error_ = errno;
+    return DropPipe();
+  }
+}
+
+void StreamCapture::Close(SpillPool& pool) {
+  // Bytes written before the child ended are all in the pipe by now; a
+  // writer that escaped the process group loses what it writes later.
+  Drain(pool, ~uint64_t{0});
+  pipe_.reset();
+}
+
+void StreamCapture::Consume(uint64_t n) {
+  begin_ += std::min(n, pending());
+  if (begin_ == end_ && end_ > kRewindAbove && file_ == spill_.get() &&
+      spill_.valid()) {
+    // Everything replayed: write from the start again, so a long-running
+    // head step needs only kRewindAbove of disk, not its whole output.
+    rewound_tail_ = Tail();
+    begin_ = end_ = 0;
+    ::ftruncate(spill_.get(), 0);
+  }
+}
+
+std::string StreamCapture::Tail() const {
+  const uint64_t from =
+      std::max(floor_, end_ > kTailBytes ? end_ - kTailBytes : 0);
+  std::string tail;
+  if (file_ >= 0 && end_ > from) {
+    // The spool holds other steps' bytes before this one's begin.
+    tail.resize(end_ - from);
+    const ssize_t got = RetryOnEintr(
+        [&] { return ::pread(file_, tail.data(), tail.size(), from); });
+    tail.resize(got > 0 ? got : 0);
+  }
+  if (tail.size() < kTailBytes && !rewound_tail_.empty()) {
+    const size_t keep =
+        std::min<size_t>(rewound_tail_.size(), kTailBytes - tail.size());
+    tail.insert(0, rewound_tail_.substr(rewound_tail_.size() - keep));
+  }
+  return tail;
+}
+
+void StreamCapture::MoveTo(int spool, uint64_t offset, SpillPool& pool) {
+  const uint64_t length = pending();
+  Release(pool);
+  file_ = spool;
+  floor_ = offset;
+  begin_ = offset;
+  end_ = offset + length;
+}
+
+void StreamCapture::Release(SpillPool& pool) {
+  if (file_ == spill_.get()) file_ = -1;
+  if (spill_.valid()) pool.Release(std::move(spill_), end_);
+}
+
+void StreamCapture::AppendFds(std::vector<int>* fds) const {
+  if (pipe_.valid()) fds->push_back(pipe_.get());
+  if (spill_.valid()) fds->push_back(spill_.get());
 }
 
 }  // namespace internal

@@ -1,10 +1,8 @@
-// The event loop behind RunSteps: starts children within the parallelism
-// limit, watches them through pidfds in one ppoll, enforces deadlines, kills
-// and reaps, and replays captured output in step order (the earliest
-// unfinished step streamed live).
-//
-// Priorities each turn, highest first: an interrupt from the caller's signal,
-// children that ended, deadlines, live output.
+// RunSteps' front end on the supervisor (supervisor.h): decides which step
+// starts when (max_parallel, the throttle, halt_on_error, running out of fds
+// or processes), starts it through launch.h with its output captured by the
+// replayer, and judges how it ended. Waiting, deadlines, killing, reaping and
+// replay are the supervisor's.
 //
 // Thread-safety: one Engine per run, used from one thread.
 
@@ -21,21 +19,7 @@
 namespace parallel {
 namespace internal {
 
-// How often the live head step's capture file is checked for new output.
-inline constexpr absl::Duration kLiveStreamInterval = absl::Milliseconds(20);
-// At most this many finished, not yet replayed steps keep their own capture
-// files open; the output of further ones is moved into one spool file, so fd
-// use stays constant however many steps finish ahead of the head.
-inline constexpr size_t kMaxHeldCaptures = 32;
-// Emptied capture files kept for reuse.
-inline constexpr size_t kMaxPooledCaptures = 64;
-// With combine_stderr = false, stderr is written this far into the step's
-// capture file (a sparse region), so each step needs one temp file, not two.
-inline constexpr uint64_t kErrRegion = uint64_t{1} << 40;
-// How much of a failed step's output its report keeps as output_tail.
-inline constexpr uint64_t kOutputTailBytes = 4096;
-
-// Validated options in, report out. See RunSteps in parallel/steps.h.
+// Validated options in, report out. See RunSteps in parallel/run_steps.h.
 absl::StatusOr<RunReport> RunEngine(std::vector<Step> steps,
                                     const ParallelOptions& options,
                                     const RunHooks& hooks = {});

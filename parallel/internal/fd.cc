@@ -1,5 +1,8 @@
 #include "parallel/internal/fd.h"
 
+#include <poll.h>
+#include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "absl/strings/str_cat.h"
@@ -11,6 +14,62 @@ void UniqueFd::reset(int fd) {
   // close() is not retried on EINTR: on Linux the descriptor is gone anyway.
   if (fd_ >= 0) ::close(fd_);
   fd_ = fd;
+}
+
+int WriteFully(int fd, const void* data, size_t size) {
+  const char* p = static_cast<const char*>(data);
+  while (size > 0) {
+    const ssize_t n = ::write(fd, p, size);
+    if (n > 0) {
+      p += n;
+      size -= static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) {
+      pollfd pfd = {fd, POLLOUT, 0};
+      ::poll(&pfd, 1, -1);
+      continue;
+    }
+    return n == 0 ? EIO : errno;
+  }
+  return 0;
+}
+
+int SendFully(int socket, const char* data, size_t size, const int* fds,
+              size_t fd_count) {
+  char control[CMSG_SPACE(sizeof(int) * 4)] = {};
+  if (fd_count > 4) return EINVAL;
+  while (size > 0 || fd_count > 0) {
+    iovec iov = {const_cast<char*>(data), size};
+    msghdr message = {};
+    message.msg_iov = &iov;
+    message.msg_iovlen = 1;
+    if (fd_count > 0) {
+      message.msg_control = control;
+      message.msg_controllen = CMSG_SPACE(sizeof(int) * fd_count);
+      cmsghdr* header = CMSG_FIRSTHDR(&message);
+      header->cmsg_level = SOL_SOCKET;
+      header->cmsg_type = SCM_RIGHTS;
+      header->cmsg_len = CMSG_LEN(sizeof(int) * fd_count);
+      ::memcpy(CMSG_DATA(header), fds, sizeof(int) * fd_count);
+    }
+    const ssize_t n = ::sendmsg(socket, &message, MSG_NOSIGNAL);
+    if (n > 0 || (n == 0 && size == 0)) {
+      data += n;
+      size -= static_cast<size_t>(n);
+      fd_count = 0;  // sent with the first byte
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) {
+      pollfd pfd = {socket, POLLOUT, 0};
+      ::poll(&pfd, 1, -1);
+      continue;
+    }
+    return n == 0 ? EIO : errno;
+  }
+  return 0;
 }
 
 absl::Status ErrnoStatus(int error, absl::string_view what) {

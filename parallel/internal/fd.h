@@ -7,6 +7,7 @@
 #define PARALLEL_INTERNAL_FD_H_
 
 #include <cerrno>
+#include <cstddef>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -47,6 +48,18 @@ auto RetryOnEintr(Fn fn) -> decltype(fn()) {
   } while (result == -1 && errno == EINTR);
   return result;
 }
+
+// Writes all `size` bytes to `fd`, retrying EINTR and short writes; waits in
+// poll() while a non-blocking `fd` is full. Returns 0, or the errno of the
+// write that failed (EPIPE, ENOSPC, ...). The only write-all loop of the
+// library. Async-signal-safe.
+int WriteFully(int fd, const void* data, size_t size);
+
+// Sends all of `bytes` on a stream socket, `fds` (if any) attached to the
+// first part (SCM_RIGHTS); never raises SIGPIPE; waits in poll() while a
+// non-blocking socket is full. Returns 0 or the errno of the failed send.
+int SendFully(int socket, const char* data, size_t size, const int* fds,
+              size_t fd_count);
 
 // A Status for the current errno: "<what>: <strerror>".
 absl::Status ErrnoStatus(absl::string_view what);

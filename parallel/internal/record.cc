@@ -6,6 +6,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "parallel/internal/fd.h"
+
 namespace parallel {
 namespace internal {
 namespace {
@@ -40,18 +42,6 @@ uint64_t GetLe(const unsigned char* in, int bytes) {
 
 }  // namespace
 
-bool WriteFully(int fd, const void* data, size_t size) {
-  const char* p = static_cast<const char*>(data);
-  while (size > 0) {
-    const ssize_t n = ::write(fd, p, size);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    p += n;
-    size -= static_cast<size_t>(n);
-  }
-  return true;
-}
-
 uint32_t Crc32(const void* data, size_t size) {
   const auto* p = static_cast<const unsigned char*>(data);
   uint32_t c = 0xffffffffu;
@@ -66,8 +56,8 @@ bool WriteRecord(int fd, RecordKind kind, const void* payload, size_t size) {
   header[4] = static_cast<unsigned char>(kind);
   PutLe(size, 8, header + 8);
   PutLe(Crc32(payload, size), 4, header + 16);
-  return WriteFully(fd, header, sizeof(header)) &&
-         WriteFully(fd, payload, size);
+  return WriteFully(fd, header, sizeof(header)) == 0 &&
+         WriteFully(fd, payload, size) == 0;
 }
 
 void AppendRecord(RecordKind kind, absl::string_view payload,
@@ -96,7 +86,7 @@ absl::StatusOr<bool> TakeRecord(absl::string_view* bytes, Record* record) {
   }
   const uint8_t kind = header[4];
   if (kind < static_cast<uint8_t>(RecordKind::kValue) ||
-      kind > static_cast<uint8_t>(RecordKind::kDone) || header[5] != 0 ||
+      kind > static_cast<uint8_t>(RecordKind::kStartFailed) || header[5] != 0 ||
       header[6] != 0 || header[7] != 0) {
     return absl::DataLossError("result record has an unknown kind");
   }

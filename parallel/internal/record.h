@@ -30,20 +30,21 @@ enum class RecordKind : uint8_t {
   kCrash = 3,    // a fatal signal; payload is the crashing thread's stack
   kHang = 4,     // a timeout stack dump; payload is the hung thread's stack
   // Between a task runner's parent and its workers (worker_pool.h):
-  kInput = 5,   // parent to worker: Encode(tuple<uint64 id, string args>)
-  kFinish = 6,  // parent to worker: run onexit, report, exit
-  kDone = 7,    // worker to parent: Encode(tuple<uint64 id, uint64 output
-                // start, uint64 output end>) after the input's kValue/kFailure
+  kInput = 5,    // parent to worker: Encode(tuple<uint64 id, string args>); the
+                 // input's output pipe(s) travel with it (SCM_RIGHTS)
+  kFinish = 6,   // parent to worker: run onexit (output pipe(s) attached),
+                 // report, exit
+  kDone = 7,     // worker to parent: Encode(uint64 id) after the input's
+                 // kValue/kFailure
+  kStarted = 8,  // worker to parent: Encode(uint64 id), before it runs
+  kStartFailed = 9,  // a child's preparation failed: errno (u32 LE), then the
+                     // name of the call
 };
 
 inline constexpr size_t kRecordHeaderSize = 20;
 
 // CRC-32 (IEEE). Async-signal-safe.
 uint32_t Crc32(const void* data, size_t size);
-
-// Writes all `size` bytes to `fd`, retrying on EINTR and short writes.
-// Async-signal-safe. False if a write failed.
-bool WriteFully(int fd, const void* data, size_t size);
 
 // Appends one record to `fd`. Async-signal-safe. False if a write failed.
 bool WriteRecord(int fd, RecordKind kind, const void* payload, size_t size);

@@ -1,0 +1,334 @@
+#include "parallel/internal/launch.h"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio_ext.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <map>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "parallel/internal/interrupt.h"
+#include "parallel/internal/record.h"
+#include "parallel/internal/stack.h"
+
+extern char** environ;
+
+namespace parallel {
+namespace internal {
+namespace {
+
+// The exit code of a child whose preparation failed.
+constexpr int kExitSetupFailed = 126;
+
+// Which preparation call failed, and how.
+struct SetupError {
+  const char* call = nullptr;
+  int error = 0;
+};
+
+bool IsResourceError(int error) {
+  return error == EAGAIN || error == ENOMEM || error == EMFILE ||
+         error == ENFILE;
+}
+
+absl::Status StartError(int error, absl::string_view what) {
+  if (IsResourceError(error)) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat(what, ": ", ::strerror(error)));
+  }
+  return ErrnoStatus(error, what);
+}
+
+absl::StatusOr<UniqueFd> OpenPidfd(pid_t pid) {
+  const int fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (fd < 0) return ErrnoStatus("pidfd_open");
+  return UniqueFd(fd);
+}
+
+// Makes `from` the child's descriptor `to`. Async-signal-safe.
+int Redirect(int from, int to) {
+  if (from < 0) return 0;
+  // dup2 onto itself would keep FD_CLOEXEC; clear it so exec keeps the fd.
+  if (from == to) return ::fcntl(to, F_SETFD, 0);
+  return ::dup2(from, to) == to ? 0 : -1;
+}
+
+// The one child-side preparation, for forks and spawns alike. Returns the
+// first call that failed, or {nullptr, 0}. Async-signal-safe.
+SetupError PrepareChild(const ChildSetup& setup, pid_t parent) {
+  auto failed = [](const char* call) { return SetupError{call, errno}; };
+  if (::setpgid(0, 0) != 0) return failed("setpgid");
+  if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) return failed("prctl");
+  // The parent may have died before prctl took effect.
+  if (::getppid() != parent) return SetupError{"getppid", ESRCH};
+  struct sigaction dfl = {};
+  dfl.sa_handler = SIG_DFL;
+  for (int signo = 1; signo < NSIG; ++signo) {
+    if (signo == SIGKILL || signo == SIGSTOP) continue;
+    // Signals glibc reserves for itself (32, 33) cannot be changed.
+    if (signo >= 32 && signo < SIGRTMIN) continue;
+    if (setup.signals_to_reset != nullptr &&
+        sigismember(setup.signals_to_reset, signo) != 1) {
+      continue;
+    }
+    if (::sigaction(signo, &dfl, nullptr) != 0) return failed("sigaction");
+  }
+  if (Redirect(setup.stdin_fd, STDIN_FILENO) != 0) return failed("dup2 stdin");
+  if (Redirect(setup.stdout_fd, STDOUT_FILENO) != 0)
+    return failed("dup2 stdout");
+  if (Redirect(setup.stderr_fd, STDERR_FILENO) != 0)
+    return failed("dup2 stderr");
+  if (setup.fds_to_close != nullptr) {
+    // EBADF is fine: the list may name a descriptor twice.
+    for (int fd : *setup.fds_to_close) {
+      if (fd > STDERR_FILENO && fd != setup.result_fd) ::close(fd);
+    }
+  }
+  sigset_t empty;
+  sigemptyset(&empty);
+  if (::sigprocmask(SIG_SETMASK, &empty, nullptr) != 0)
+    return failed("sigprocmask");
+  return {};
+}
+
+// A kStartFailed record: errno (u32 LE) then the call's name. Async-signal-
+// safe.
+void ReportSetupError(int fd, const SetupError& error) {
+  unsigned char payload[64] = {};
+  for (int i = 0; i < 4; ++i) {
+    payload[i] = static_cast<unsigned char>(
+        static_cast<uint32_t>(error.error) >> (8 * i));
+  }
+  size_t size = 4;
+  for (const char* p = error.call; *p != '\0' && size < sizeof(payload); ++p) {
+    payload[size++] = static_cast<unsigned char>(*p);
+  }
+  if (fd >= 0) WriteRecord(fd, RecordKind::kStartFailed, payload, size);
+}
+
+}  // namespace
+
+sigset_t NonDefaultSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int signo = 1; signo < NSIG; ++signo) {
+    struct sigaction current;
+    if (::sigaction(signo, nullptr, &current) == 0 &&
+        (current.sa_handler != SIG_DFL ||
+         (current.sa_flags & SA_NOCLDWAIT) != 0)) {
+      sigaddset(&set, signo);
+    }
+  }
+  for (int signo : {SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGCHLD}) {
+    sigaddset(&set, signo);
+  }
+  return set;
+}
+
+absl::StatusOr<Child> ForkProcess(absl::FunctionRef<int()> child_main,
+                                  const ChildSetup& setup) {
+  // Load what the children's signal handlers need once, here, so that no
+  // child has to (and no handler ever does).
+  static const bool prepared = (PrepareChildHandlers(), true);
+  (void)prepared;
+  const pid_t parent = ::getpid();
+  const pid_t pid = ::fork();
+  if (pid < 0) return StartError(errno, "fork");
+  if (pid == 0) {
+    ResetStateInChild();
+    if (const SetupError error = PrepareChild(setup, parent);
+        error.call != nullptr) {
+      ReportSetupError(setup.result_fd, error);
+      ::_exit(kExitSetupFailed);
+    }
+    // Bytes the parent had buffered in stdio belong to the parent.
+    __fpurge(stdout);
+    __fpurge(stderr);
+    InstallChildHandlers(setup.result_fd);
+    const int code = child_main();
+    std::cout.flush();
+    std::cerr.flush();
+    std::fflush(nullptr);
+    ::_exit(code);
+  }
+  // Also set the group here, so that signalling it cannot race the child.
+  ::setpgid(pid, pid);
+  absl::StatusOr<UniqueFd> pidfd = OpenPidfd(pid);
+  if (!pidfd.ok()) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    return pidfd.status();
+  }
+  return Child(pid, *std::move(pidfd));
+}
+
+namespace {
+
+// Finds what execvp would run for `file`: itself if it has a slash, else the
+// first executable regular file of that name in $PATH.
+absl::StatusOr<std::string> FindProgram(const std::string& file) {
+  auto executable = [](const std::string& path) {
+    struct stat st;
+    return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+           ::access(path.c_str(), X_OK) == 0;
+  };
+  if (file.find('/') != std::string::npos) {
+    if (executable(file)) return file;
+    return absl::NotFoundError(
+        absl::StrCat("cannot execute '", file,
+                     "': ", ::strerror(errno == 0 ? EACCES : errno)));
+  }
+  const char* path = std::getenv("PATH");
+  for (absl::string_view dir : absl::StrSplit(
+           path != nullptr ? path : "/usr/local/bin:/usr/bin:/bin", ':')) {
+    std::string candidate = absl::StrCat(dir.empty() ? "." : dir, "/", file);
+    if (executable(candidate)) return candidate;
+  }
+  return absl::NotFoundError(
+      absl::StrCat("cannot execute '", file, "': not found in PATH"));
+}
+
+// What FindProgram found, by $PATH and name: a tool that runs the same few
+// programs thousands of times stats each $PATH entry once, not every time.
+// An entry that stops working is dropped by SpawnChild.
+absl::Mutex g_program_cache_mutex;
+std::map<std::string, std::string>& ProgramCache()
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_program_cache_mutex) {
+  static auto* cache = new std::map<std::string, std::string>();
+  return *cache;
+}
+
+std::string ProgramCacheKey(const std::string& file) {
+  const char* path = std::getenv("PATH");
+  return absl::StrCat(path != nullptr ? path : "", std::string(1, '\0'), file);
+}
+
+absl::StatusOr<std::string> FindProgramCached(const std::string& file) {
+  if (file.find('/') != std::string::npos) return FindProgram(file);
+  const std::string key = ProgramCacheKey(file);
+  {
+    absl::MutexLock lock(&g_program_cache_mutex);
+    auto it = ProgramCache().find(key);
+    if (it != ProgramCache().end()) return it->second;
+  }
+  absl::StatusOr<std::string> found = FindProgram(file);
+  if (found.ok()) {
+    absl::MutexLock lock(&g_program_cache_mutex);
+    if (ProgramCache().size() > 1024) ProgramCache().clear();
+    ProgramCache()[key] = *found;
+  }
+  return found;
+}
+
+void ForgetProgram(const std::string& file) {
+  absl::MutexLock lock(&g_program_cache_mutex);
+  ProgramCache().erase(ProgramCacheKey(file));
+}
+
+struct SpawnRequest {
+  const char* path;
+  char* const* argv;
+  const ChildSetup* setup;
+  pid_t parent;
+  // Written by the child (shared memory) if it fails before or in execve.
+  SetupError error;
+};
+
+// The child of SpawnChild: runs on its own small stack in the parent's memory
+// (CLONE_VM), with every signal blocked, until execve. Async-signal-safe.
+int SpawnTrampoline(void* arg) {
+  auto* request = static_cast<SpawnRequest*>(arg);
+  // Handlers are the parent's code: reset before anything can unblock them.
+  request->error = PrepareChild(*request->setup, request->parent);
+  if (request->error.call != nullptr) ::_exit(kExitSetupFailed);
+  ::execve(request->path, request->argv, environ);
+  request->error = {"execve", errno};
+  ::_exit(127);
+}
+
+absl::StatusOr<Child> SpawnOnce(const std::vector<std::string>& argv,
+                                const ChildSetup& setup) {
+  absl::StatusOr<std::string> path = FindProgramCached(argv[0]);
+  if (!path.ok()) return path.status();
+  std::vector<char*> args;
+  args.reserve(argv.size() + 1);
+  for (const std::string& arg : argv)
+    args.push_back(const_cast<char*>(arg.c_str()));
+  args.push_back(nullptr);
+
+  // Like glibc's posix_spawn: clone(CLONE_VM | CLONE_VFORK) onto a small
+  // stack, so nothing of the caller's memory is copied, and the caller is
+  // suspended only until the child has exec'd.
+  constexpr size_t kStackSize = 64 * 1024;
+  void* stack = ::mmap(nullptr, kStackSize, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  if (stack == MAP_FAILED) return StartError(errno, "mmap spawn stack");
+  SpawnRequest request = {path->c_str(), args.data(), &setup, ::getpid(), {}};
+  sigset_t all, saved;
+  sigfillset(&all);
+  ::pthread_sigmask(SIG_SETMASK, &all, &saved);
+  const pid_t pid =
+      ::clone(SpawnTrampoline, static_cast<char*>(stack) + kStackSize,
+              CLONE_VM | CLONE_VFORK | SIGCHLD, &request);
+  const int clone_errno = errno;
+  ::pthread_sigmask(SIG_SETMASK, &saved, nullptr);
+  ::munmap(stack, kStackSize);
+  if (pid < 0)
+    return StartError(clone_errno, absl::StrCat("spawn '", argv[0], "'"));
+  if (request.error.call != nullptr) {
+    ::waitpid(pid, nullptr, 0);
+    const int error = request.error.error;
+    if (std::strcmp(request.error.call, "execve") != 0) {
+      return absl::InternalError(absl::StrCat("preparing '", argv[0],
+                                              "': ", request.error.call, ": ",
+                                              ::strerror(error)));
+    }
+    if (error == ENOENT || error == EACCES || error == ENOEXEC) {
+      return absl::NotFoundError(
+          absl::StrCat("cannot execute '", argv[0], "': ", ::strerror(error)));
+    }
+    return StartError(error, absl::StrCat("execve '", argv[0], "'"));
+  }
+  absl::StatusOr<UniqueFd> pidfd = OpenPidfd(pid);
+  if (!pidfd.ok()) {
+    ::kill(-pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    return pidfd.status();
+  }
+  return Child(pid, *std::move(pidfd));
+}
+
+}  // namespace
+
+absl::StatusOr<Child> SpawnChild(const std::vector<std::string>& argv,
+                                 const ChildSetup& setup) {
+  if (argv.empty()) return absl::InvalidArgumentError("empty command");
+  absl::StatusOr<Child> child = SpawnOnce(argv, setup);
+  if (absl::IsNotFound(child.status()) &&
+      argv[0].find('/') == std::string::npos) {
+    // The cached location may be stale (the program moved): look again.
+    ForgetProgram(argv[0]);
+    child = SpawnOnce(argv, setup);
+  }
+  return child;
+}
+
+void ResetStateInChild() { InterruptScope::ForgetInChild(); }
+
+}  // namespace internal
+}  // namespace parallel

@@ -1,0 +1,76 @@
+// The OS boundary, active half: the two ways of starting a child — fork for a
+// closure, a vfork-style spawn for a command — and the one child-side
+// preparation both run before the child's own code.
+//
+//   ChildSetup setup;
+//   setup.stdout_fd = pipe_write_end;   // becomes the child's fd 1
+//   absl::StatusOr<Child> child = SpawnChild({"make", "-C", "docs"}, setup);
+//
+// Every child leads its own process group, gets stdin from `stdin_fd`,
+// default dispositions for the signals in `signals_to_reset`, an empty signal
+// mask, PR_SET_PDEATHSIG(SIGKILL) (then a getppid() re-check), and closes
+// the library's own descriptors listed in `fds_to_close`. Each of those calls
+// is checked: a failure is reported to the parent (a kStartFailed record for a
+// fork, an error Status for a spawn), never ignored.
+//
+// Thread-safety: thread-compatible; ChildSetup is read, not written.
+
+#ifndef PARALLEL_INTERNAL_LAUNCH_H_
+#define PARALLEL_INTERNAL_LAUNCH_H_
+
+#include <signal.h>
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "absl/functional/function_ref.h"
+#include "absl/status/statusor.h"
+#include "parallel/internal/child.h"
+
+namespace parallel {
+namespace internal {
+
+// What a child gets, prepared entirely before fork. Descriptors are not
+// owned; -1 leaves the child's descriptor as inherited.
+struct ChildSetup {
+  int stdin_fd = -1;
+  int stdout_fd = -1;
+  int stderr_fd = -1;
+  // Where a forked child reports (record.h); kept open in the child.
+  int result_fd = -1;
+  // Signals whose disposition the child resets to SIG_DFL (those the parent
+  // does not leave at default); null = all of them.
+  const sigset_t* signals_to_reset = nullptr;
+  // The library's own descriptors (other steps' pipes, spill files, pidfds,
+  // the replay targets...), closed in the child so that no step can write
+  // past the ordering. The caller's descriptors are left alone.
+  const std::vector<int>* fds_to_close = nullptr;
+};
+
+// The signals whose disposition is not SIG_DFL in this process now, plus
+// SIGPIPE, SIGINT, SIGTERM, SIGHUP and SIGCHLD: what a child must reset.
+sigset_t NonDefaultSignals();
+
+// Forks a child that runs `child_main` after the preparation and _exits with
+// what it returns (after flushing stdio). ResourceExhaustedError when the
+// system is out of processes or memory (try again later).
+absl::StatusOr<Child> ForkProcess(absl::FunctionRef<int()> child_main,
+                                  const ChildSetup& setup);
+
+// Starts argv (argv[0] searched in $PATH) without copying the caller's memory
+// — clone(CLONE_VM | CLONE_VFORK) as glibc's posix_spawn does — with the same
+// preparation (posix_spawn itself cannot set PR_SET_PDEATHSIG). NotFoundError
+// if argv[0] cannot be executed; ResourceExhaustedError as for ForkProcess;
+// InternalError naming the call if the preparation failed.
+absl::StatusOr<Child> SpawnChild(const std::vector<std::string>& argv,
+                                 const ChildSetup& setup);
+
+// For a forked child that will itself start children: forget the parent's
+// process-wide state (interrupt handling). Async-signal-safe.
+void ResetStateInChild();
+
+}  // namespace internal
+}  // namespace parallel
+
+#endif  // PARALLEL_INTERNAL_LAUNCH_H_

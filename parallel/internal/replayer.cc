@@ -1,0 +1,274 @@
+#include "parallel/internal/replayer.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+
+namespace parallel {
+namespace internal {
+
+Replayer::Replayer(ReplayOptions options)
+    : options_(std::move(options)),
+      out_(options_.output_fd, "stdout"),
+      err_(options_.combine_stderr
+               ? nullptr
+               : std::make_unique<Sink>(options_.error_fd, "stderr")),
+      pool_(options_.temp_dir) {}
+
+size_t Replayer::Add(std::string tag) {
+  units_.emplace_back();
+  units_.back().tag = std::move(tag);
+  return size() - 1;
+}
+
+absl::Status Replayer::Open(size_t index, UniqueFd* out_w, UniqueFd* err_w) {
+  Unit& unit = this->unit(index);
+  absl::StatusOr<StreamCapture> out = StreamCapture::Open(out_w);
+  if (!out.ok()) return out.status();
+  if (!options_.combine_stderr) {
+    absl::StatusOr<StreamCapture> err = StreamCapture::Open(err_w);
+    if (!err.ok()) {
+      out_w->reset();
+      return err.status();
+    }
+    unit.err = std::make_unique<StreamCapture>(*std::move(err));
+  }
+  unit.out = std::make_unique<StreamCapture>(*std::move(out));
+  unit.state = State::kOpen;
+  return absl::OkStatus();
+}
+
+void Replayer::Reopen(size_t index) {
+  if (index < first_) return;
+  Unit& unit = this->unit(index);
+  for (auto* stream : {&unit.out, &unit.err}) {
+    if (*stream) (*stream)->Release(pool_);
+    stream->reset();
+  }
+  unit.state = State::kWaiting;
+}
+
+void Replayer::Drain(size_t index) {
+  if (index < first_) return;
+  Unit& unit = this->unit(index);
+  if (unit.out) unit.out->Drain(pool_);
+  if (unit.err) unit.err->Drain(pool_);
+}
+
+void Replayer::Close(size_t index, bool drop) {
+  if (index < first_) return;
+  Unit& unit = this->unit(index);
+  if (unit.state == State::kClosed) return;
+  unit.state = State::kClosed;
+  unit.drop = drop;
+  if (unit.out) unit.out->Close(pool_);
+  if (unit.err) unit.err->Close(pool_);
+  if (drop) {
+    Retire(unit);
+  } else if (index != first_) {
+    Hold(unit);
+  }
+}
+
+void Replayer::Hold(Unit& unit) {
+  if (held_ < kMaxHeld) {
+    unit.held = true;
+    ++held_;
+    return;
+  }
+  // Too many units wait with files of their own: move this one's bytes into
+  // the spool, one file for all of them.
+  if (!spool_.valid()) {
+    absl::StatusOr<UniqueFd> spool = CreateCaptureFile(options_.temp_dir);
+    if (!spool.ok()) {
+      unit.held = true;  // keep the files, at the cost of descriptors
+      ++held_;
+      return;
+    }
+    spool_ = *std::move(spool);
+  }
+  for (StreamCapture* stream : {unit.out.get(), unit.err.get()}) {
+    if (stream == nullptr || stream->file() < 0) continue;
+    absl::StatusOr<uint64_t> copied = CopyRange(
+        stream->file(), stream->begin(), stream->pending(), spool_.get());
+    if (!copied.ok() || *copied != stream->pending()) {
+      unit.held = true;
+      ++held_;
+      return;
+    }
+  }
+  for (StreamCapture* stream : {unit.out.get(), unit.err.get()}) {
+    if (stream == nullptr || stream->file() < 0) continue;
+    const uint64_t length = stream->pending();
+    stream->MoveTo(spool_.get(), spool_end_, pool_);
+    spool_end_ += length;
+  }
+  unit.spooled = true;
+  ++spooled_;
+}
+
+void Replayer::Retire(Unit& unit) {
+  if (unit.held) {
+    unit.held = false;
+    --held_;
+  }
+  for (auto* stream : {&unit.out, &unit.err}) {
+    if (*stream) (*stream)->Release(pool_);
+  }
+  if (unit.spooled) {
+    unit.spooled = false;
+    if (--spooled_ == 0 && spool_end_ > SpillPool::kTruncateAbove) {
+      // Nothing in the spool is waiting: start it over.
+      spool_end_ = 0;
+      ::ftruncate(spool_.get(), 0);
+    }
+  }
+  // The counts (total, tail) are read before a unit is retired; the pipes
+  // are closed by Close().
+  unit.out.reset();
+  unit.err.reset();
+}
+
+bool Replayer::Emit(Unit& unit, StreamCapture& stream, Sink& sink) {
+  if (sink.broken()) {
+    stream.Consume(stream.pending());  // dropped: the output is gone
+    return true;
+  }
+  if (stream.pending() == 0) return sink.Flush();
+  if (options_.before_output) options_.before_output();
+  if (!options_.tag_lines) {
+    stream.Consume(sink.Copy(stream.file(), stream.begin(), stream.pending()));
+    return stream.pending() == 0 || sink.broken();
+  }
+  // Tagging rewrites the bytes, so they pass through a buffer; the sink
+  // queues what a full pipe does not take.
+  std::string chunk;
+  std::string tagged;
+  while (stream.pending() > 0 && sink.Flush()) {
+    chunk.resize(std::min<uint64_t>(stream.pending(), 1 << 16));
+    const ssize_t n = RetryOnEintr([&] {
+      return ::pread(stream.file(), chunk.data(), chunk.size(), stream.begin());
+    });
+    if (n <= 0) {
+      stream.Consume(stream.pending());
+      break;
+    }
+    tagged.clear();
+    for (ssize_t i = 0; i < n; ++i) {
+      if (stream.at_line_start) tagged += unit.tag + "\t";
+      tagged.push_back(chunk[i]);
+      stream.at_line_start = chunk[i] == '\n';
+    }
+    stream.Consume(static_cast<uint64_t>(n));
+    sink.Write(tagged);
+  }
+  return stream.pending() == 0 && (sink.Flush() || sink.broken());
+}
+
+void Replayer::Pump() {
+  while (!units_.empty()) {
+    Unit& unit = units_.front();
+    if (unit.state == State::kWaiting) return;
+    bool done = true;
+    if (!unit.drop) {
+      if (unit.out) done = Emit(unit, *unit.out, out_) && done;
+      if (unit.err) done = Emit(unit, *unit.err, *err_) && done;
+    }
+    if (unit.state == State::kOpen || !done) return;  // live head, or full
+    Retire(unit);
+    units_.pop_front();
+    ++first_;
+  }
+}
+
+void Replayer::Finish() {
+  Pump();
+  while (!all_replayed() && units_.front().state == State::kClosed &&
+         output_error() == 0) {
+    std::vector<pollfd> fds;
+    std::vector<size_t> owners;
+    AppendPollFds(&fds, &owners);
+    if (fds.empty()) break;  // nothing to wait for: nothing can move
+    RetryOnEintr([&] { return ::poll(fds.data(), fds.size(), -1); });
+    for (const pollfd& fd : fds) {
+      if (fd.revents != 0) SinkWritable(fd.fd);
+    }
+    Pump();
+  }
+}
+
+uint64_t Replayer::total(size_t index) const {
+  if (index < first_) return 0;
+  const Unit& unit = this->unit(index);
+  return (unit.out ? unit.out->total() : 0) +
+         (unit.err ? unit.err->total() : 0);
+}
+
+std::string Replayer::Tail(size_t index) const {
+  if (index < first_) return "";
+  const Unit& unit = this->unit(index);
+  return unit.out ? unit.out->Tail() : "";
+}
+
+int Replayer::capture_error(size_t index) const {
+  if (index < first_) return 0;
+  const Unit& unit = this->unit(index);
+  for (const auto* stream : {&unit.out, &unit.err}) {
+    if (*stream && (*stream)->error() != 0) return (*stream)->error();
+  }
+  return 0;
+}
+
+void Replayer::AppendPollFds(std::vector<pollfd>* fds,
+                             std::vector<size_t>* owners) const {
+  for (size_t i = 0; i < units_.size(); ++i) {
+    const Unit& unit = units_[i];
+    if (unit.state != State::kOpen) continue;
+    for (const auto* stream : {&unit.out, &unit.err}) {
+      if (*stream && (*stream)->pipe_fd() >= 0) {
+        fds->push_back({(*stream)->pipe_fd(), POLLIN, 0});
+        owners->push_back(first_ + i);
+      }
+    }
+  }
+  for (const Sink* sink : {static_cast<const Sink*>(&out_),
+                           static_cast<const Sink*>(err_.get())}) {
+    if (sink != nullptr && sink->blocked() && !sink->broken()) {
+      fds->push_back({sink->poll_fd(), POLLOUT, 0});
+      owners->push_back(kSinkOwner);
+    }
+  }
+}
+
+void Replayer::SinkWritable(int fd) {
+  if (out_.poll_fd() == fd) out_.Unblock();
+  if (err_ && err_->poll_fd() == fd) err_->Unblock();
+}
+
+int Replayer::output_error() const {
+  if (out_.error() != 0) return out_.error();
+  return err_ ? err_->error() : 0;
+}
+
+const std::string& Replayer::output_error_stream() const {
+  return out_.error() != 0 || !err_ ? out_.name() : err_->name();
+}
+
+void Replayer::AppendFds(std::vector<int>* fds) const {
+  for (const Sink* sink : {static_cast<const Sink*>(&out_),
+                           static_cast<const Sink*>(err_.get())}) {
+    if (sink == nullptr) continue;
+    fds->push_back(sink->fd());
+    if (sink->own_fd() >= 0) fds->push_back(sink->own_fd());
+  }
+  pool_.AppendFds(fds);
+  if (spool_.valid()) fds->push_back(spool_.get());
+  for (const Unit& unit : units_) {
+    for (const auto* stream : {&unit.out, &unit.err}) {
+      if (*stream) (*stream)->AppendFds(fds);
+    }
+  }
+}
+
+}  // namespace internal
+}  // namespace parallel

@@ -1,0 +1,143 @@
+// The one replayer: output units (a step, a task input, an onexit) in the
+// order they must be replayed, each with its captured stdout and stderr.
+// The earliest unit not yet replayed is the head: its bytes go out as they
+// arrive (live); the others wait in their spill files until their turn.
+//
+//   Replayer replayer(options);
+//   size_t unit = replayer.Add("build");
+//   replayer.Open(unit, &child_stdout, &child_stderr);   // pipes for a child
+//   ... supervisor: replayer.Drain(unit) when a pipe is readable ...
+//   replayer.Close(unit, /*drop=*/false);                // the child is done
+//   replayer.Pump();                                     // write what can go
+//
+// Line tagging, the before_output hook and the broken-output latch live here
+// and nowhere else. Writing never blocks (sink.h): a full pipe or terminal
+// only makes Pump() stop early; the supervisor polls the sink and calls it
+// again. At most kMaxHeld finished units keep spill files of their own; the
+// output of further ones is moved into one spool file, so descriptor use is
+// constant however many units finish ahead of the head.
+//
+// Thread-safety: thread-compatible.
+
+#ifndef PARALLEL_INTERNAL_REPLAYER_H_
+#define PARALLEL_INTERNAL_REPLAYER_H_
+
+#include <poll.h>
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "parallel/internal/capture.h"
+#include "parallel/internal/fd.h"
+#include "parallel/internal/sink.h"
+
+namespace parallel {
+namespace internal {
+
+struct ReplayOptions {
+  int output_fd = 1;
+  // false: stderr is captured apart and replayed to error_fd.
+  bool combine_stderr = true;
+  int error_fd = 2;
+  std::string temp_dir;  // resolved
+  // Prefix every replayed line with "<tag>\t".
+  bool tag_lines = false;
+  // Called before replayed bytes are written.
+  std::function<void()> before_output;
+};
+
+class Replayer {
+ public:
+  static constexpr size_t kMaxHeld = 32;
+
+  explicit Replayer(ReplayOptions options);
+  Replayer(const Replayer&) = delete;
+  Replayer& operator=(const Replayer&) = delete;
+
+  // Appends a unit at the end of the replay order.
+  size_t Add(std::string tag);
+  // Its producer starts: pipes for its stdout and stderr (one pipe for both
+  // when combined: *err_w is then invalid and the child uses *out_w twice).
+  absl::Status Open(size_t unit, UniqueFd* out_w, UniqueFd* err_w);
+  // Its producer never started after all (a worker died before taking it):
+  // back to waiting, whatever was captured discarded.
+  void Reopen(size_t unit);
+  // Takes what the unit's pipes hold now.
+  void Drain(size_t unit);
+  // The producer is done: takes the rest and closes the pipes. With `drop`
+  // its output is discarded (halted steps, as chromite).
+  void Close(size_t unit, bool drop);
+  // Writes what can be written now, in order.
+  void Pump();
+  // Blocks until everything closed so far is written or the output broke
+  // (the end of a run; SIGPIPE-safe, never blocks forever on a full pipe
+  // whose reader is alive: it waits for POLLOUT).
+  void Finish();
+
+  bool all_replayed() const { return units_.empty(); }
+  // Units added so far.
+  size_t size() const { return first_ + units_.size(); }
+  // Bytes the unit wrote to stdout and stderr together.
+  uint64_t total(size_t unit) const;
+  // The last few KiB of the unit's stdout (combined stream).
+  std::string Tail(size_t unit) const;
+  // The first capture error of the unit (ENOSPC, EMFILE in the temp dir),
+  // or 0.
+  int capture_error(size_t unit) const;
+
+  // Poll entries: open units' pipes (POLLIN) and blocked sinks (POLLOUT).
+  // owners[i] is the unit, or kSinkOwner.
+  static constexpr size_t kSinkOwner = ~size_t{0};
+  void AppendPollFds(std::vector<pollfd>* fds,
+                     std::vector<size_t>* owners) const;
+  // A blocked sink may take bytes again.
+  void SinkWritable(int fd);
+  // The output that failed first ("stdout"/"stderr") and its errno; 0 if
+  // none.
+  int output_error() const;
+  const std::string& output_error_stream() const;
+  // Every descriptor the replayer owns (children close them), plus the
+  // replay targets.
+  void AppendFds(std::vector<int>* fds) const;
+
+ private:
+  enum class State { kWaiting, kOpen, kClosed };
+  struct Unit {
+    State state = State::kWaiting;
+    bool drop = false;
+    bool held = false;     // closed ahead of the head, with its own files
+    bool spooled = false;  // its bytes were moved into the spool
+    std::string tag;
+    std::unique_ptr<StreamCapture> out;
+    std::unique_ptr<StreamCapture> err;  // only when !combine_stderr
+  };
+
+  // Writes the stream's pending bytes to `sink`; true when none are left.
+  bool Emit(Unit& unit, StreamCapture& stream, Sink& sink);
+  void Retire(Unit& unit);
+  void Hold(Unit& unit);
+  Unit& unit(size_t index) { return units_[index - first_]; }
+  const Unit& unit(size_t index) const { return units_[index - first_]; }
+
+  const ReplayOptions options_;
+  Sink out_;
+  std::unique_ptr<Sink> err_;  // when !combine_stderr
+  SpillPool pool_;
+  // Units not yet replayed; units_.front() is the head, unit `first_`.
+  std::deque<Unit> units_;
+  size_t first_ = 0;
+  size_t held_ = 0;
+  UniqueFd spool_;
+  uint64_t spool_end_ = 0;
+  size_t spooled_ = 0;  // units whose bytes are in the spool, not replayed
+};
+
+}  // namespace internal
+}  // namespace parallel
+
+#endif  // PARALLEL_INTERNAL_REPLAYER_H_

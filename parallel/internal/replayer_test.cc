@@ -1,0 +1,161 @@
+#include "parallel/internal/replayer.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <string>
+
+#include "gtest/gtest.h"
+
+namespace parallel {
+namespace internal {
+namespace {
+
+std::string TempDir() {
+  const char* dir = std::getenv("TEST_TMPDIR");
+  return dir != nullptr ? dir : "/tmp";
+}
+
+// A pipe to read what the replayer writes.
+struct Reader {
+  Reader() {
+    int ends[2];
+    EXPECT_EQ(pipe2(ends, O_CLOEXEC | O_NONBLOCK), 0);
+    read_end.reset(ends[0]);
+    write_end.reset(ends[1]);
+  }
+  std::string Take() {
+    std::string text;
+    char buffer[4096];
+    ssize_t n;
+    while ((n = read(read_end.get(), buffer, sizeof(buffer))) > 0)
+      text.append(buffer, n);
+    return text;
+  }
+  UniqueFd read_end;
+  UniqueFd write_end;
+};
+
+void Say(const UniqueFd& fd, const std::string& text) {
+  ASSERT_EQ(write(fd.get(), text.data(), text.size()),
+            static_cast<ssize_t>(text.size()));
+}
+
+TEST(Replayer, HeadIsLiveOthersWaitTheirTurnInOrder) {
+  Reader reader;
+  Replayer replayer(ReplayOptions{reader.write_end.get(), true, 2, TempDir(),
+                                  false, nullptr});
+  const size_t a = replayer.Add("a");
+  const size_t b = replayer.Add("b");
+  UniqueFd a_out, a_err, b_out, b_err;
+  ASSERT_TRUE(replayer.Open(a, &a_out, &a_err).ok());
+  ASSERT_TRUE(replayer.Open(b, &b_out, &b_err).ok());
+  EXPECT_FALSE(a_err.valid());  // combined: one pipe
+  Say(b_out, "b1\n");
+  Say(a_out, "a1\n");
+  replayer.Drain(a);
+  replayer.Drain(b);
+  replayer.Pump();
+  EXPECT_EQ(reader.Take(), "a1\n");  // b waits behind the live head
+  b_out.reset();
+  replayer.Close(b, false);
+  Say(a_out, "a2\n");
+  a_out.reset();
+  replayer.Close(a, false);
+  EXPECT_EQ(replayer.total(a), 6u);
+  replayer.Pump();
+  EXPECT_EQ(reader.Take(), "a2\nb1\n");
+  EXPECT_TRUE(replayer.all_replayed());
+}
+
+TEST(Replayer, SeparateStreamsTaggingAndDrop) {
+  Reader out;
+  Reader err;
+  Replayer replayer(ReplayOptions{out.write_end.get(), false,
+                                  err.write_end.get(), TempDir(), true,
+                                  nullptr});
+  const size_t a = replayer.Add("a");
+  const size_t b = replayer.Add("b");
+  UniqueFd a_out, a_err, b_out, b_err;
+  ASSERT_TRUE(replayer.Open(a, &a_out, &a_err).ok());
+  ASSERT_TRUE(replayer.Open(b, &b_out, &b_err).ok());
+  Say(a_out, "x\ny");
+  Say(a_err, "warn\n");
+  Say(b_out, "dropped\n");
+  a_out.reset();
+  a_err.reset();
+  b_out.reset();
+  b_err.reset();
+  replayer.Close(b, /*drop=*/true);
+  replayer.Close(a, false);
+  replayer.Pump();
+  EXPECT_EQ(out.Take(), "a\tx\na\ty");
+  EXPECT_EQ(err.Take(), "a\twarn\n");
+  EXPECT_TRUE(replayer.all_replayed());
+}
+
+TEST(Replayer, ClosedReaderIsLatchedAsEpipeWithoutSigpipe) {
+  Reader reader;
+  reader.read_end.reset();
+  Replayer replayer(ReplayOptions{reader.write_end.get(), true, 2, TempDir(),
+                                  false, nullptr});
+  const size_t a = replayer.Add("a");
+  UniqueFd a_out, a_err;
+  ASSERT_TRUE(replayer.Open(a, &a_out, &a_err).ok());
+  Say(a_out, "lost\n");
+  a_out.reset();
+  replayer.Close(a, false);
+  replayer.Pump();  // would die of SIGPIPE if it were raised
+  EXPECT_EQ(replayer.output_error(), EPIPE);
+  EXPECT_EQ(replayer.output_error_stream(), "stdout");
+  EXPECT_TRUE(replayer.all_replayed());
+}
+
+// The descriptor the replayer polls for POLLOUT while its sink is blocked.
+int replayer_poll_fd(const Replayer& replayer) {
+  std::vector<pollfd> fds;
+  std::vector<size_t> owners;
+  replayer.AppendPollFds(&fds, &owners);
+  for (size_t i = 0; i < fds.size(); ++i) {
+    if (owners[i] == Replayer::kSinkOwner) return fds[i].fd;
+  }
+  return -1;
+}
+
+TEST(Replayer, ManyFinishedAheadOfTheHeadUseConstantDescriptors) {
+  Reader reader;
+  Replayer replayer(ReplayOptions{reader.write_end.get(), true, 2, TempDir(),
+                                  false, nullptr});
+  const size_t head = replayer.Add("head");
+  UniqueFd head_out, unused;
+  ASSERT_TRUE(replayer.Open(head, &head_out, &unused).ok());
+  std::string expected;
+  for (int i = 0; i < 200; ++i) {
+    const size_t unit = replayer.Add("u");
+    UniqueFd out, err;
+    ASSERT_TRUE(replayer.Open(unit, &out, &err).ok());
+    Say(out, std::to_string(i) + "\n");
+    expected += std::to_string(i) + "\n";
+    out.reset();
+    replayer.Close(unit, false);
+  }
+  std::vector<int> fds;
+  replayer.AppendFds(&fds);
+  EXPECT_LT(fds.size(), Replayer::kMaxHeld + SpillPool::kMaxPooled + 8);
+  head_out.reset();
+  replayer.Close(head, false);
+  // Each small kernel copy into a pipe takes one of its 16 buffer slots: the
+  // sink fills up long before 64 KiB and waits for the reader.
+  std::string got;
+  while (!replayer.all_replayed()) {
+    replayer.Pump();
+    got += reader.Take();
+    replayer.SinkWritable(replayer_poll_fd(replayer));
+  }
+  EXPECT_EQ(got, expected);
+}
+
+}  // namespace
+}  // namespace internal
+}  // namespace parallel

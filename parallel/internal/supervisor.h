@@ -1,0 +1,143 @@
+// The one event loop: every child the library starts — a step, a pool
+// worker — is watched, timed out, killed and reaped here, and every captured
+// byte is drained and replayed from here. Front ends (engine.cc for RunSteps,
+// worker_pool.cc for the task runners) are clients: they decide what to
+// start and what a result means; the supervisor owns how.
+//
+//   Supervisor supervisor(&replayer, &client);
+//   size_t slot = supervisor.AddSlot();
+//   supervisor.Launch(slot, std::move(child), {timeout, silent, true}, now);
+//   supervisor.Arm(slot, unit, now);       // the output unit it now feeds
+//   while (...) supervisor.Turn();         // calls client.OnEnded(...) etc.
+//
+// One Turn is one ppoll over: each slot's pidfd and client descriptor (a
+// worker's socket), every open output pipe, blocked output sinks, the
+// interrupt self-pipe and, when asked, a throttle's wake descriptor. Results
+// are handled by priority: an interrupt (SIGINT/SIGTERM/SIGHUP) first — every
+// child is killed —, then captured output, client messages, ended children,
+// and last deadlines. Kill precedence: a halt or interrupt overrides a
+// timeout under way, never the reverse.
+//
+// While a Supervisor lives, SIGCHLD is at its default disposition without
+// SA_NOCLDWAIT (the caller's is restored afterwards): with SIGCHLD ignored the
+// kernel would reap children itself and their exit status would be lost.
+//
+// Thread-safety: one supervisor per run, used from one thread.
+
+#ifndef PARALLEL_INTERNAL_SUPERVISOR_H_
+#define PARALLEL_INTERNAL_SUPERVISOR_H_
+
+#include <poll.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "parallel/internal/child.h"
+#include "parallel/internal/interrupt.h"
+#include "parallel/internal/replayer.h"
+
+namespace parallel {
+namespace internal {
+
+// How often a silent-timeout deadline is re-checked is the timeout itself;
+// a unit that produced output since the last check gets a new deadline.
+struct SlotOptions {
+  absl::Duration timeout = absl::InfiniteDuration();         // per unit
+  absl::Duration silent_timeout = absl::InfiniteDuration();  // per unit
+  // Closures dump their stack before a timeout kill; commands cannot.
+  bool dump_stack_on_timeout = true;
+};
+
+class SupervisorClient {
+ public:
+  virtual ~SupervisorClient() = default;
+  // The slot's child ended and was reaped; `why` is the library's reason if
+  // it was killed on purpose. The slot is free (Launch may be called again)
+  // by the time this runs.
+  virtual void OnEnded(size_t slot, const ProcessExit& exit,
+                       KillReason why) = 0;
+  // The slot's client descriptor is readable (or hung up).
+  virtual void OnReadable(size_t slot) { (void)slot; }
+};
+
+class Supervisor {
+ public:
+  static constexpr size_t kNoUnit = ~size_t{0};
+
+  Supervisor(Replayer* replayer, SupervisorClient* client);
+  ~Supervisor();  // kills and reaps every child still running
+  Supervisor(const Supervisor&) = delete;
+  Supervisor& operator=(const Supervisor&) = delete;
+
+  size_t AddSlot();
+  size_t slot_count() const { return slots_.size(); }
+  // Hands a started child to the slot (which must be free).
+  void Launch(size_t slot, Child child, const SlotOptions& options,
+              absl::Time now);
+  // The child now works for output unit `unit`: its timeout and silent
+  // timeout start now.
+  void Arm(size_t slot, size_t unit, absl::Time now);
+  // The child waits for work: no deadlines run.
+  void Disarm(size_t slot);
+  // A descriptor of the client's to poll for this slot (-1: none).
+  void SetClientFd(size_t slot, int fd);
+
+  bool active(size_t slot) const { return slots_[slot].child.alive(); }
+  const Child& child(size_t slot) const { return slots_[slot].child; }
+  KillReason kill_reason(size_t slot) const { return slots_[slot].kill; }
+  size_t active_count() const { return active_; }
+
+  // Starts ending the slot's child for `reason` (see kill precedence).
+  void Kill(size_t slot, KillReason reason, absl::Time now);
+  // Kills every child; later Launches are the client's to avoid.
+  void StopAll(KillReason reason, absl::Time now);
+  KillReason stopping() const { return stopping_; }
+  // The signal that interrupted the run, or 0.
+  int interrupt_signal() const { return interrupt_signal_; }
+
+  // One wait and what follows. `extra_wake_fd` (a throttle's) ends the wait
+  // when readable. `wake_at` bounds it (the client's own next deadline).
+  void Turn(int extra_wake_fd = -1,
+            absl::Time wake_at = absl::InfiniteFuture());
+
+ private:
+  struct Slot {
+    Child child;
+    KillSequence killing;
+    KillReason kill = KillReason::kNone;
+    SlotOptions options;
+    size_t unit = kNoUnit;
+    absl::Time deadline = absl::InfiniteFuture();
+    absl::Time silent_deadline = absl::InfiniteFuture();
+    uint64_t last_bytes = 0;
+    int client_fd = -1;
+    uint64_t generation = 0;  // one more for every child launched in it
+  };
+  enum class Owner { kPidfd, kClient, kUnit, kSink, kWake };
+
+  absl::Time NextWake() const;
+  // Whether poll entry `poll_index` still belongs to its slot's child.
+  bool Current(size_t poll_index) const;
+  void Reap(size_t slot);
+  void CheckDeadlines(absl::Time now);
+
+  Replayer* const replayer_;
+  SupervisorClient* const client_;
+  InterruptScope interrupts_;
+  std::vector<Slot> slots_;
+  size_t active_ = 0;
+  KillReason stopping_ = KillReason::kNone;
+  int interrupt_signal_ = 0;
+  // Scratch for Turn, kept to avoid allocating every turn.
+  std::vector<pollfd> fds_;
+  std::vector<size_t> owners_;
+  std::vector<Owner> kinds_;
+  std::vector<uint64_t> generations_;  // by slot, as the turn began
+};
+
+}  // namespace internal
+}  // namespace parallel
+
+#endif  // PARALLEL_INTERNAL_SUPERVISOR_H_
