@@ -17,6 +17,10 @@ absl::Status ValidateOptions(const ParallelOptions& options) {
         absl::StrCat("max_parallel must be >= 0 (0 = all at once), got ",
                      options.max_parallel));
   }
+  return ValidateOptions(static_cast<const ProcessOptions&>(options));
+}
+
+absl::Status ValidateOptions(const ProcessOptions& options) {
   if (options.timeout <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError(
         absl::StrCat("timeout must be positive, got ",

@@ -22,7 +22,34 @@
 
 namespace parallel {
 
-struct ParallelOptions {
+// The knobs every front end shares — RunParallelSteps/RunSteps
+// (ParallelOptions), the task runners (PoolOptions,
+// BackgroundTaskRunner::Options) — written once: per-unit time limits and
+// where captured output is kept and replayed. A "unit" is a step or a task
+// input.
+struct ProcessOptions {
+  // Per unit, wall clock from its start. Before a closure is killed for it,
+  // the stack of its main thread is dumped into its output.
+  absl::Duration timeout = absl::InfiniteDuration();
+  // Per unit: no new output for this long counts as hung. There is no
+  // default (chromite's is 145 minutes).
+  absl::Duration silent_timeout = absl::InfiniteDuration();
+  // Where replayed output goes (a file, a pipe, a terminal, /dev/null). Not
+  // owned; if above 2 it is closed in the children, so that no step writes
+  // past the ordering. Writes to it never block the run: a pipe or terminal
+  // is written through a non-blocking description of the library's own.
+  int output_fd = 1;
+  // true: a unit's stderr joins its stdout in one stream, in the order
+  // written (chromite). false: stderr is captured apart and replayed to
+  // error_fd.
+  bool combine_stderr = true;
+  // Where replayed stderr goes when !combine_stderr. Not owned.
+  int error_fd = 2;
+  // Directory for spill files; "" = $TMPDIR, else /tmp.
+  std::string temp_dir;
+};
+
+struct ParallelOptions : ProcessOptions {
   // How many steps run at once; 0 = all at once. Enforced in the parent: a
   // step's process is only started when a slot is free.
   int max_parallel = 0;
@@ -33,25 +60,10 @@ struct ParallelOptions {
   bool halt_on_error = false;
   // Value-returning steps: return their values in step order.
   bool return_values = false;
-  // Per step, wall clock. Before a step is killed for it, the stack of its
-  // main thread is dumped into its output.
-  absl::Duration timeout = absl::InfiniteDuration();
-  // Per step: no new output for this long counts as hung.
-  absl::Duration silent_timeout = absl::InfiniteDuration();
-  // Where replayed output goes (a file, a pipe, /dev/null). Not owned; if
-  // above 2 it is closed in the steps' children, so that no step writes past
-  // the ordering. A non-blocking fd is waited on, never spun on.
-  int output_fd = 1;
-  // true: a step's stderr joins its stdout in one stream, in the order written
-  // (chromite). false: stderr is captured apart and replayed to error_fd.
-  bool combine_stderr = true;
-  // Where replayed stderr goes when !combine_stderr. Not owned.
-  int error_fd = 2;
-  // Directory for capture files; "" = $TMPDIR, else /tmp.
-  std::string temp_dir;
 };
 
 // OK, or InvalidArgumentError naming the first bad option.
+absl::Status ValidateOptions(const ProcessOptions& options);
 absl::Status ValidateOptions(const ParallelOptions& options);
 
 }  // namespace parallel

@@ -51,25 +51,17 @@
 
 namespace parallel {
 
-struct PoolOptions {
+struct PoolOptions : ProcessOptions {
   // Worker processes; 0 = min(number of CPUs, number of inputs).
   int processes = 0;
   // Runs once in each worker after its last input; its output is replayed
-  // after all inputs' output.
+  // after all inputs' output, and a failure of it (exception, status, crash,
+  // exit) is reported like an input's.
   std::function<void()> onexit;
   // The first failure kills the workers and runs nothing more.
   bool halt_on_error = false;
-  // Per input: wall clock, and no output for this long. The worker is killed
-  // (after its stack is dumped into the input's output) and replaced.
-  absl::Duration timeout = absl::InfiniteDuration();
-  absl::Duration silent_timeout = absl::InfiniteDuration();
-  // Where replayed output goes; not owned.
-  int output_fd = 1;
-  // As ParallelOptions: false replays each input's stderr to error_fd.
-  bool combine_stderr = true;
-  int error_fd = 2;
-  // Capture files; "" = $TMPDIR, else /tmp.
-  std::string temp_dir;
+  // timeout and silent_timeout (ProcessOptions) are per input: the worker is
+  // killed (after its stack is dumped into the input's output) and replaced.
 };
 
 namespace internal {
@@ -137,15 +129,11 @@ inline std::unique_ptr<WorkerPool> StartPool(TaskBody body, int processes,
         processes));
   }
   PoolConfig config;
+  static_cast<ProcessOptions&>(config) = options;
+  config.temp_dir = ResolveTempDir(options.temp_dir);
   config.processes = processes;
   config.halt_on_error = halt_on_error;
   config.keep_values = keep_values;
-  config.timeout = options.timeout;
-  config.silent_timeout = options.silent_timeout;
-  config.output_fd = options.output_fd;
-  config.combine_stderr = options.combine_stderr;
-  config.error_fd = options.error_fd;
-  config.temp_dir = ResolveTempDir(options.temp_dir);
   config.onexit = options.onexit;
   absl::StatusOr<std::unique_ptr<WorkerPool>> pool =
       WorkerPool::Start(std::move(body), std::move(config));
@@ -165,17 +153,11 @@ inline std::unique_ptr<WorkerPool> StartPool(TaskBody body, int processes,
 template <typename... Args>
 class BackgroundTaskRunner {
  public:
-  struct Options {
+  struct Options : ProcessOptions {
     int processes = 0;  // 0 = number of CPUs
     bool halt_on_error = false;
-    std::function<void()>
-        onexit;  // runs once in each worker after its last input
-    absl::Duration timeout = absl::InfiniteDuration();  // per input
-    absl::Duration silent_timeout = absl::InfiniteDuration();
-    int output_fd = 1;
-    bool combine_stderr = true;
-    int error_fd = 2;
-    std::string temp_dir;
+    // Runs once in each worker after its last input.
+    std::function<void()> onexit;
   };
 
   // Throws std::invalid_argument for bad options, std::runtime_error if the
@@ -185,13 +167,8 @@ class BackgroundTaskRunner {
       : uncaught_(std::uncaught_exceptions()),
         halt_on_error_(options.halt_on_error) {
     PoolOptions pool;
+    static_cast<ProcessOptions&>(pool) = options;
     pool.onexit = std::move(options.onexit);
-    pool.timeout = options.timeout;
-    pool.silent_timeout = options.silent_timeout;
-    pool.output_fd = options.output_fd;
-    pool.combine_stderr = options.combine_stderr;
-    pool.error_fd = options.error_fd;
-    pool.temp_dir = std::move(options.temp_dir);
     pool_ = internal::StartPool(
         internal::MakeTaskBody<std::function<void(Args...)>, Args...>(
             std::move(task)),

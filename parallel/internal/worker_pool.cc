@@ -27,6 +27,7 @@
 #include "parallel/internal/replayer.h"
 #include "parallel/internal/result.h"
 #include "parallel/internal/supervisor.h"
+#include "parallel/internal/worker_main.h"
 #include "parallel/options.h"
 
 namespace parallel {
@@ -36,122 +37,9 @@ namespace {
 // Inputs in flight per worker: one running, one waiting in its socket. With
 // halt_on_error only one, so that nothing starts after a failure.
 constexpr size_t kPipelineDepth = 2;
-// The id a worker's records carry for its onexit.
-constexpr uint64_t kOnexitId = std::numeric_limits<uint64_t>::max();
 // A worker slot that dies this many times in a row before starting anything
 // is not replaced again (a broken fork, never a respawn loop).
 constexpr int kMaxBarrenStarts = 3;
-
-// The worker's side of the socket: records in, descriptors alongside.
-class WorkerChannel {
- public:
-  explicit WorkerChannel(int socket) : socket_(socket) {}
-  // The next record; false when the parent is gone or sent garbage.
-  bool Next(Record* record) {
-    while (true) {
-      absl::string_view view(inbox_);
-      absl::StatusOr<bool> taken = TakeRecord(&view, record);
-      if (!taken.ok()) return false;
-      if (*taken) {
-        inbox_.erase(0, inbox_.size() - view.size());
-        return true;
-      }
-      char buffer[1 << 16];
-      char control[CMSG_SPACE(sizeof(int) * 4)];
-      iovec iov = {buffer, sizeof(buffer)};
-      msghdr message = {};
-      message.msg_iov = &iov;
-      message.msg_iovlen = 1;
-      message.msg_control = control;
-      message.msg_controllen = sizeof(control);
-      const ssize_t n = RetryOnEintr(
-          [&] { return ::recvmsg(socket_, &message, MSG_CMSG_CLOEXEC); });
-      if (n <= 0) return false;
-      for (cmsghdr* c = CMSG_FIRSTHDR(&message); c != nullptr;
-           c = CMSG_NXTHDR(&message, c)) {
-        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-        const size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (size_t i = 0; i < count; ++i) {
-          int fd;
-          std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-          fds_.push_back(fd);
-        }
-      }
-      inbox_.append(buffer, n);
-    }
-  }
-  // The descriptors that came with the last frame, in order; -1 if missing.
-  int TakeFd() {
-    if (fds_.empty()) return -1;
-    const int fd = fds_.front();
-    fds_.pop_front();
-    return fd;
-  }
-  bool Send(const std::string& bytes) {
-    return SendFully(socket_, bytes.data(), bytes.size(), nullptr, 0) == 0;
-  }
-
- private:
-  const int socket_;
-  std::string inbox_;
-  std::deque<int> fds_;
-};
-
-// Points fds 1 and 2 at an input's pipe(s) (or back at /dev/null).
-void RedirectOutput(int out, int err) {
-  std::fflush(stdout);
-  std::fflush(stderr);
-  ::dup2(out, STDOUT_FILENO);
-  ::dup2(err >= 0 ? err : out, STDERR_FILENO);
-}
-
-// The worker's side: run inputs until told to finish. Returns its exit code.
-int WorkerMain(int socket, const TaskBody& task,
-               const std::function<void()>& onexit, bool keep_values,
-               bool combine_stderr) {
-  WorkerChannel channel(socket);
-  const int dev_null = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
-  std::string outbox;
-  Record record;
-  while (channel.Next(&record)) {
-    uint64_t id = kOnexitId;
-    std::string args;
-    if (record.kind == RecordKind::kInput) {
-      std::tuple<uint64_t, std::string> input;
-      if (!DecodeInto(record.payload, &input).ok()) return 3;
-      id = std::get<0>(input);
-      args = std::move(std::get<1>(input));
-    } else if (record.kind != RecordKind::kFinish) {
-      return 3;
-    }
-    const int out = channel.TakeFd();
-    const int err = combine_stderr ? -1 : channel.TakeFd();
-    if (out < 0) return 3;
-    RedirectOutput(out, err);
-    ::close(out);
-    if (err >= 0) ::close(err);
-    outbox.clear();
-    AppendRecord(RecordKind::kStarted, Encode(id), &outbox);
-    if (!channel.Send(outbox)) return 0;
-    outbox.clear();
-    if (id != kOnexitId) {
-      RunBody([&task, &args] { return task(args); }, keep_values, &outbox);
-    } else {
-      RunBody(
-          [&onexit]() -> absl::StatusOr<std::string> {
-            if (onexit) onexit();
-            return std::string();
-          },
-          false, &outbox);
-    }
-    // The pipe's last writer here goes: the parent sees its end.
-    RedirectOutput(dev_null, -1);
-    AppendRecord(RecordKind::kDone, Encode(id), &outbox);
-    if (!channel.Send(outbox)) return 0;
-    if (id == kOnexitId) return 0;
-  }
-  return 0;  // the parent is gone
-}
 
 class ProcessPool : public WorkerPool, public SupervisorClient {
  public:
@@ -649,69 +537,6 @@ void ProcessPool::Kill() {
   }
 }
 
-// The test seam (in_process.h): no workers; Put() runs the task here.
-class InlinePool : public WorkerPool {
- public:
-  InlinePool(TaskBody task, PoolConfig config)
-      : task_(std::move(task)), config_(std::move(config)) {}
-
-  void Put(std::string encoded_args, std::string label) override {
-    StepReport& report = report_.steps.emplace_back();
-    report.name = std::move(label);
-    if (halted_) return;  // kHalted
-    std::fflush(stdout);
-    const absl::Time start = absl::Now();
-    report.started = true;
-    report.pid = ::getpid();
-    ExceptionInfo error;
-    std::string value;
-    if (RunInProcess([this, &encoded_args] { return task_(encoded_args); },
-                     absl::StrCat(report.name, " (in process)"), &value,
-                     &error)) {
-      report.outcome = StepOutcome::kSucceeded;
-      report.exit_code = 0;
-      if (config_.keep_values) report.value = std::move(value);
-    } else {
-      error.step = report.name;
-      report.outcome = StepOutcome::kFailed;
-      report.error = std::move(error);
-      if (config_.halt_on_error) halted_ = true;
-    }
-    std::fflush(stdout);
-    report.duration = absl::Now() - start;
-  }
-
-  const RunReport& Finish() override {
-    if (finished_) return report_;
-    finished_ = true;
-    if (!config_.onexit || halted_) return report_;
-    ExceptionInfo error;
-    std::string ignored;
-    if (!RunInProcess(
-            [this]() -> absl::StatusOr<std::string> {
-              config_.onexit();
-              return std::string();
-            },
-            "onexit (in process)", &ignored, &error)) {
-      StepReport& onexit = report_.steps.emplace_back();
-      onexit.name = "onexit";
-      onexit.outcome = StepOutcome::kFailed;
-      error.step = onexit.name;
-      onexit.error = std::move(error);
-    }
-    return report_;
-  }
-
-  void Kill() override { halted_ = true; }
-
- private:
-  TaskBody task_;
-  const PoolConfig config_;
-  RunReport report_;
-  bool halted_ = false;
-  bool finished_ = false;
-};
-
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<WorkerPool>> WorkerPool::Start(
@@ -720,19 +545,13 @@ absl::StatusOr<std::unique_ptr<WorkerPool>> WorkerPool::Start(
     return absl::InvalidArgumentError(absl::StrCat(
         "processes must be >= 0 (0 = number of CPUs), got ", config.processes));
   }
-  ParallelOptions check;
-  check.timeout = config.timeout;
-  check.silent_timeout = config.silent_timeout;
-  check.output_fd = config.output_fd;
-  check.combine_stderr = config.combine_stderr;
-  check.error_fd = config.error_fd;
-  if (absl::Status status = ValidateOptions(check); !status.ok()) return status;
+  if (absl::Status status = ValidateOptions(config); !status.ok())
+    return status;
   if (absl::Status status = CheckTempDir(config.temp_dir); !status.ok()) {
     return status;
   }
   if (InProcessMode()) {
-    return std::unique_ptr<WorkerPool>(
-        new InlinePool(std::move(task), std::move(config)));
+    return MakeInlinePool(std::move(task), std::move(config));
   }
   auto pool = std::make_unique<ProcessPool>(std::move(task), std::move(config));
   if (absl::Status status = pool->StartWorkers(); !status.ok()) return status;

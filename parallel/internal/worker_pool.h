@@ -22,6 +22,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "parallel/options.h"
 #include "parallel/step.h"
 
 namespace parallel {
@@ -31,16 +32,11 @@ namespace internal {
 // encoded result ("" for void) or a non-OK status. May throw.
 using TaskBody = std::function<absl::StatusOr<std::string>(absl::string_view)>;
 
-struct PoolConfig {
+// The pool's options, with temp_dir already resolved.
+struct PoolConfig : ProcessOptions {
   int processes = 1;  // >= 1
   bool halt_on_error = false;
   bool keep_values = false;
-  absl::Duration timeout = absl::InfiniteDuration();
-  absl::Duration silent_timeout = absl::InfiniteDuration();
-  int output_fd = 1;
-  bool combine_stderr = true;
-  int error_fd = 2;
-  std::string temp_dir;  // resolved already
   std::function<void()> onexit;
 };
 
