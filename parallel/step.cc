@@ -1,5 +1,6 @@
 #include "parallel/step.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_split.h"
@@ -12,9 +13,31 @@ namespace {
 constexpr absl::string_view kShellMetacharacters =
     "#;\"*?[]&|<>(){}$`'\\~=%!^\n";
 
+// Words that only the shell understands as a command: POSIX special and
+// regular builtins and reserved words, as GNU make's list for /bin/sh. A
+// command line starting with one runs under /bin/sh even without
+// metacharacters ("exit 3", "cd /tmp", ": 1").
+constexpr absl::string_view kShellWords[] = {
+    ".",       ":",        "alias",    "bg",     "break", "case",    "cd",
+    "command", "continue", "do",       "done",   "elif",  "else",    "esac",
+    "eval",    "exec",     "exit",     "export", "fc",    "fg",      "fi",
+    "for",     "getopts",  "hash",     "if",     "jobs",  "kill",    "login",
+    "logout",  "read",     "readonly", "return", "set",   "shift",   "source",
+    "test",    "then",     "times",    "trap",   "type",  "typeset", "ulimit",
+    "umask",   "unalias",  "unset",    "until",  "wait",  "while",   "[",
+};
+
 bool NeedsShell(absl::string_view command_line) {
-  return command_line.find_first_of(kShellMetacharacters) !=
-         absl::string_view::npos;
+  if (command_line.find_first_of(kShellMetacharacters) !=
+      absl::string_view::npos) {
+    return true;
+  }
+  const absl::string_view first = command_line.substr(
+      0, std::min(command_line.find_first_of(" \t"), command_line.size()));
+  for (absl::string_view word : kShellWords) {
+    if (first == word) return true;
+  }
+  return false;
 }
 
 }  // namespace

@@ -190,6 +190,17 @@ void StreamCapture::DropPipe() {
   }
 }
 
+void StreamCapture::Fail(int error) {
+  error_ = error;
+  // What was kept is given up too: the step fails (OutputLost) anyway, and
+  // on a full disk its bytes are what the other steps need.
+  if (file_ >= 0 && file_ == spill_.get()) {
+    ::ftruncate(spill_.get(), 0);
+    floor_ = begin_ = end_ = 0;
+  }
+  DropPipe();
+}
+
 bool StreamCapture::EnsureFile(SpillPool& pool) {
   if (file_ >= 0) return true;
   errno = 0;
@@ -219,8 +230,7 @@ void StreamCapture::Drain(SpillPool& pool, uint64_t budget) {
       if (n <= 0) return;
       if (!EnsureFile(pool)) return DropPipe();
       if (RetryOnEintr([&] { return ::pwrite(file_, &byte, 1, end_); }) != 1) {
-        error_ = errno;
-        return DropPipe();
+        return Fail(errno);
       }
       Append(1);
     } else if (!EnsureFile(pool)) {
@@ -244,8 +254,7 @@ void StreamCapture::Drain(SpillPool& pool, uint64_t budget) {
       return;
     }
     if (errno == EAGAIN) return;  // empty for now
-    error_ = errno;
-    return DropPipe();
+    return Fail(errno);
   }
 }
 

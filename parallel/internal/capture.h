@@ -99,7 +99,9 @@ class StreamCapture {
   // most `budget` bytes, so one chatty child cannot starve the loop). Sets
   // eof() when every writer has closed the pipe. An error (the spill file
   // cannot be created or written: ENOSPC, EFBIG, EMFILE) is latched in
-  // error(); later bytes are read and dropped so the child never blocks.
+  // error(), what was kept is given up (the space is what other steps need
+  // on a full disk; the step fails as parallel::OutputLost), and later bytes
+  // are read and dropped so the child never blocks.
   void Drain(SpillPool& pool, uint64_t budget = 4 << 20);
   // No more bytes will be taken: drains what is there and closes the pipe.
   void Close(SpillPool& pool);
@@ -132,6 +134,8 @@ class StreamCapture {
 
  private:
   void Append(uint64_t n);
+  // Latches `error`, gives up what was kept, and drops the rest.
+  void Fail(int error);
   // Takes a spill file if there is none; false (error() set) if it cannot.
   bool EnsureFile(SpillPool& pool);
   void DropPipe();

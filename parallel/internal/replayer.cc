@@ -51,8 +51,27 @@ void Replayer::Reopen(size_t index) {
 void Replayer::Drain(size_t index) {
   if (index < first_) return;
   Unit& unit = this->unit(index);
-  if (unit.out) unit.out->Drain(pool_);
-  if (unit.err) unit.err->Drain(pool_);
+  if (index != first_ || unit.drop) {
+    if (unit.out) unit.out->Drain(pool_);
+    if (unit.err) unit.err->Drain(pool_);
+    return;
+  }
+  // The live head: take a slice, write it, and again, so that its spill
+  // file stays small (it is rewound once written) however much it prints.
+  for (int slice = 0; slice < 16; ++slice) {
+    uint64_t before = 0;
+    uint64_t after = 0;
+    for (auto* stream : {unit.out.get(), unit.err.get()}) {
+      if (stream == nullptr) continue;
+      before += stream->total();
+      stream->Drain(pool_, kHeadSlice);
+      after += stream->total();
+    }
+    bool written = true;
+    if (unit.out) written = Emit(unit, *unit.out, out_) && written;
+    if (unit.err) written = Emit(unit, *unit.err, *err_) && written;
+    if (after == before || !written) return;
+  }
 }
 
 void Replayer::Close(size_t index, bool drop) {

@@ -54,6 +54,8 @@ struct ReplayOptions {
 class Replayer {
  public:
   static constexpr size_t kMaxHeld = 32;
+  // How much of the live head is taken at a time before it is written.
+  static constexpr uint64_t kHeadSlice = 256 * 1024;
 
   explicit Replayer(ReplayOptions options);
   Replayer(const Replayer&) = delete;
