@@ -99,6 +99,8 @@ struct RunReport {
   // gone, and then the steps were stopped; ENOSPC; EBADF...): type
   // parallel::OutputLost, the message names the stream and the errno.
   std::optional<ExceptionInfo> output_error;
+  // The errno behind output_error (EPIPE, ENOSPC, ...), or 0.
+  int output_errno = 0;
 
   size_t failed_count() const;
   // The error of every failed step, in step order.

@@ -39,6 +39,8 @@ namespace {
 
 constexpr int kUsageError = 255;
 constexpr int kMaxFailureExit = 101;
+// As a shell reports death by SIGPIPE.
+constexpr int kBrokenPipeExit = 128 + SIGPIPE;
 
 constexpr char kUsage[] =
     R"(usage: parallel_steps [flags] [--] [command ...]
@@ -63,8 +65,10 @@ flags:
   --help                show this help
   --version             show the version
 
-exit status: 0 if all passed, else the number of failed commands (max 101);
-killed by the signal if interrupted; 255 on bad usage.
+exit status: 0 if all passed, else the number of failed commands (max 101),
+plus one if the output could not be written; killed by the signal if
+interrupted; killed by SIGPIPE (141) when the reader of stdout goes away;
+255 on bad usage.
 )";
 
 struct Flags {
@@ -269,6 +273,10 @@ void PrintSummary(const parallel::RunReport& report) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  struct sigaction pipe_action;
+  const bool sigpipe_ignored =
+      ::sigaction(SIGPIPE, nullptr, &pipe_action) == 0 &&
+      pipe_action.sa_handler == SIG_IGN;
   Flags flags = ParseFlags(argc, argv);
   if (!flags.commands_given) {
     if (::fcntl(STDIN_FILENO, F_GETFD) == -1) UsageError("stdin is closed");
@@ -341,6 +349,20 @@ int main(int argc, char** argv) {
     raise(report->interrupt_signal);
     return 128 + report->interrupt_signal;
   }
-  const size_t failed = report->failed_count();
+  size_t failed = report->failed_count();
+  if (report->output_error) {
+    // The reader went away (`| head`): end as a filter does, by SIGPIPE —
+    // unless SIGPIPE was ignored when we started, then say so and exit 141.
+    if (report->output_errno == EPIPE) {
+      if (!sigpipe_ignored) {
+        signal(SIGPIPE, SIG_DFL);
+        raise(SIGPIPE);
+      }
+      std::cerr << "parallel_steps: " << report->output_error->message << "\n";
+      return kBrokenPipeExit;
+    }
+    std::cerr << "parallel_steps: " << report->output_error->message << "\n";
+    ++failed;  // the run's own failure to deliver its output
+  }
   return failed > kMaxFailureExit ? kMaxFailureExit : static_cast<int>(failed);
 }

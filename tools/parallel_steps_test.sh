@@ -250,6 +250,39 @@ assert proc.stdout == b"one\n", proc.stdout
 assert b"running" not in err, err
 PY
 
+# `echo x >/dev/stderr` (a reopen with O_TRUNC) keeps both streams whole.
+"$tool" -- 'echo line1; echo line2; echo warning >/dev/stderr; echo line3' >o.txt 2>e.txt
+expect_eq "stderr idiom stdout" $'line1\nline2\nline3' "$(cat o.txt)"
+expect_eq "stderr idiom stderr" "warning" "$(cat e.txt)"
+
+# Shell builtins run under the shell, not as programs that "could not start".
+"$tool" -- 'exit 3' >/dev/null 2>err.txt
+expect_eq "builtin exit code" 1 $?
+grep -q "could not start" err.txt && fail "builtin did not start: $(cat err.txt)"
+"$tool" -- 'cd /tmp' ': 1' >/dev/null 2>&1
+expect_eq "builtins pass" 0 $?
+
+# A caller that ignores SIGCHLD (inherited through exec) still gets the truth.
+python3 -c '
+import os, signal, sys
+signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+os.execv(sys.argv[1], [sys.argv[1], "--", "false", "exit 7", "kill -9 $$", "true"])
+' "$tool" >/dev/null 2>&1
+expect_eq "SIGCHLD ignored by the caller" 3 $?
+
+# The reader goes away: the tool dies of SIGPIPE at once (141) and nothing
+# it started is left running.
+marker="late-$$-$RANDOM"
+"$tool" -j 2 -- 'yes | head -c 100000000' "sleep 7.5; echo $marker" | head -c 10 >/dev/null
+expect_eq "reader gone: exit status" 141 "${PIPESTATUS[0]}"
+pgrep -f "echo $marker" >/dev/null && fail "a step outlived the broken pipe"
+# ...and with SIGPIPE ignored, it stops too, says so and exits 141.
+(trap '' PIPE; "$tool" -j 2 -- 'yes | head -c 100000000' "sleep 7.5; echo $marker" 2>err.txt | head -c 10 >/dev/null
+ exit "${PIPESTATUS[0]}")
+expect_eq "reader gone, SIGPIPE ignored: exit status" 141 $?
+grep -q "could not write the replayed stdout: Broken pipe" err.txt || fail "EPIPE message: $(cat err.txt)"
+pgrep -f "echo $marker" >/dev/null && fail "a step outlived the broken pipe (SIGPIPE ignored)"
+
 if ((failures > 0)); then
   echo "$failures check(s) failed" >&2
   exit 1

@@ -125,6 +125,7 @@ absl::StatusOr<RunReport> Engine::Run() {
   RunReport report;
   report.interrupt_signal = supervisor_.interrupt_signal();
   if (const int error = replayer_.output_error(); error != 0) {
+    report.output_errno = error;
     report.output_error = ExceptionInfo{
         std::string(kOutputLost),
         absl::StrCat("could not write the replayed ",

@@ -516,6 +516,7 @@ const RunReport& ProcessPool::Finish() {
   }
   report_.interrupt_signal = supervisor_.interrupt_signal();
   if (const int error = replayer_.output_error(); error != 0) {
+    report_.output_errno = error;
     report_.output_error = ExceptionInfo{
         std::string(kOutputLost),
         absl::StrCat("could not write the replayed ",
