@@ -194,8 +194,7 @@ void StreamCapture::Fail(int error) {
   error_ = error;
   // What was kept is given up too: the step fails (OutputLost) anyway, and
   // on a full disk its bytes are what the other steps need.
-  if (file_ >= 0 && file_ == spill_.get()) {
-    ::ftruncate(spill_.get(), 0);
+  if (file_ >= 0 && file_ == spill_.get() && ::ftruncate(file_, 0) == 0) {
     floor_ = begin_ = end_ = 0;
   }
   DropPipe();
@@ -271,9 +270,11 @@ void StreamCapture::Consume(uint64_t n) {
       spill_.valid()) {
     // Everything replayed: write from the start again, so a long-running
     // head step needs only kRewindAbove of disk, not its whole output.
+    // Without the truncation the file is simply overwritten from 0 (bytes
+    // past end_ are never read); the truncation only gives the space back.
     rewound_tail_ = Tail();
     begin_ = end_ = 0;
-    ::ftruncate(spill_.get(), 0);
+    if (::ftruncate(spill_.get(), 0) != 0) return;
   }
 }
 

@@ -106,6 +106,13 @@ void Replayer::Hold(Unit& unit) {
     }
     spool_ = *std::move(spool);
   }
+  // CopyRange appends at the spool's file position: put it at the end we
+  // count (it was rewound when the spool emptied).
+  if (::lseek(spool_.get(), static_cast<off_t>(spool_end_), SEEK_SET) < 0) {
+    unit.held = true;
+    ++held_;
+    return;
+  }
   for (StreamCapture* stream : {unit.out.get(), unit.err.get()}) {
     if (stream == nullptr || stream->file() < 0) continue;
     absl::StatusOr<uint64_t> copied = CopyRange(
@@ -138,8 +145,7 @@ void Replayer::Retire(Unit& unit) {
     unit.spooled = false;
     if (--spooled_ == 0 && spool_end_ > SpillPool::kTruncateAbove) {
       // Nothing in the spool is waiting: start it over.
-      spool_end_ = 0;
-      ::ftruncate(spool_.get(), 0);
+      if (::ftruncate(spool_.get(), 0) == 0) spool_end_ = 0;
     }
   }
   // The counts (total, tail) are read before a unit is retired; the pipes
