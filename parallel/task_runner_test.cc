@@ -1,12 +1,15 @@
 #include "parallel/task_runner.h"
 
 #include <fcntl.h>
+#include <sched.h>
+#include <sys/syscall.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <map>
 #include <optional>
 #include <stdexcept>
@@ -141,6 +144,47 @@ TEST(BackgroundTaskRunner, ReplacesAWorkerThatDiesAndGoesOn) {
                 HasSubstr("exited unexpectedly with code 9"));
   }
   EXPECT_EQ(out.Contents(), "0\n1\n3\n4\n6\n8\n9\n");
+  EXPECT_THAT(testing::ChildPids(), IsEmpty());
+}
+
+// Blocks until process `pid` sleeps in recvmsg(2) — an idle worker waiting
+// for its next input — by reading /proc/<pid>/syscall (no sleeping guess).
+void WaitUntilInRecvmsg(pid_t pid) {
+  const std::string path = absl::StrCat("/proc/", pid, "/syscall");
+  while (true) {
+    std::ifstream file(path);
+    long number = -1;
+    if (file >> number && number == SYS_recvmsg) return;
+    sched_yield();
+  }
+}
+
+TEST(BackgroundTaskRunner, AWorkerThatDiesWhileIdleFailsNoInput) {
+  OutputFile out;
+  int pids[2];
+  ASSERT_EQ(pipe2(pids, O_CLOEXEC), 0);
+  {
+    using Runner = BackgroundTaskRunner<int>;
+    Runner runner(
+        [report = pids[1]](int i) {
+          std::printf("%d\n", i);
+          const pid_t self = getpid();
+          if (i == 0) (void)!write(report, &self, sizeof(self));
+        },
+        Into<Runner>(out, 1));
+    runner.Put(0);
+    pid_t worker = 0;
+    ASSERT_EQ(read(pids[0], &worker, sizeof(worker)),
+              static_cast<ssize_t>(sizeof(worker)));
+    WaitUntilInRecvmsg(worker);
+    kill(worker, SIGINT);  // as a stray Ctrl-C or the OOM killer would
+    runner.Put(1);
+    runner.Put(2);
+    runner.Wait();  // must not throw: no input was running when it died
+  }
+  close(pids[0]);
+  close(pids[1]);
+  EXPECT_EQ(out.Contents(), "0\n1\n2\n");
   EXPECT_THAT(testing::ChildPids(), IsEmpty());
 }
 
