@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 
@@ -52,6 +53,8 @@ Sink::Sink(int fd, std::string name)
     use_sendfile_ = false;
     return;
   }
+  // Only a pipe raises SIGPIPE (sockets are written with MSG_NOSIGNAL).
+  may_raise_sigpipe_ = S_ISFIFO(st.st_mode);
   if (S_ISFIFO(st.st_mode) || (S_ISCHR(st.st_mode) && ::isatty(fd))) {
     const std::string path = absl::StrCat("/proc/self/fd/", fd);
     own_.reset(RetryOnEintr([&] {
@@ -74,7 +77,8 @@ void Sink::Failed(int error) {
 uint64_t Sink::Copy(int from, uint64_t offset, uint64_t length) {
   if (broken() || blocked_ || length == 0) return 0;
   if (!Flush()) return 0;
-  SigpipeGuard guard;
+  std::optional<SigpipeGuard> guard;
+  if (may_raise_sigpipe_) guard.emplace();
   uint64_t copied = 0;
   std::string buffer;
   while (copied < length && !blocked_ && !broken()) {
@@ -137,7 +141,8 @@ bool Sink::Flush() {
     return false;
   }
   if (blocked_) return false;
-  SigpipeGuard guard;
+  std::optional<SigpipeGuard> guard;
+  if (may_raise_sigpipe_) guard.emplace();
   const size_t written = WriteSome(queued_.data(), queued_.size());
   queued_.erase(0, written);
   if (broken()) queued_.clear();

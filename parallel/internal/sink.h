@@ -75,6 +75,8 @@ class Sink {
   UniqueFd own_;  // own non-blocking description, if reopened
   int write_fd_;  // own_ or fd_
   bool is_socket_ = false;
+  // A pipe or FIFO (or unknown): writes are guarded against SIGPIPE.
+  bool may_raise_sigpipe_ = true;
   bool blocked_ = false;
   int error_ = 0;
   bool use_sendfile_ = true;
