@@ -107,6 +107,41 @@ TEST(Robustness, ParentKilledBySigkillTakesItsStepsAlong) {
   }
 }
 
+TEST(Robustness, ParentKilledBySigkillTakesGrandchildrenAlong) {
+  // PR_SET_PDEATHSIG reaches only the processes the library started: here a
+  // closure's std::system() shell and sleep, a command's background sleep,
+  // and a task worker's grandchild must die too (the watchdog's job).
+  PidPipe pids;
+  const pid_t parent = fork();
+  ASSERT_GE(parent, 0);
+  if (parent == 0) {
+    using Runner = BackgroundTaskRunner<int>;
+    Runner::Options options;
+    options.processes = 1;
+    Runner runner(
+        [](int) { (void)!std::system("sleep 13.5 & echo $! >&9; wait"); },
+        options);
+    runner.Put(0);
+    std::vector<Step> steps;
+    steps.push_back(Step::Function([]() -> absl::StatusOr<std::string> {
+      (void)!std::system("sleep 11.5 & echo $! >&9; wait");
+      return std::string();
+    }));
+    steps.push_back(Step::Shell("sleep 9.25 & echo $! >&9; wait"));
+    (void)RunSteps(std::move(steps));
+    _exit(0);
+  }
+  close(9);
+  const std::vector<pid_t> grandchildren = ReadPids(pids.read_end, 3);
+  ASSERT_EQ(grandchildren.size(), 3u);
+  kill(parent, SIGKILL);
+  waitpid(parent, nullptr, 0);
+  for (pid_t pid : grandchildren) {
+    EXPECT_TRUE(WaitForExit(pid, 1000))
+        << "grandchild " << pid << " outlived the killed caller";
+  }
+}
+
 class InterruptTest : public ::testing::TestWithParam<int> {};
 
 TEST_P(InterruptTest, SignalToParentKillsStepsReplaysAndEndsTheParent) {

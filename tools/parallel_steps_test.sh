@@ -283,6 +283,23 @@ expect_eq "reader gone, SIGPIPE ignored: exit status" 141 $?
 grep -q "could not write the replayed stdout: Broken pipe" err.txt || fail "EPIPE message: $(cat err.txt)"
 pgrep -f "echo $marker" >/dev/null && fail "a step outlived the broken pipe (SIGPIPE ignored)"
 
+# The tool is SIGKILLed: the commands' own children (the sleeps, children of
+# each command's shell) die with it too. Unusual durations name them.
+"$tool" -j 2 -- "sleep 9.2513; echo a" "sleep 9.5117; echo b" >/dev/null 2>&1 &
+killed=$!
+for _ in $(seq 1 200); do
+  pgrep -f "sleep 9.2513" >/dev/null && pgrep -f "sleep 9.5117" >/dev/null && break
+  sleep 0.02
+done
+kill -KILL "$killed"
+wait "$killed" 2>/dev/null
+for _ in $(seq 1 50); do
+  pgrep -f "sleep 9.(2513|5117)" >/dev/null || break
+  sleep 0.02
+done
+pgrep -f "sleep 9.(2513|5117)" >/dev/null && fail "commands' children outlived the SIGKILLed tool"
+pkill -f "sleep 9.(2513|5117)" 2>/dev/null
+
 if ((failures > 0)); then
   echo "$failures check(s) failed" >&2
   exit 1

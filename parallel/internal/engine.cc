@@ -151,6 +151,7 @@ void Engine::OwnFds(std::vector<int>* fds) const {
   fds->clear();
   fds->push_back(dev_null_.get());
   replayer_.AppendFds(fds);
+  supervisor_.AppendFds(fds);
   for (size_t slot = 0; slot < running_.size(); ++slot) {
     if (!supervisor_.active(slot)) continue;
     fds->push_back(supervisor_.child(slot).pidfd());

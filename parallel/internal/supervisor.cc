@@ -51,12 +51,26 @@ bool Overrides(KillReason reason, KillReason current) {
 Supervisor::Supervisor(Replayer* replayer, SupervisorClient* client)
     : replayer_(replayer), client_(client) {
   AcquireDefaultSigchld();
+  // Without it (out of processes) the run still works; only the
+  // grandchildren of a SIGKILLed caller would then outlive it.
+  if (absl::StatusOr<Watchdog> watchdog = Watchdog::Start(); watchdog.ok()) {
+    watchdog_ = *std::move(watchdog);
+  }
 }
 
 Supervisor::~Supervisor() {
-  // ~Child kills each group and reaps it.
+  // Kill each group, forget it while its leader is a zombie, then reap.
+  for (Slot& slot : slots_) {
+    if (!slot.child.alive()) continue;
+    slot.child.SignalGroup(SIGKILL);
+    watchdog_.Forget(slot.child.pid());
+  }
   slots_.clear();
   ReleaseDefaultSigchld();
+}
+
+void Supervisor::AppendFds(std::vector<int>* fds) const {
+  if (watchdog_.running()) fds->push_back(watchdog_.fd());
 }
 
 size_t Supervisor::AddSlot() {
@@ -68,6 +82,7 @@ void Supervisor::Launch(size_t index, Child child, const SlotOptions& options,
                         absl::Time now) {
   Slot& slot = slots_[index];
   slot.child = std::move(child);
+  watchdog_.Watch(slot.child.pid());
   ++slot.generation;
   slot.killing = KillSequence();
   slot.kill = KillReason::kNone;
@@ -128,6 +143,9 @@ absl::Time Supervisor::NextWake() const {
 void Supervisor::Reap(size_t index) {
   Slot& slot = slots_[index];
   if (slot.unit != kNoUnit) replayer_->Drain(slot.unit);
+  // The pidfd said it ended: its leader is a zombie until Reap, so the
+  // group id cannot be reused before the watchdog forgets it.
+  watchdog_.Forget(slot.child.pid());
   const ProcessExit exit = slot.child.Reap();
   const KillReason why = slot.kill;
   slot.kill = KillReason::kNone;

@@ -18,6 +18,9 @@
 // and last deadlines. Kill precedence: a halt or interrupt overrides a
 // timeout under way, never the reverse.
 //
+// A watchdog process (watchdog.h) kills the children's process groups — their
+// grandchildren included — if the supervisor's process is SIGKILLed.
+//
 // While a Supervisor lives, SIGCHLD is at its default disposition without
 // SA_NOCLDWAIT (the caller's is restored afterwards): with SIGCHLD ignored the
 // kernel would reap children itself and their exit status would be lost.
@@ -37,6 +40,7 @@
 #include "parallel/internal/child.h"
 #include "parallel/internal/interrupt.h"
 #include "parallel/internal/replayer.h"
+#include "parallel/internal/watchdog.h"
 
 namespace parallel {
 namespace internal {
@@ -97,6 +101,9 @@ class Supervisor {
   // The signal that interrupted the run, or 0.
   int interrupt_signal() const { return interrupt_signal_; }
 
+  // Descriptors of the supervisor's own that children must close.
+  void AppendFds(std::vector<int>* fds) const;
+
   // One wait and what follows. `extra_wake_fd` (a throttle's) ends the wait
   // when readable. `wake_at` bounds it (the client's own next deadline).
   void Turn(int extra_wake_fd = -1,
@@ -126,6 +133,8 @@ class Supervisor {
   Replayer* const replayer_;
   SupervisorClient* const client_;
   InterruptScope interrupts_;
+  // Declared before slots_: destroyed (goodbye, reaped) after them.
+  Watchdog watchdog_;
   std::vector<Slot> slots_;
   size_t active_ = 0;
   KillReason stopping_ = KillReason::kNone;

@@ -133,6 +133,7 @@ absl::Status ProcessPool::StartWorkers() {
 void ProcessPool::OwnFds(std::vector<int>* fds) const {
   fds->push_back(dev_null_.get());
   replayer_.AppendFds(fds);
+  supervisor_.AppendFds(fds);
   for (size_t i = 0; i < workers_.size(); ++i) {
     if (workers_[i].socket.valid()) fds->push_back(workers_[i].socket.get());
     if (supervisor_.active(i)) fds->push_back(supervisor_.child(i).pidfd());

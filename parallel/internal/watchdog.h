@@ -1,0 +1,59 @@
+// The watchdog: takes a run's process groups along when the run's own
+// process dies abruptly (SIGKILL, the OOM killer, a CI timeout).
+// PR_SET_PDEATHSIG reaches only the processes the library started directly;
+// what they started (a shell's children, `std::system`, make's compilers)
+// lives on in their process groups. So each supervisor forks one small
+// watchdog process, in a session of its own, that holds one end of a
+// socket pair: the supervisor writes it each child's process group id when the
+// child starts, and a "forget" while the ended child is still an unreaped
+// zombie — its group id cannot have been reused by then. When the socket
+// says EOF without a goodbye (the supervisor's process is gone), the watchdog
+// sends SIGKILL to every group it still knows, then exits. A supervisor that
+// ends normally says goodbye and reaps it.
+//
+//   absl::StatusOr<Watchdog> watchdog = Watchdog::Start();
+//   watchdog->Watch(child.pid());    // after the child leads its group
+//   watchdog->Forget(child.pid());   // pidfd readable, before waitpid
+//
+// Cost: one fork per run, one 4-byte write per child start and end.
+// Thread-safety: thread-compatible.
+
+#ifndef PARALLEL_INTERNAL_WATCHDOG_H_
+#define PARALLEL_INTERNAL_WATCHDOG_H_
+
+#include <sys/types.h>
+
+#include "absl/status/statusor.h"
+#include "parallel/internal/fd.h"
+
+namespace parallel {
+namespace internal {
+
+class Watchdog {
+ public:
+  // Forks the watchdog; it closes every other descriptor it inherited.
+  static absl::StatusOr<Watchdog> Start();
+  Watchdog() = default;
+  Watchdog(Watchdog&& other) noexcept;
+  Watchdog& operator=(Watchdog&& other) noexcept;
+  // Says goodbye (the watchdog exits without killing) and reaps it.
+  ~Watchdog();
+
+  bool running() const { return socket_.valid(); }
+  int fd() const { return socket_.get(); }
+  pid_t pid() const { return pid_; }
+  void Watch(pid_t group);
+  void Forget(pid_t group);
+
+ private:
+  void Send(int32_t word);
+  void Stop();
+
+  UniqueFd socket_;  // the supervisor's end of the socket pair
+  pid_t pid_ = 0;
+};
+
+}  // namespace internal
+}  // namespace parallel
+
+#endif  // PARALLEL_INTERNAL_WATCHDOG_H_
