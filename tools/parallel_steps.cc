@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -39,6 +40,8 @@ namespace {
 
 constexpr int kUsageError = 255;
 constexpr int kMaxFailureExit = 101;
+// Failures the summary shows in full.
+constexpr size_t kMaxSummarized = 20;
 // As a shell reports death by SIGPIPE.
 constexpr int kBrokenPipeExit = 128 + SIGPIPE;
 
@@ -51,7 +54,7 @@ they had run one after another. Without commands after the flags, reads one
 command per line from stdin (blank lines and lines starting with # skipped).
 
 flags:
-  -j N, --jobs=N        run at most N commands at once (default: number of
+  -j N, -jN, --jobs=N   run at most N commands at once (default: number of
                         CPUs; under make -jN, make's jobserver decides)
   --halt-on-error       on the first failure, kill the rest and start no more
   --timeout=D           kill a command that runs longer than D (e.g. 300ms, 2m)
@@ -122,7 +125,12 @@ Flags ParseFlags(int argc, char** argv) {
         std::string(absl::StripPrefix(absl::StripPrefix(arg, "-"), "-"));
     std::string value;
     bool has_value = false;
-    if (const size_t eq = name.find('='); eq != std::string::npos) {
+    if (arg.size() > 2 && arg[0] == '-' && arg[1] == 'j') {
+      // make's spelling: -j4
+      name = "j";
+      value = arg.substr(2);
+      has_value = true;
+    } else if (const size_t eq = name.find('='); eq != std::string::npos) {
       value = name.substr(eq + 1);
       name = name.substr(0, eq);
       has_value = true;
@@ -177,7 +185,11 @@ Flags ParseFlags(int argc, char** argv) {
 std::vector<std::string> ReadCommands(std::istream& in) {
   std::vector<std::string> commands;
   std::string line;
-  while (std::getline(in, line)) {
+  for (size_t number = 1; std::getline(in, line); ++number) {
+    // A NUL would cut the command that runs short of the one reported.
+    if (line.find('\0') != std::string::npos) {
+      UsageError(absl::StrCat("line ", number, " of stdin has a NUL byte"));
+    }
     absl::string_view text = absl::StripAsciiWhitespace(line);
     if (text.empty() || text[0] == '#') continue;
     commands.emplace_back(text);
@@ -254,8 +266,14 @@ void PrintSummary(const parallel::RunReport& report) {
   if (failed == 0) return;
   std::string text = absl::StrCat("\nparallel_steps: ", failed, " of ",
                                   report.steps.size(), " commands failed:\n");
+  size_t shown = 0;
   for (const parallel::StepReport& step : report.steps) {
     if (step.outcome != parallel::StepOutcome::kFailed) continue;
+    if (++shown > kMaxSummarized) {
+      absl::StrAppend(&text, "  ... and ", failed - kMaxSummarized,
+                      " more (all of them are in --json / --junit)\n");
+      break;
+    }
     absl::StrAppend(
         &text, "  FAILED ", step.name, "  (", tools::DescribeEnd(step), ", ",
         absl::FormatDuration(absl::Trunc(step.duration, absl::Milliseconds(1))),
@@ -272,12 +290,28 @@ void PrintSummary(const parallel::RunReport& report) {
 
 }  // namespace
 
+// A report file must be writable before anything runs: its directory exists
+// and takes files.
+void CheckReportPath(const std::string& flag, const std::string& path) {
+  if (path.empty()) return;
+  const size_t slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "."
+                          : slash == 0               ? "/"
+                                                     : path.substr(0, slash);
+  if (::access(dir.c_str(), W_OK) != 0) {
+    UsageError(absl::StrCat("--", flag, "=", path, ": cannot write in '", dir,
+                            "': ", std::strerror(errno)));
+  }
+}
+
 int main(int argc, char** argv) {
   struct sigaction pipe_action;
   const bool sigpipe_ignored =
       ::sigaction(SIGPIPE, nullptr, &pipe_action) == 0 &&
       pipe_action.sa_handler == SIG_IGN;
   Flags flags = ParseFlags(argc, argv);
+  CheckReportPath("json", flags.json);
+  CheckReportPath("junit", flags.junit);
   if (!flags.commands_given) {
     if (::fcntl(STDIN_FILENO, F_GETFD) == -1) UsageError("stdin is closed");
     flags.commands = ReadCommands(std::cin);
@@ -335,12 +369,14 @@ int main(int argc, char** argv) {
     return kUsageError;
   }
   PrintSummary(*report);
+  bool reports_written = true;
   for (const auto& [path, write] :
        {std::make_pair(flags.json, &tools::WriteJsonReport),
         std::make_pair(flags.junit, &tools::WriteJunitReport)}) {
     if (path.empty()) continue;
     if (absl::Status status = write(*report, path); !status.ok()) {
       std::cerr << "parallel_steps: " << status.message() << "\n";
+      reports_written = false;
     }
   }
   if (report->interrupt_signal != 0) {
@@ -350,6 +386,7 @@ int main(int argc, char** argv) {
     return 128 + report->interrupt_signal;
   }
   size_t failed = report->failed_count();
+  if (!reports_written) ++failed;  // CI must not read a pass it cannot see
   if (report->output_error) {
     // The reader went away (`| head`): end as a filter does, by SIGPIPE —
     // unless SIGPIPE was ignored when we started, then say so and exit 141.

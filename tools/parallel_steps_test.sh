@@ -300,6 +300,26 @@ done
 pgrep -f "sleep 9.(2513|5117)" >/dev/null && fail "commands' children outlived the SIGKILLed tool"
 pkill -f "sleep 9.(2513|5117)" 2>/dev/null
 
+# make's spelling of -j; a NUL in a command from stdin is refused.
+out=$("$tool" -j1 -- 'echo a' 'echo b')
+expect_eq "-j1" $'a\nb' "$out"
+printf 'echo X\0; touch nul-ran\necho Y\n' | "$tool" >/dev/null 2>err.txt
+expect_eq "NUL in stdin: usage error" 255 $?
+grep -q "line 1 of stdin has a NUL byte" err.txt || fail "NUL message: $(cat err.txt)"
+[[ -e nul-ran ]] && fail "a command with a NUL byte ran"
+
+# A report path that cannot be written is refused before anything runs.
+"$tool" --json=/no/such/dir/r.json -- 'touch report-ran' >/dev/null 2>err.txt
+expect_eq "unwritable --json" 255 $?
+[[ -e report-ran ]] && fail "ran although --json cannot be written"
+
+# 30 failures: 20 in the summary, then a count of the rest.
+cmds=()
+for i in $(seq 1 30); do cmds+=("exit $((i % 5 + 1))"); done
+"$tool" -j 4 -- "${cmds[@]}" >/dev/null 2>summary.txt
+expect_eq "summary lists 20" 20 "$(grep -c '  FAILED ' summary.txt)"
+grep -q "and 10 more" summary.txt || fail "summary count: $(tail -2 summary.txt)"
+
 if ((failures > 0)); then
   echo "$failures check(s) failed" >&2
   exit 1
