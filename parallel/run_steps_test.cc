@@ -1,5 +1,6 @@
 #include "parallel/run_steps.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -135,6 +136,38 @@ TEST(RunSteps, CommandTimeoutKillsTheProcessGroup) {
   EXPECT_EQ(report->steps[0].error->type, kProcessTimeout);
   EXPECT_EQ(out.Contents(), "");
   EXPECT_THAT(testing::ChildPids(), IsEmpty());
+}
+
+TEST(RunSteps, CommandsCannotWriteToTheReplayTargetsDirectly) {
+  // output_fd and error_fd above 2, not close-on-exec: a command must not
+  // inherit them (it could write past the ordering), just as a closure.
+  testing::OutputFile out_file;
+  testing::OutputFile err_file;
+  const int out = dup(out_file.fd());  // no FD_CLOEXEC on the dups
+  const int err = dup(err_file.fd());
+  ASSERT_GE(out, 3);
+  ASSERT_GE(err, 3);
+  ParallelOptions options;
+  options.output_fd = out;
+  options.combine_stderr = false;
+  options.error_fd = err;
+  std::vector<Step> steps;
+  steps.push_back(
+      Step::Shell(absl::StrCat("echo leak >&", out, " || echo closed")));
+  steps.push_back(Step::Shell(
+      absl::StrCat("echo leak >&", err, " 2>/dev/null || echo closed")));
+  steps.push_back(Step::Function([out]() -> absl::StatusOr<std::string> {
+    testing::Say(fcntl(out, F_GETFD) == -1 ? "closed\n" : "open\n");
+    return std::string();
+  }));
+  absl::StatusOr<RunReport> report = RunSteps(std::move(steps), options);
+  close(out);
+  close(err);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->failed_count(), 0u);
+  EXPECT_EQ(out_file.Contents(), "closed\nclosed\nclosed\n");
+  EXPECT_THAT(err_file.Contents(),
+              ::testing::Not(::testing::HasSubstr("leak")));
 }
 
 TEST(RunSteps, StdinIsDevNull) {

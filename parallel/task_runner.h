@@ -60,6 +60,8 @@ struct PoolOptions : ProcessOptions {
   std::function<void()> onexit;
   // The first failure kills the workers and runs nothing more.
   bool halt_on_error = false;
+  // Prefix every replayed line with "<input name>\t" (GNU parallel's --tag).
+  bool tag_lines = false;
   // timeout and silent_timeout (ProcessOptions) are per input: the worker is
   // killed (after its stack is dumped into the input's output) and replaced.
 };
@@ -135,6 +137,7 @@ inline std::unique_ptr<WorkerPool> StartPool(TaskBody body, int processes,
   config.halt_on_error = halt_on_error;
   config.keep_values = keep_values;
   config.onexit = options.onexit;
+  config.tag_lines = options.tag_lines;
   absl::StatusOr<std::unique_ptr<WorkerPool>> pool =
       WorkerPool::Start(std::move(body), std::move(config));
   if (!pool.ok()) ThrowStatus(pool.status());
@@ -158,6 +161,8 @@ class BackgroundTaskRunner {
     bool halt_on_error = false;
     // Runs once in each worker after its last input.
     std::function<void()> onexit;
+    // Prefix every replayed line with "<input name>\t".
+    bool tag_lines = false;
   };
 
   // Throws std::invalid_argument for bad options, std::runtime_error if the
@@ -169,6 +174,7 @@ class BackgroundTaskRunner {
     PoolOptions pool;
     static_cast<ProcessOptions&>(pool) = options;
     pool.onexit = std::move(options.onexit);
+    pool.tag_lines = options.tag_lines;
     pool_ = internal::StartPool(
         internal::MakeTaskBody<std::function<void(Args...)>, Args...>(
             std::move(task)),

@@ -2,9 +2,9 @@
 
 #include <fcntl.h>
 #include <sched.h>
-#include <sys/syscall.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -186,6 +186,31 @@ TEST(BackgroundTaskRunner, AWorkerThatDiesWhileIdleFailsNoInput) {
   close(pids[1]);
   EXPECT_EQ(out.Contents(), "0\n1\n2\n");
   EXPECT_THAT(testing::ChildPids(), IsEmpty());
+}
+
+TEST(BackgroundTaskRunner, TagsLinesAndSeparatesStderrLikeTheSteps) {
+  OutputFile out;
+  OutputFile err;
+  {
+    using Runner = BackgroundTaskRunner<int>;
+    Runner::Options options = Into<Runner>(out, 2);
+    options.tag_lines = true;
+    options.combine_stderr = false;
+    options.error_fd = err.fd();
+    Runner runner(
+        [](int i) {
+          std::printf("out %d\nmore", i);
+          std::fflush(stdout);
+          std::fprintf(stderr, "err %d\n", i);
+        },
+        options);
+    runner.Put(0);
+    runner.Put(1);
+  }
+  EXPECT_EQ(out.Contents(),
+            "input 0 (0)\tout 0\ninput 0 (0)\tmoreinput 1 (1)\tout 1\n"
+            "input 1 (1)\tmore");
+  EXPECT_EQ(err.Contents(), "input 0 (0)\terr 0\ninput 1 (1)\terr 1\n");
 }
 
 TEST(BackgroundTaskRunner, ForegroundExceptionWinsAndWorkersFinish) {

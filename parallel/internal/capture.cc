@@ -40,16 +40,8 @@ absl::StatusOr<uint64_t> CopyWithReadWrite(int from, uint64_t offset,
         [&] { return ::pread(from, buffer.data(), want, offset + copied); });
     if (got < 0) return ErrnoStatus("pread from capture file");
     if (got == 0) break;
-    size_t written = 0;
-    while (written < static_cast<size_t>(got)) {
-      const ssize_t n = RetryOnEintr(
-          [&] { return ::write(to, buffer.data() + written, got - written); });
-      if (n < 0 && errno == EAGAIN) {
-        if (absl::Status s = WaitWritable(to); !s.ok()) return s;
-        continue;
-      }
-      if (n < 0) return ErrnoStatus("write replayed output");
-      written += n;
+    if (const int error = WriteFully(to, buffer.data(), got); error != 0) {
+      return ErrnoStatus(error, "write");
     }
     copied += got;
   }

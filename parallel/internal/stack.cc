@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "absl/debugging/symbolize.h"
+#include "parallel/internal/fd.h"
 #include "parallel/internal/record.h"
 
 namespace parallel {
@@ -53,12 +54,7 @@ size_t AppendHex(char* buf, size_t size, size_t used, uintptr_t value) {
 
 // Async-signal-safe.
 void WriteStderr(const char* text, size_t size) {
-  while (size > 0) {
-    const ssize_t n = ::write(STDERR_FILENO, text, size);
-    if (n <= 0) return;
-    text += n;
-    size -= static_cast<size_t>(n);
-  }
+  WriteFully(STDERR_FILENO, text, size);
 }
 
 void OnFatalSignal(int signo, siginfo_t*, void* ucontext) {

@@ -185,7 +185,7 @@ bool Supervisor::Current(size_t poll_index) const {
          slot.generation == generations_[owners_[poll_index]];
 }
 
-void Supervisor::Turn(int extra_wake_fd, absl::Time wake_at) {
+void Supervisor::BuildPollSet(int extra_wake_fd) {
   fds_.clear();
   owners_.clear();
   kinds_.clear();
@@ -201,22 +201,43 @@ void Supervisor::Turn(int extra_wake_fd, absl::Time wake_at) {
     if (slots_[i].client_fd >= 0)
       add(slots_[i].client_fd, POLLIN, Owner::kClient, i);
   }
-  {
-    const size_t before = fds_.size();
-    replayer_->AppendPollFds(&fds_, &owners_);
-    for (size_t i = before; i < fds_.size(); ++i) {
-      kinds_.push_back(owners_[i] == Replayer::kSinkOwner ? Owner::kSink
-                                                          : Owner::kUnit);
-    }
+  const size_t before = fds_.size();
+  replayer_->AppendPollFds(&fds_, &owners_);
+  for (size_t i = before; i < fds_.size(); ++i) {
+    kinds_.push_back(owners_[i] == Replayer::kSinkOwner ? Owner::kSink
+                                                        : Owner::kUnit);
   }
   if (interrupts_.wake_fd() >= 0)
     add(interrupts_.wake_fd(), POLLIN, Owner::kWake, 0);
   if (extra_wake_fd >= 0) add(extra_wake_fd, POLLIN, Owner::kWake, 0);
-
   // A slot's child may end and another start in it within this turn, with
   // the same descriptor numbers: events are matched by generation too.
-  generations_.reserve(slots_.size());
   for (const Slot& slot : slots_) generations_.push_back(slot.generation);
+}
+
+void Supervisor::HandleReady() {
+  // Output first, so that a child's last bytes are in before its end is
+  // handled; then client messages; then ends.
+  for (size_t i = 0; i < fds_.size(); ++i) {
+    if (fds_[i].revents == 0) continue;
+    if (kinds_[i] == Owner::kUnit) replayer_->Drain(owners_[i]);
+    if (kinds_[i] == Owner::kSink) replayer_->SinkWritable(fds_[i].fd);
+  }
+  for (size_t i = 0; i < fds_.size(); ++i) {
+    if (fds_[i].revents != 0 && kinds_[i] == Owner::kClient && Current(i) &&
+        slots_[owners_[i]].client_fd == fds_[i].fd) {
+      client_->OnReadable(owners_[i]);
+    }
+  }
+  for (size_t i = 0; i < fds_.size(); ++i) {
+    if (fds_[i].revents != 0 && kinds_[i] == Owner::kPidfd && Current(i)) {
+      Reap(owners_[i]);
+    }
+  }
+}
+
+void Supervisor::Turn(int extra_wake_fd, absl::Time wake_at) {
+  BuildPollSet(extra_wake_fd);
   absl::Time now = absl::Now();
   const absl::Time wake = std::min(NextWake(), wake_at);
   int ready;
@@ -230,31 +251,13 @@ void Supervisor::Turn(int extra_wake_fd, absl::Time wake_at) {
                 wake == absl::InfiniteFuture() ? nullptr : &timeout, nullptr);
   }
   now = absl::Now();
+  // Priority: an interrupt beats everything that came with it.
   if (const int signo = InterruptScope::pending();
       signo != 0 && interrupt_signal_ == 0) {
     interrupt_signal_ = signo;
     StopAll(KillReason::kInterrupt, now);
   }
-  if (ready > 0) {
-    // Output first, so that a child's last bytes are in before its end is
-    // handled; then client messages; then ends.
-    for (size_t i = 0; i < fds_.size(); ++i) {
-      if (fds_[i].revents == 0) continue;
-      if (kinds_[i] == Owner::kUnit) replayer_->Drain(owners_[i]);
-      if (kinds_[i] == Owner::kSink) replayer_->SinkWritable(fds_[i].fd);
-    }
-    for (size_t i = 0; i < fds_.size(); ++i) {
-      if (fds_[i].revents != 0 && kinds_[i] == Owner::kClient && Current(i) &&
-          slots_[owners_[i]].client_fd == fds_[i].fd) {
-        client_->OnReadable(owners_[i]);
-      }
-    }
-    for (size_t i = 0; i < fds_.size(); ++i) {
-      if (fds_[i].revents != 0 && kinds_[i] == Owner::kPidfd && Current(i)) {
-        Reap(owners_[i]);
-      }
-    }
-  }
+  if (ready > 0) HandleReady();
   CheckDeadlines(absl::Now());
   replayer_->Pump();
 }

@@ -125,6 +125,10 @@ class Supervisor {
   enum class Owner { kPidfd, kClient, kUnit, kSink, kWake };
 
   absl::Time NextWake() const;
+  // The descriptors one turn polls, with their owners and kinds.
+  void BuildPollSet(int extra_wake_fd);
+  // Acts on what ppoll reported: output, client messages, ends.
+  void HandleReady();
   // Whether poll entry `poll_index` still belongs to its slot's child.
   bool Current(size_t poll_index) const;
   void Reap(size_t slot);

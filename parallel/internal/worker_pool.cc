@@ -47,8 +47,8 @@ class ProcessPool : public WorkerPool, public SupervisorClient {
       : task_(std::move(task)),
         config_(std::move(config)),
         replayer_(ReplayOptions{config_.output_fd, config_.combine_stderr,
-                                config_.error_fd, config_.temp_dir, false,
-                                nullptr}),
+                                config_.error_fd, config_.temp_dir,
+                                config_.tag_lines, nullptr}),
         supervisor_(&replayer_, this) {}
 
   absl::Status StartWorkers();

@@ -37,6 +37,7 @@ struct PoolConfig : ProcessOptions {
   int processes = 1;  // >= 1
   bool halt_on_error = false;
   bool keep_values = false;
+  bool tag_lines = false;
   std::function<void()> onexit;
 };
 
