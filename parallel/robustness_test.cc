@@ -282,28 +282,14 @@ TEST(Robustness, OutputThatCannotBeCapturedFailsTheStepWithTheReason) {
   // caller, SIGXFSZ ignored): the parent's spill of a 2 MiB step fails with
   // EFBIG, as it would with ENOSPC on a full disk. That step fails naming
   // the reason; the other step's output is intact; the writer never blocks.
-  struct sigaction ignore = {}, saved_action;
-  ignore.sa_handler = SIG_IGN;
-  sigaction(SIGXFSZ, &ignore, &saved_action);
-  rlimit saved_limit;
-  getrlimit(RLIMIT_FSIZE, &saved_limit);
-  rlimit limit = {1 << 20, saved_limit.rlim_max};
   // The replay target is a pipe (no size limit), read by a thread.
-  int ends[2];
-  ASSERT_EQ(pipe2(ends, O_CLOEXEC), 0);
-  std::string replayed;
-  std::thread reader([&replayed, fd = ends[0]] {
-    char buffer[1 << 16];
-    ssize_t n;
-    while ((n = read(fd, buffer, sizeof(buffer))) > 0)
-      replayed.append(buffer, n);
-    close(fd);
-  });
-  setrlimit(RLIMIT_FSIZE, &limit);
+  testing::PipeReader reader;
+  reader.Start();
   std::optional<BackgroundFailure> failure;
   try {
+    testing::ScopedFileSizeLimit limit(1 << 20);
     ParallelOptions options;
-    options.output_fd = ends[1];
+    options.output_fd = reader.write_end();
     RunParallelSteps({[] {
                         usleep(200000);
                         Say("fine\n");
@@ -316,10 +302,7 @@ TEST(Robustness, OutputThatCannotBeCapturedFailsTheStepWithTheReason) {
   } catch (const BackgroundFailure& e) {
     failure = e;
   }
-  setrlimit(RLIMIT_FSIZE, &saved_limit);
-  sigaction(SIGXFSZ, &saved_action, nullptr);
-  close(ends[1]);
-  reader.join();
+  const std::string replayed = reader.Finish();
   ASSERT_TRUE(failure.has_value()) << "expected BackgroundFailure";
   ASSERT_EQ(failure->exc_infos().size(), 1u) << failure->what();
   EXPECT_EQ(failure->exc_infos()[0].type, kOutputLost);

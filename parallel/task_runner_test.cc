@@ -337,29 +337,15 @@ TEST(BackgroundTaskRunner, OutputThatCannotBeCapturedFailsOnlyThatInput) {
   // The parent cannot keep more than 1 MiB per spill file (RLIMIT_FSIZE on
   // the caller, SIGXFSZ ignored), as with a full temp dir: input 0's 2 MiB
   // fails with the reason; input 1, behind it, is whole.
-  struct sigaction ignore = {}, saved_action;
-  ignore.sa_handler = SIG_IGN;
-  sigaction(SIGXFSZ, &ignore, &saved_action);
-  rlimit saved_limit;
-  getrlimit(RLIMIT_FSIZE, &saved_limit);
-  rlimit limit = {1 << 20, saved_limit.rlim_max};
   // The replay target is a pipe (no size limit), read by a thread.
-  int ends[2];
-  ASSERT_EQ(pipe2(ends, O_CLOEXEC), 0);
-  std::string replayed;
-  std::thread reader([&replayed, fd = ends[0]] {
-    char buffer[1 << 16];
-    ssize_t n;
-    while ((n = read(fd, buffer, sizeof(buffer))) > 0)
-      replayed.append(buffer, n);
-    close(fd);
-  });
+  testing::PipeReader reader;
+  reader.Start();
   std::optional<BackgroundFailure> failure;
   try {
     using Runner = BackgroundTaskRunner<int>;
     Runner::Options options;
     options.processes = 2;
-    options.output_fd = ends[1];
+    options.output_fd = reader.write_end();
     Runner runner(
         [](int i) {
           if (i == 0) {
@@ -370,17 +356,14 @@ TEST(BackgroundTaskRunner, OutputThatCannotBeCapturedFailsOnlyThatInput) {
           std::printf("%d\n", i);
         },
         options);
-    setrlimit(RLIMIT_FSIZE, &limit);  // the workers keep theirs
+    testing::ScopedFileSizeLimit limit(1 << 20);  // the workers keep theirs
     runner.Put(1);
     runner.Put(0);
     runner.Wait();
   } catch (const BackgroundFailure& e) {
     failure = e;
   }
-  setrlimit(RLIMIT_FSIZE, &saved_limit);
-  sigaction(SIGXFSZ, &saved_action, nullptr);
-  close(ends[1]);
-  reader.join();
+  const std::string replayed = reader.Finish();
   ASSERT_TRUE(failure.has_value()) << "expected BackgroundFailure";
   ASSERT_EQ(failure->exc_infos().size(), 1u) << failure->what();
   EXPECT_EQ(failure->exc_infos()[0].type, kOutputLost);

@@ -108,5 +108,54 @@ std::string MakeTempDir() {
 
 bool ProcessExists(pid_t pid) { return kill(pid, 0) == 0 || errno == EPERM; }
 
+PipeReader::PipeReader() {
+  int ends[2];
+  if (::pipe2(ends, O_CLOEXEC) != 0) std::abort();
+  read_end_ = ends[0];
+  write_end_ = ends[1];
+}
+
+PipeReader::~PipeReader() {
+  if (write_end_ >= 0) ::close(write_end_);
+  if (thread_.joinable()) thread_.join();
+  if (read_end_ >= 0) ::close(read_end_);
+}
+
+void PipeReader::Start() {
+  thread_ = std::thread([this] {
+    char buffer[1 << 16];
+    ssize_t n;
+    while ((n = ::read(read_end_, buffer, sizeof(buffer))) > 0) {
+      text_.append(buffer, n);
+    }
+  });
+}
+
+void PipeReader::CloseReadEnd() {
+  ::close(read_end_);
+  read_end_ = -1;
+}
+
+std::string PipeReader::Finish() {
+  ::close(write_end_);
+  write_end_ = -1;
+  if (thread_.joinable()) thread_.join();
+  return text_;
+}
+
+ScopedFileSizeLimit::ScopedFileSizeLimit(uint64_t bytes) {
+  struct sigaction ignore = {};
+  ignore.sa_handler = SIG_IGN;
+  ::sigaction(SIGXFSZ, &ignore, &saved_action_);
+  ::getrlimit(RLIMIT_FSIZE, &saved_limit_);
+  const rlimit limit = {bytes, saved_limit_.rlim_max};
+  ::setrlimit(RLIMIT_FSIZE, &limit);
+}
+
+ScopedFileSizeLimit::~ScopedFileSizeLimit() {
+  ::setrlimit(RLIMIT_FSIZE, &saved_limit_);
+  ::sigaction(SIGXFSZ, &saved_action_, nullptr);
+}
+
 }  // namespace testing
 }  // namespace parallel

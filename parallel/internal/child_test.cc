@@ -48,14 +48,18 @@ TEST(Child, ReapReportsExitAndKillsTheGroup) {
   EXPECT_FALSE(child->alive());
 }
 
-TEST(Child, ApplyKillEndsTheProcess) {
-  ChildSetup setup;
-  absl::StatusOr<Child> child = ForkProcess(
+// A child that waits until it is killed.
+absl::StatusOr<Child> ForkSleeper() {
+  return ForkProcess(
       [] {
         pause();
         return 0;
       },
-      setup);
+      ChildSetup());
+}
+
+TEST(Child, ApplyKillEndsTheProcess) {
+  absl::StatusOr<Child> child = ForkSleeper();
   ASSERT_TRUE(child.ok());
   child->Apply(KillAction::kKill);
   EXPECT_EQ(child->Reap(), ProcessExit::Killed(SIGKILL));
@@ -64,13 +68,7 @@ TEST(Child, ApplyKillEndsTheProcess) {
 TEST(Child, DestructorKillsAndReaps) {
   pid_t pid = 0;
   {
-    ChildSetup setup;
-    absl::StatusOr<Child> child = ForkProcess(
-        [] {
-          pause();
-          return 0;
-        },
-        setup);
+    absl::StatusOr<Child> child = ForkSleeper();
     ASSERT_TRUE(child.ok());
     pid = child->pid();
   }

@@ -124,14 +124,7 @@ absl::StatusOr<RunReport> Engine::Run() {
   }
   RunReport report;
   report.interrupt_signal = supervisor_.interrupt_signal();
-  if (const int error = replayer_.output_error(); error != 0) {
-    report.output_errno = error;
-    report.output_error = ExceptionInfo{
-        std::string(kOutputLost),
-        absl::StrCat("could not write the replayed ",
-                     replayer_.output_error_stream(), ": ", ::strerror(error)),
-        "", "run", 0};
-  }
+  replayer_.ReportOutputError(&report);
   report.steps.reserve(reports_.size());
   for (StepReport& step : reports_) report.steps.push_back(std::move(step));
   return report;
@@ -358,25 +351,7 @@ absl::StatusOr<RunReport> RunInProcessEngine(std::vector<Step> steps,
       step.name = name;
       if (step.error) step.error->step = name;
     } else {
-      std::fflush(stdout);
-      const absl::Time start = absl::Now();
-      step.started = true;
-      step.pid = ::getpid();
-      ExceptionInfo error;
-      std::string value;
-      if (RunInProcess(steps[i].body(),
-                       absl::StrCat(step.name, " (in process)"), &value,
-                       &error)) {
-        step.outcome = StepOutcome::kSucceeded;
-        step.exit_code = 0;
-        if (options.return_values) step.value = std::move(value);
-      } else {
-        step.outcome = StepOutcome::kFailed;
-        error.step = step.name;
-        step.error = std::move(error);
-      }
-      std::fflush(stdout);
-      step.duration = absl::Now() - start;
+      RunStepInProcess(steps[i].body(), options.return_values, &step);
     }
     if (hooks.on_end) hooks.on_end(i, step);
     if (step.outcome == StepOutcome::kFailed && options.halt_on_error)

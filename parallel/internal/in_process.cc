@@ -1,8 +1,11 @@
 #include "parallel/internal/in_process.h"
 
-#include <atomic>
+#include <unistd.h>
 
-#include "absl/strings/str_cat.h"
+#include <atomic>
+#include <cstdio>
+
+#include "absl/time/clock.h"
 #include "parallel/internal/call_body.h"
 
 namespace parallel {
@@ -19,12 +22,28 @@ void LeaveInProcessMode() { g_in_process.fetch_sub(1); }
 
 bool InProcessMode() { return g_in_process.load() > 0; }
 
-bool RunInProcess(const std::function<absl::StatusOr<std::string>()>& body,
-                  const std::string& who, std::string* value,
-                  ExceptionInfo* error) {
-  if (CallBody(body, value, error)) return true;
-  absl::StrAppend(&error->message, " [", who, "]");
-  return false;
+bool RunStepInProcess(const std::function<absl::StatusOr<std::string>()>& body,
+                      bool keep_value, StepReport* report) {
+  std::fflush(stdout);
+  const absl::Time start = absl::Now();
+  report->started = true;
+  report->pid = ::getpid();
+  std::string value;
+  ExceptionInfo error;
+  const bool ok = CallBody(body, &value, &error);
+  if (ok) {
+    report->outcome = StepOutcome::kSucceeded;
+    report->exit_code = 0;
+    if (keep_value) report->value = std::move(value);
+  } else {
+    error.step = report->name;
+    error.pid = report->pid;
+    report->outcome = StepOutcome::kFailed;
+    report->error = std::move(error);
+  }
+  std::fflush(stdout);
+  report->duration = absl::Now() - start;
+  return ok;
 }
 
 }  // namespace internal

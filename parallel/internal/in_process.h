@@ -12,6 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "parallel/failure.h"
+#include "parallel/step.h"
 
 namespace parallel {
 namespace internal {
@@ -20,12 +21,13 @@ void EnterInProcessMode();
 void LeaveInProcessMode();
 bool InProcessMode();
 
-// Runs `body` here and now. On success returns true and sets *value; on a
-// thrown exception or a non-OK status returns false and fills *error (type,
-// message with " [<who>]", traceback).
-bool RunInProcess(const std::function<absl::StatusOr<std::string>()>& body,
-                  const std::string& who, std::string* value,
-                  ExceptionInfo* error);
+// Runs `body` here and now as the step `report->name`, and fills the rest of
+// *report: started, pid (this process), outcome, exit_code, value (when
+// `keep_value`), error (exactly the exception's what() or the status, as in a
+// child; step and pid set), duration. stdout is flushed before and after, so
+// the step's output lands between the caller's. Returns whether it succeeded.
+bool RunStepInProcess(const std::function<absl::StatusOr<std::string>()>& body,
+                      bool keep_value, StepReport* report);
 
 }  // namespace internal
 }  // namespace parallel

@@ -1,8 +1,11 @@
 #include "parallel/internal/replayer.h"
 
+#include <string.h>
 #include <unistd.h>
 
 #include <algorithm>
+
+#include "absl/strings/str_cat.h"
 
 namespace parallel {
 namespace internal {
@@ -277,6 +280,17 @@ int Replayer::output_error() const {
 
 const std::string& Replayer::output_error_stream() const {
   return out_.error() != 0 || !err_ ? out_.name() : err_->name();
+}
+
+void Replayer::ReportOutputError(RunReport* report) const {
+  const int error = output_error();
+  if (error == 0) return;
+  report->output_errno = error;
+  report->output_error = ExceptionInfo{
+      std::string(kOutputLost),
+      absl::StrCat("could not write the replayed ", output_error_stream(), ": ",
+                   ::strerror(error)),
+      "", "run", 0};
 }
 
 void Replayer::AppendFds(std::vector<int>* fds) const {

@@ -35,6 +35,7 @@
 #include "parallel/internal/capture.h"
 #include "parallel/internal/fd.h"
 #include "parallel/internal/sink.h"
+#include "parallel/step.h"
 
 namespace parallel {
 namespace internal {
@@ -103,6 +104,8 @@ class Replayer {
   // none.
   int output_error() const;
   const std::string& output_error_stream() const;
+  // Fills report->output_error / output_errno from output_error(), if any.
+  void ReportOutputError(RunReport* report) const;
   // Every descriptor the replayer owns (children close them), plus the
   // replay targets.
   void AppendFds(std::vector<int>* fds) const;

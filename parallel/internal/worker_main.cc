@@ -147,45 +147,25 @@ class InlinePool : public WorkerPool {
     StepReport& report = report_.steps.emplace_back();
     report.name = std::move(label);
     if (halted_) return;  // kHalted
-    std::fflush(stdout);
-    const absl::Time start = absl::Now();
-    report.started = true;
-    report.pid = ::getpid();
-    ExceptionInfo error;
-    std::string value;
-    if (RunInProcess([this, &encoded_args] { return task_(encoded_args); },
-                     absl::StrCat(report.name, " (in process)"), &value,
-                     &error)) {
-      report.outcome = StepOutcome::kSucceeded;
-      report.exit_code = 0;
-      if (config_.keep_values) report.value = std::move(value);
-    } else {
-      error.step = report.name;
-      report.outcome = StepOutcome::kFailed;
-      report.error = std::move(error);
-      if (config_.halt_on_error) halted_ = true;
-    }
-    std::fflush(stdout);
-    report.duration = absl::Now() - start;
+    const bool ok =
+        RunStepInProcess([this, &encoded_args] { return task_(encoded_args); },
+                         config_.keep_values, &report);
+    if (!ok && config_.halt_on_error) halted_ = true;
   }
 
   const RunReport& Finish() override {
     if (finished_) return report_;
     finished_ = true;
     if (!config_.onexit || halted_) return report_;
-    ExceptionInfo error;
-    std::string ignored;
-    if (!RunInProcess(
+    StepReport onexit;
+    onexit.name = "onexit";
+    if (!RunStepInProcess(
             [this]() -> absl::StatusOr<std::string> {
               config_.onexit();
               return std::string();
             },
-            "onexit (in process)", &ignored, &error)) {
-      StepReport& onexit = report_.steps.emplace_back();
-      onexit.name = "onexit";
-      onexit.outcome = StepOutcome::kFailed;
-      error.step = onexit.name;
-      onexit.error = std::move(error);
+            false, &onexit)) {
+      report_.steps.push_back(std::move(onexit));
     }
     return report_;
   }

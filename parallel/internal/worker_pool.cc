@@ -516,14 +516,7 @@ const RunReport& ProcessPool::Finish() {
       report_.steps.push_back(std::move(onexit));
   }
   report_.interrupt_signal = supervisor_.interrupt_signal();
-  if (const int error = replayer_.output_error(); error != 0) {
-    report_.output_errno = error;
-    report_.output_error = ExceptionInfo{
-        std::string(kOutputLost),
-        absl::StrCat("could not write the replayed ",
-                     replayer_.output_error_stream(), ": ", ::strerror(error)),
-        "", "run", 0};
-  }
+  replayer_.ReportOutputError(&report_);
   inputs_.clear();
   finished_ = true;
   return report_;
