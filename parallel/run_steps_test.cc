@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <fstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -103,9 +104,34 @@ TEST(RunSteps, MissingProgramFailsItsStepOnly) {
   ASSERT_TRUE(report.ok());
   EXPECT_EQ(report->steps[0].outcome, StepOutcome::kFailed);
   EXPECT_EQ(report->steps[0].error->type, kProcessStartError);
-  EXPECT_THAT(report->steps[0].error->message, HasSubstr("/no/such/program"));
+  EXPECT_EQ(report->steps[0].error->message,
+            "/no/such/program: No such file or directory");
+  EXPECT_EQ(report->steps[0].exit_code, 127);
   EXPECT_EQ(report->steps[1].outcome, StepOutcome::kSucceeded);
   EXPECT_EQ(out.Contents(), "fine\n");
+}
+
+TEST(RunSteps, StartFailuresReadLikeAShells) {
+  const std::string dir = testing::MakeTempDir();
+  const std::string plain = dir + "/not-executable";
+  { std::ofstream(plain) << "echo hi\n"; }
+  OutputFile out;
+  absl::StatusOr<RunReport> report =
+      RunSteps({Step::Command({"nonexistent_zz"}), Step::Command({plain}),
+                Step::Command({dir})},
+               Into(out));
+  ASSERT_TRUE(report.ok());
+  const std::vector<StepReport>& steps = report->steps;
+  EXPECT_EQ(steps[0].error->message, "nonexistent_zz: command not found");
+  EXPECT_EQ(steps[0].exit_code, 127);
+  EXPECT_EQ(steps[1].error->message, plain + ": Permission denied");
+  EXPECT_EQ(steps[1].exit_code, 126);
+  EXPECT_EQ(steps[2].error->message, dir + ": Is a directory");
+  EXPECT_EQ(steps[2].exit_code, 126);
+  for (const StepReport& step : steps) {
+    EXPECT_EQ(step.error->type, kProcessStartError);
+    EXPECT_FALSE(step.started);
+  }
 }
 
 TEST(RunSteps, HaltedStepsAreReportedAsHalted) {

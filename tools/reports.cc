@@ -129,7 +129,11 @@ std::string DescribeEnd(const parallel::StepReport& step) {
   }
   if (step.error.has_value() &&
       step.error->type == parallel::kProcessStartError) {
-    return "could not start";
+    // As a shell: "exit code 127: x: command not found".
+    return step.exit_code >= 0
+               ? absl::StrCat("exit code ", step.exit_code, ": ",
+                              step.error->message)
+               : absl::StrCat("could not start: ", step.error->message);
   }
   if (step.signal != 0) {
     const char* abbrev = sigabbrev_np(step.signal);

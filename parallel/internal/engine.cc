@@ -188,11 +188,17 @@ void Engine::StartSteps(absl::Time now) {
     }
     if (replayer_.size() == index) replayer_.Add(reports_[index].name);
     replayer_.Close(index, /*drop=*/false);
-    reports_[index].started = false;
-    reports_[index].error =
-        ExceptionInfo{std::string(kProcessStartError),
-                      absl::StrCat("could not start: ", status.message()), "",
-                      reports_[index].name, 0};
+    StepReport& report = reports_[index];
+    report.started = false;
+    // A program that cannot be run reads as a shell says it, with its code.
+    const bool as_shell =
+        absl::IsNotFound(status) || absl::IsPermissionDenied(status);
+    if (as_shell) report.exit_code = absl::IsNotFound(status) ? 127 : 126;
+    report.error = ExceptionInfo{
+        std::string(kProcessStartError),
+        as_shell ? std::string(status.message())
+                 : absl::StrCat("could not start: ", status.message()),
+        "", report.name, 0};
     Ended(index, StepOutcome::kFailed);
   }
 }

@@ -179,28 +179,51 @@ absl::StatusOr<Child> ForkProcess(absl::FunctionRef<int()> child_main,
 
 namespace {
 
-// Finds what execvp would run for `file`: itself if it has a slash, else the
-// first executable regular file of that name in $PATH.
-absl::StatusOr<std::string> FindProgram(const std::string& file) {
-  auto executable = [](const std::string& path) {
-    struct stat st;
-    return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
-           ::access(path.c_str(), X_OK) == 0;
-  };
-  if (file.find('/') != std::string::npos) {
-    if (executable(file)) return file;
+// Why `file` cannot be run, as a shell says it: NotFound (a shell's exit
+// code 127) or PermissionDenied (126), the message "<file>: <reason>".
+absl::Status CannotRun(const std::string& file, int error) {
+  if (error == ENOENT) {
     return absl::NotFoundError(
-        absl::StrCat("cannot execute '", file,
-                     "': ", ::strerror(errno == 0 ? EACCES : errno)));
+        absl::StrCat(file, file.find('/') == std::string::npos
+                               ? ": command not found"
+                               : ": No such file or directory"));
+  }
+  return absl::PermissionDeniedError(
+      absl::StrCat(file, ": ", ::strerror(error)));
+}
+
+// 0 if `path` is an executable regular file, else why not (ENOENT, EISDIR,
+// EACCES, ...).
+int Executable(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return errno;
+  if (S_ISDIR(st.st_mode)) return EISDIR;
+  if (!S_ISREG(st.st_mode)) return EACCES;
+  return ::access(path.c_str(), X_OK) == 0 ? 0 : errno;
+}
+
+// Finds what execvp would run for `file`: itself if it has a slash, else the
+// first executable regular file of that name in $PATH. As a shell, a file of
+// that name that cannot be executed is reported (126) only if no executable
+// one follows it in $PATH.
+absl::StatusOr<std::string> FindProgram(const std::string& file) {
+  if (file.find('/') != std::string::npos) {
+    const int error = Executable(file);
+    if (error == 0) return file;
+    return CannotRun(file, error);
   }
   const char* path = std::getenv("PATH");
+  int first_error = ENOENT;
   for (absl::string_view dir : absl::StrSplit(
            path != nullptr ? path : "/usr/local/bin:/usr/bin:/bin", ':')) {
     std::string candidate = absl::StrCat(dir.empty() ? "." : dir, "/", file);
-    if (executable(candidate)) return candidate;
+    const int error = Executable(candidate);
+    if (error == 0) return candidate;
+    if (first_error == ENOENT && error != ENOENT && error != ENOTDIR) {
+      first_error = error;
+    }
   }
-  return absl::NotFoundError(
-      absl::StrCat("cannot execute '", file, "': not found in PATH"));
+  return CannotRun(file, first_error);
 }
 
 // What FindProgram found, by $PATH and name: a tool that runs the same few

@@ -60,9 +60,13 @@ absl::StatusOr<Child> ForkProcess(absl::FunctionRef<int()> child_main,
 
 // Starts argv (argv[0] searched in $PATH) without copying the caller's memory
 // — clone(CLONE_VM | CLONE_VFORK) as glibc's posix_spawn does — with the same
-// preparation (posix_spawn itself cannot set PR_SET_PDEATHSIG). NotFoundError
-// if argv[0] cannot be executed; ResourceExhaustedError as for ForkProcess;
-// InternalError naming the call if the preparation failed.
+// preparation (posix_spawn itself cannot set PR_SET_PDEATHSIG).
+// ResourceExhaustedError as for ForkProcess;
+// InternalError naming the call if the preparation failed. A program that
+// cannot be run is reported as a shell would: NotFoundError
+// "<name>: command not found" (or "No such file or directory" for a path;
+// a shell's exit code 127), PermissionDeniedError "<name>: Permission
+// denied" / "Is a directory" / "Exec format error" (126).
 absl::StatusOr<Child> SpawnChild(const std::vector<std::string>& argv,
                                  const ChildSetup& setup);
 

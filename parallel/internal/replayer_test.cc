@@ -69,6 +69,27 @@ TEST(Replayer, HeadIsLiveOthersWaitTheirTurnInOrder) {
   EXPECT_TRUE(replayer.all_replayed());
 }
 
+TEST(Replayer, BytesQueuedInAPipeSurviveTheReuseOfTheirSpillFile) {
+  // Unit 0 is written into the pipe and retired (its spill file goes back to
+  // the pool) before anybody reads; unit 1 then reuses that file from offset
+  // 0. A kernel copy into a pipe would queue references to the file's pages,
+  // and the reader would see unit 1's bytes twice.
+  Reader reader;
+  Replayer replayer(ReplayOptions{reader.write_end.get(), true, 2, TempDir(),
+                                  false, nullptr});
+  for (const char* text : {"first unit\n", "SECOND\n"}) {
+    const size_t unit = replayer.Add("u");
+    UniqueFd out, err;
+    ASSERT_TRUE(replayer.Open(unit, &out, &err).ok());
+    Say(out, text);
+    out.reset();
+    replayer.Close(unit, false);
+    replayer.Pump();
+    ASSERT_TRUE(replayer.all_replayed());
+  }
+  EXPECT_EQ(reader.Take(), "first unit\nSECOND\n");
+}
+
 TEST(Replayer, SeparateStreamsTaggingAndDrop) {
   Reader out;
   Reader err;

@@ -48,9 +48,14 @@ Sink::Sink(int fd, std::string name)
     : fd_(fd), name_(std::move(name)), write_fd_(fd) {
   struct stat st;
   if (::fstat(fd, &st) != 0) return;  // the first write reports it
+  // The kernel copy only into a regular file or a device like /dev/null:
+  // into a pipe (or a socket) sendfile queues references to the spill
+  // file's pages, not copies, and a spill file is rewritten as soon as its
+  // bytes count as written (reused from the pool, or rewound), before the
+  // reader has read them.
+  use_sendfile_ = S_ISREG(st.st_mode) || (S_ISCHR(st.st_mode) && !::isatty(fd));
   if (S_ISSOCK(st.st_mode)) {
     is_socket_ = true;
-    use_sendfile_ = false;
     return;
   }
   // Only a pipe raises SIGPIPE (sockets are written with MSG_NOSIGNAL).
@@ -80,7 +85,7 @@ uint64_t Sink::Copy(int from, uint64_t offset, uint64_t length) {
   std::optional<SigpipeGuard> guard;
   if (may_raise_sigpipe_) guard.emplace();
   uint64_t copied = 0;
-  std::string buffer;
+  std::string& buffer = buffer_;
   while (copied < length && !blocked_ && !broken()) {
     const size_t want = std::min(kMaxChunk, length - copied);
     if (use_sendfile_) {

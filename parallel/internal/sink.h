@@ -39,9 +39,11 @@ class Sink {
   Sink(const Sink&) = delete;
   Sink& operator=(const Sink&) = delete;
 
-  // Copies up to `length` bytes at `offset` of the file `from` by the
-  // kernel; returns how many were written (fewer if the sink filled up, or on
-  // an error).
+  // Copies up to `length` bytes at `offset` of the file `from` — by the
+  // kernel (sendfile) into a regular file or /dev/null, through a buffer
+  // into a pipe, terminal or socket (sendfile would queue references to
+  // pages the caller rewrites next) — and returns how many were written
+  // (fewer if the sink filled up, or on an error).
   uint64_t Copy(int from, uint64_t offset, uint64_t length);
   // Queues `bytes` and writes what the sink takes now. Queued bytes are
   // written before anything else; Flush() retries them.
@@ -79,8 +81,10 @@ class Sink {
   bool may_raise_sigpipe_ = true;
   bool blocked_ = false;
   int error_ = 0;
-  bool use_sendfile_ = true;
+  // Regular files and devices only (see the constructor).
+  bool use_sendfile_ = false;
   std::string queued_;
+  std::string buffer_;  // for copies through user space
 };
 
 // While it lives, SIGPIPE is blocked on this thread; a SIGPIPE raised on the
