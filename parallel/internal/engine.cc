@@ -82,18 +82,12 @@ class Engine : public SupervisorClient {
   size_t tokens_held_ = 0;  // permissions from hooks_.throttle
   bool waiting_for_token_ = false;
   bool start_blocked_ = false;  // out of fds or processes: wait for an end
-  UniqueFd dev_null_;
   sigset_t signals_to_reset_;
   std::vector<int> fds_to_close_;  // scratch for Launch
   std::string result_buffer_;      // scratch for OnEnded
 };
 
 absl::StatusOr<RunReport> Engine::Run() {
-  dev_null_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-  if (!dev_null_.valid()) return ErrnoStatus("open /dev/null");
-  // Output the caller buffered in stdio comes before anything replayed.
-  std::fflush(stdout);
-  std::fflush(stderr);
   // On every way out — an exception from a hook included — the throttle gets
   // its permissions back. (Children are killed and reaped by ~Supervisor.)
   absl::Cleanup give_back = [this] {
@@ -142,13 +136,9 @@ size_t Engine::TakeSlot() {
 
 void Engine::OwnFds(std::vector<int>* fds) const {
   fds->clear();
-  fds->push_back(dev_null_.get());
-  replayer_.AppendFds(fds);
   supervisor_.AppendFds(fds);
   for (size_t slot = 0; slot < running_.size(); ++slot) {
-    if (!supervisor_.active(slot)) continue;
-    fds->push_back(supervisor_.child(slot).pidfd());
-    if (running_[slot].result.valid())
+    if (supervisor_.active(slot) && running_[slot].result.valid())
       fds->push_back(running_[slot].result.get());
   }
 }
@@ -224,7 +214,7 @@ absl::Status Engine::Launch(size_t index, absl::Time now) {
     }
   }
   ChildSetup setup;
-  setup.stdin_fd = dev_null_.get();
+  setup.stdin_fd = supervisor_.dev_null();
   setup.stdout_fd = out_w.get();
   setup.stderr_fd = err_w.valid() ? err_w.get() : out_w.get();
   setup.result_fd = result.get();

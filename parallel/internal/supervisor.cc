@@ -1,9 +1,11 @@
 #include "parallel/internal/supervisor.h"
 
+#include <fcntl.h>
 #include <signal.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <mutex>
 
 #include "absl/time/clock.h"
@@ -51,6 +53,12 @@ bool Overrides(KillReason reason, KillReason current) {
 Supervisor::Supervisor(Replayer* replayer, SupervisorClient* client)
     : replayer_(replayer), client_(client) {
   AcquireDefaultSigchld();
+  // Output the caller buffered in stdio belongs before anything replayed,
+  // and must not be copied into the children.
+  std::fflush(stdout);
+  std::fflush(stderr);
+  dev_null_.reset(
+      RetryOnEintr([] { return ::open("/dev/null", O_RDWR | O_CLOEXEC); }));
   // Without it (out of processes) the run still works; only the
   // grandchildren of a SIGKILLed caller would then outlive it.
   if (absl::StatusOr<Watchdog> watchdog = Watchdog::Start(); watchdog.ok()) {
@@ -70,7 +78,14 @@ Supervisor::~Supervisor() {
 }
 
 void Supervisor::AppendFds(std::vector<int>* fds) const {
+  if (dev_null_.valid()) fds->push_back(dev_null_.get());
   if (watchdog_.running()) fds->push_back(watchdog_.fd());
+  for (const Slot& slot : slots_) {
+    if (!slot.child.alive()) continue;
+    fds->push_back(slot.child.pidfd());
+    if (slot.client_fd >= 0) fds->push_back(slot.client_fd);
+  }
+  replayer_->AppendFds(fds);
 }
 
 size_t Supervisor::AddSlot() {

@@ -101,8 +101,14 @@ class Supervisor {
   // The signal that interrupted the run, or 0.
   int interrupt_signal() const { return interrupt_signal_; }
 
-  // Descriptors of the supervisor's own that children must close.
+  // Every descriptor of the run that a new child must close: /dev/null, the
+  // watchdog's socket, each running child's pidfd and client descriptor,
+  // and the replayer's pipes, spill files and replay targets. The client
+  // adds its own (a closure's result file).
   void AppendFds(std::vector<int>* fds) const;
+  // /dev/null, read-write: a child's stdin (and a waiting worker's output).
+  // -1 if it could not be opened (then children keep the caller's stdin).
+  int dev_null() const { return dev_null_.get(); }
 
   // One wait and what follows. `extra_wake_fd` (a throttle's) ends the wait
   // when readable. `wake_at` bounds it (the client's own next deadline).
@@ -137,6 +143,7 @@ class Supervisor {
   Replayer* const replayer_;
   SupervisorClient* const client_;
   InterruptScope interrupts_;
+  UniqueFd dev_null_;
   // Declared before slots_: destroyed (goodbye, reaped) after them.
   Watchdog watchdog_;
   std::vector<Slot> slots_;

@@ -112,15 +112,10 @@ class ProcessPool : public WorkerPool, public SupervisorClient {
   bool finished_ = false;
   bool killed_ = false;
   RunReport report_;
-  UniqueFd dev_null_;
   sigset_t signals_to_reset_;
 };
 
 absl::Status ProcessPool::StartWorkers() {
-  dev_null_.reset(::open("/dev/null", O_RDWR | O_CLOEXEC));
-  if (!dev_null_.valid()) return ErrnoStatus("open /dev/null");
-  std::fflush(stdout);
-  std::fflush(stderr);
   signals_to_reset_ = NonDefaultSignals();
   for (int i = 0; i < config_.processes; ++i) {
     workers_.emplace_back();
@@ -131,12 +126,10 @@ absl::Status ProcessPool::StartWorkers() {
 }
 
 void ProcessPool::OwnFds(std::vector<int>* fds) const {
-  fds->push_back(dev_null_.get());
-  replayer_.AppendFds(fds);
   supervisor_.AppendFds(fds);
-  for (size_t i = 0; i < workers_.size(); ++i) {
-    if (workers_[i].socket.valid()) fds->push_back(workers_[i].socket.get());
-    if (supervisor_.active(i)) fds->push_back(supervisor_.child(i).pidfd());
+  // A dead worker's socket is no client descriptor any more, but still open.
+  for (const Worker& worker : workers_) {
+    if (worker.socket.valid()) fds->push_back(worker.socket.get());
   }
 }
 
@@ -151,9 +144,9 @@ absl::Status ProcessPool::StartWorker(size_t slot) {
   std::vector<int> own_fds = {parent_end.get()};
   OwnFds(&own_fds);
   ChildSetup setup;
-  setup.stdin_fd = dev_null_.get();
-  setup.stdout_fd = dev_null_.get();
-  setup.stderr_fd = dev_null_.get();
+  setup.stdin_fd = supervisor_.dev_null();
+  setup.stdout_fd = supervisor_.dev_null();
+  setup.stderr_fd = supervisor_.dev_null();
   setup.result_fd = worker_end.get();
   setup.signals_to_reset = &signals_to_reset_;
   setup.fds_to_close = &own_fds;
