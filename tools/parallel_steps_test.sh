@@ -329,6 +329,20 @@ for _ in $(seq 1 60); do
 done
 expect_eq "output through a pipe, 60 runs" 0 "$bad"
 
+# A program that cannot run reads as a shell says it, with a shell's code.
+mkdir -p adir
+"$tool" --json=start.json -- nonexistent_zz ./adir >/dev/null 2>err.txt
+expect_eq "start failures count" 2 $?
+grep -q "exit code 127: nonexistent_zz: command not found" err.txt || fail "127 summary: $(cat err.txt)"
+grep -q "exit code 126: ./adir: Is a directory" err.txt || fail "126 summary: $(cat err.txt)"
+python3 - <<'PY' || fail "start failures in JSON: $(cat start.json)"
+import json
+steps = json.load(open("start.json"))
+assert steps[0]["exit_code"] == 127, steps
+assert steps[0]["error"].endswith("nonexistent_zz: command not found"), steps
+assert steps[1]["exit_code"] == 126, steps
+PY
+
 if ((failures > 0)); then
   echo "$failures check(s) failed" >&2
   exit 1
