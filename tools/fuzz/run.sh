@@ -20,7 +20,8 @@ build() {  # name, sources...
   shift
   clang++ "${flags[@]}" "$@" $absl_libs -o "$work/$name"
 }
-build record_fuzzer parallel/internal/record_fuzzer.cc parallel/internal/record.cc
+build record_fuzzer parallel/internal/record_fuzzer.cc parallel/internal/record.cc \
+  parallel/internal/fd.cc
 build codec_fuzzer parallel/codec_fuzzer.cc
 
 per_target=$((seconds / 2))
