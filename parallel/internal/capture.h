@@ -97,15 +97,14 @@ class StreamCapture {
   int pipe_fd() const { return pipe_.get(); }
   // Moves what the pipe holds now into the spill file, without blocking (at
   // most `budget` bytes, so one chatty child cannot starve the loop). Sets
-  // eof() when every writer has closed the pipe. An error (the spill file
-  // cannot be created or written: ENOSPC, EFBIG, EMFILE) is latched in
+  // pipe_fd() to -1 when every writer has closed the pipe. An error (the spill
+  // file cannot be created or written: ENOSPC, EFBIG, EMFILE) is latched in
   // error(), what was kept is given up (the space is what other steps need
   // on a full disk; the step fails as parallel::OutputLost), and later bytes
   // are read and dropped so the child never blocks.
   void Drain(SpillPool& pool, uint64_t budget = 4 << 20);
   // No more bytes will be taken: drains what is there and closes the pipe.
   void Close(SpillPool& pool);
-  bool eof() const { return !pipe_.valid(); }
   // errno of the first spill failure, or 0.
   int error() const { return error_; }
 

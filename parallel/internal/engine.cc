@@ -1,10 +1,8 @@
 #include "parallel/internal/engine.h"
 
-#include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include <cstdio>
 #include <string>
 #include <utility>
 

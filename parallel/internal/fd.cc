@@ -16,6 +16,11 @@ void UniqueFd::reset(int fd) {
   fd_ = fd;
 }
 
+void WaitWritable(int fd) {
+  pollfd pfd = {fd, POLLOUT, 0};
+  RetryOnEintr([&] { return ::poll(&pfd, 1, -1); });
+}
+
 int WriteFully(int fd, const void* data, size_t size) {
   const char* p = static_cast<const char*>(data);
   while (size > 0) {
@@ -27,8 +32,7 @@ int WriteFully(int fd, const void* data, size_t size) {
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno == EAGAIN) {
-      pollfd pfd = {fd, POLLOUT, 0};
-      ::poll(&pfd, 1, -1);
+      WaitWritable(fd);
       continue;
     }
     return n == 0 ? EIO : errno;
@@ -63,8 +67,7 @@ int SendFully(int socket, const char* data, size_t size, const int* fds,
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno == EAGAIN) {
-      pollfd pfd = {socket, POLLOUT, 0};
-      ::poll(&pfd, 1, -1);
+      WaitWritable(socket);
       continue;
     }
     return n == 0 ? EIO : errno;

@@ -49,6 +49,10 @@ auto RetryOnEintr(Fn fn) -> decltype(fn()) {
   return result;
 }
 
+// Blocks (in poll, EINTR retried) until `fd` can take bytes or has failed;
+// the next write tells which. Async-signal-safe.
+void WaitWritable(int fd);
+
 // Writes all `size` bytes to `fd`, retrying EINTR and short writes; waits in
 // poll() while a non-blocking `fd` is full. Returns 0, or the errno of the
 // write that failed (EPIPE, ENOSPC, ...). The only write-all loop of the

@@ -44,7 +44,10 @@ struct ChildSetup {
   const sigset_t* signals_to_reset = nullptr;
   // The library's own descriptors (other steps' pipes, spill files, pidfds,
   // the replay targets...), closed in the child so that no step can write
-  // past the ordering. The caller's descriptors are left alone.
+  // past the ordering. The caller's descriptors are left alone. Only this
+  // run's are listed: those of another run alive in the same process (a
+  // task runner during RunParallelSteps) are close-on-exec, so commands never
+  // see them, but a forked closure holds them until it ends.
   const std::vector<int>* fds_to_close = nullptr;
 };
 

@@ -209,22 +209,6 @@ void Replayer::Pump() {
   }
 }
 
-void Replayer::Finish() {
-  Pump();
-  while (!all_replayed() && units_.front().state == State::kClosed &&
-         output_error() == 0) {
-    std::vector<pollfd> fds;
-    std::vector<size_t> owners;
-    AppendPollFds(&fds, &owners);
-    if (fds.empty()) break;  // nothing to wait for: nothing can move
-    RetryOnEintr([&] { return ::poll(fds.data(), fds.size(), -1); });
-    for (const pollfd& fd : fds) {
-      if (fd.revents != 0) SinkWritable(fd.fd);
-    }
-    Pump();
-  }
-}
-
 uint64_t Replayer::total(size_t index) const {
   if (index < first_) return 0;
   const Unit& unit = this->unit(index);

@@ -77,10 +77,6 @@ class Replayer {
   void Close(size_t unit, bool drop);
   // Writes what can be written now, in order.
   void Pump();
-  // Blocks until everything closed so far is written or the output broke
-  // (the end of a run; SIGPIPE-safe, never blocks forever on a full pipe
-  // whose reader is alive: it waits for POLLOUT).
-  void Finish();
 
   bool all_replayed() const { return units_.empty(); }
   // Units added so far.

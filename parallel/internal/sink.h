@@ -50,7 +50,6 @@ class Sink {
   void Write(absl::string_view bytes);
   // Writes queued bytes; true once none are left.
   bool Flush();
-  bool has_queued() const { return !queued_.empty(); }
 
   // The last write stopped because the sink was full: poll poll_fd() for
   // POLLOUT, then call Unblock().

@@ -76,7 +76,6 @@ class Supervisor {
   Supervisor& operator=(const Supervisor&) = delete;
 
   size_t AddSlot();
-  size_t slot_count() const { return slots_.size(); }
   // Hands a started child to the slot (which must be free).
   void Launch(size_t slot, Child child, const SlotOptions& options,
               absl::Time now);

@@ -41,7 +41,6 @@ class Watchdog {
 
   bool running() const { return socket_.valid(); }
   int fd() const { return socket_.get(); }
-  pid_t pid() const { return pid_; }
   void Watch(pid_t group);
   void Forget(pid_t group);
 
