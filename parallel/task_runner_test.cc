@@ -213,6 +213,68 @@ TEST(BackgroundTaskRunner, TagsLinesAndSeparatesStderrLikeTheSteps) {
   EXPECT_EQ(err.Contents(), "input 0 (0)\terr 0\ninput 1 (1)\terr 1\n");
 }
 
+// A worker reuses its output pipes from input to input (worker_main.h). A
+// process an input leaves behind still holds them: what it writes later
+// must never show up as a later input's output.
+TEST(BackgroundTaskRunner, ALeftoverProcessNeverWritesIntoALaterInput) {
+  OutputFile out;
+  {
+    using Runner = BackgroundTaskRunner<int>;
+    Runner runner(
+        [](int i) {
+          if (i == 0) {
+            // Outlives the input, then writes while inputs 2-4 run on the
+            // same worker (on both of its pipe pairs).
+            std::fflush(stdout);
+            if (std::system("(sleep 0.15; echo late; sleep 0.1; echo later) &") !=
+                0) {
+              std::abort();
+            }
+          }
+          usleep(100000);
+          std::printf("%d\n", i);
+        },
+        Into<Runner>(out, 1));
+    for (int i = 0; i < 5; ++i) runner.Put(i);
+  }
+  EXPECT_EQ(out.Contents(), "0\n1\n2\n3\n4\n");
+  EXPECT_THAT(testing::ChildPids(), IsEmpty());
+}
+
+// Reused pipes with separate streams: empty, small and pipe-filling outputs
+// on either stream, in any mix, each replayed whole and only once.
+TEST(BackgroundTaskRunner, MixedOutputSizesKeepTheirStreamsApart) {
+  OutputFile out;
+  OutputFile err;
+  std::string expected_out;
+  std::string expected_err;
+  {
+    using Runner = BackgroundTaskRunner<int>;
+    Runner::Options options = Into<Runner>(out, 2);
+    options.combine_stderr = false;
+    options.error_fd = err.fd();
+    auto text = [](int i) {
+      const size_t sizes[] = {0, 1, 100, 70000, 5};
+      return std::string(sizes[i % 5], static_cast<char>('a' + i % 26));
+    };
+    Runner runner(
+        [&text](int i) {
+          const std::string bytes = text(i);
+          std::FILE* stream = i % 3 == 0 ? stderr : stdout;
+          std::fwrite(bytes.data(), 1, bytes.size(), stream);
+          if (i % 7 == 0) std::fprintf(stdout, "[%d]", i);
+        },
+        options);
+    for (int i = 0; i < 60; ++i) {
+      runner.Put(i);
+      (i % 3 == 0 ? expected_err : expected_out) += text(i);
+      if (i % 7 == 0) absl::StrAppend(&expected_out, "[", i, "]");
+    }
+  }
+  EXPECT_EQ(out.Contents(), expected_out);
+  EXPECT_EQ(err.Contents(), expected_err);
+}
+
 TEST(BackgroundTaskRunner, ForegroundExceptionWinsAndWorkersFinish) {
   OutputFile out;
   try {

@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <poll.h>
-#include <sys/ioctl.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -134,7 +133,7 @@ void SpillPool::AppendFds(std::vector<int>* fds) const {
   for (const UniqueFd& fd : free_) fds->push_back(fd.get());
 }
 
-absl::StatusOr<StreamCapture> StreamCapture::Open(UniqueFd* write_end) {
+absl::Status MakeCapturePipe(UniqueFd* read_end, UniqueFd* write_end) {
   int ends[2];
   if (::pipe2(ends, O_CLOEXEC) != 0) {
     const int error = errno;
@@ -143,15 +142,36 @@ absl::StatusOr<StreamCapture> StreamCapture::Open(UniqueFd* write_end) {
     }
     return ErrnoStatus(error, "pipe2");
   }
-  StreamCapture capture;
-  capture.pipe_.reset(ends[0]);
+  read_end->reset(ends[0]);
+  write_end->reset(ends[1]);
   // Only the parent's end: the child's writes block as on any pipe.
   if (::fcntl(ends[0], F_SETFL, O_NONBLOCK) != 0) {
-    ::close(ends[1]);
+    read_end->reset();
+    write_end->reset();
     return ErrnoStatus("fcntl O_NONBLOCK");
   }
-  write_end->reset(ends[1]);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<StreamCapture> StreamCapture::Open(UniqueFd* write_end) {
+  StreamCapture capture;
+  if (absl::Status status = MakeCapturePipe(&capture.owned_pipe_, write_end);
+      !status.ok()) {
+    return status;
+  }
+  capture.pipe_ = capture.owned_pipe_.get();
   return capture;
+}
+
+StreamCapture StreamCapture::Borrow(int read_end) {
+  StreamCapture capture;
+  capture.pipe_ = read_end;
+  return capture;
+}
+
+void StreamCapture::DetachPipe() {
+  pipe_ = -1;
+  owned_pipe_.reset();
 }
 
 void StreamCapture::Append(uint64_t n) {
@@ -164,12 +184,12 @@ void StreamCapture::DropPipe() {
   char buffer[1 << 16];
   while (true) {
     const ssize_t n = RetryOnEintr(
-        [&] { return ::read(pipe_.get(), buffer, sizeof(buffer)); });
+        [&] { return ::read(pipe_, buffer, sizeof(buffer)); });
     if (n > 0) {
       total_ += n;
       continue;
     }
-    if (n == 0) pipe_.reset();
+    if (n == 0) DetachPipe();
     return;
   }
 }
@@ -199,32 +219,28 @@ bool StreamCapture::EnsureFile(SpillPool& pool) {
 }
 
 void StreamCapture::Drain(SpillPool& pool, uint64_t budget) {
-  if (!pipe_.valid()) return;
+  if (pipe_ < 0) return;
   if (error_ != 0) return DropPipe();
   if (file_ < 0) {
     // A file is taken only once there is a byte to keep: a silent step
-    // costs none. The read end is non-blocking.
-    int available = 0;
-    if (::ioctl(pipe_.get(), FIONREAD, &available) == 0 && available == 0) {
-      char byte;
-      const ssize_t n =
-          RetryOnEintr([&] { return ::read(pipe_.get(), &byte, 1); });
-      if (n == 0) pipe_.reset();  // every writer closed it
-      if (n <= 0) return;
-      if (!EnsureFile(pool)) return DropPipe();
-      if (RetryOnEintr([&] { return ::pwrite(file_, &byte, 1, end_); }) != 1) {
-        return Fail(errno);
-      }
-      Append(1);
-    } else if (!EnsureFile(pool)) {
-      return DropPipe();
+    // costs none, and finding that out costs one read. The read end is
+    // non-blocking.
+    char buffer[1 << 12];
+    const ssize_t n =
+        RetryOnEintr([&] { return ::read(pipe_, buffer, sizeof(buffer)); });
+    if (n == 0) DetachPipe();  // every writer closed it
+    if (n <= 0) return;
+    if (!EnsureFile(pool)) return DropPipe();
+    if (const int error = WriteFully(file_, buffer, n, end_); error != 0) {
+      return Fail(error);
     }
+    Append(n);
   }
   uint64_t moved = 0;
   while (moved < budget) {
     loff_t offset = static_cast<loff_t>(end_);
     const ssize_t n = RetryOnEintr([&] {
-      return ::splice(pipe_.get(), nullptr, file_, &offset, 1 << 20,
+      return ::splice(pipe_, nullptr, file_, &offset, 1 << 20,
                       SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
     });
     if (n > 0) {
@@ -233,7 +249,7 @@ void StreamCapture::Drain(SpillPool& pool, uint64_t budget) {
       continue;
     }
     if (n == 0) {
-      pipe_.reset();  // every writer closed it
+      DetachPipe();  // every writer closed it
       return;
     }
     if (errno == EAGAIN) return;  // empty for now
@@ -241,11 +257,12 @@ void StreamCapture::Drain(SpillPool& pool, uint64_t budget) {
   }
 }
 
-void StreamCapture::Close(SpillPool& pool) {
-  // Bytes written before the child ended are all in the pipe by now; a
-  // writer that escaped the process group loses what it writes later.
-  Drain(pool, ~uint64_t{0});
-  pipe_.reset();
+void StreamCapture::Close(SpillPool& pool, bool known_empty) {
+  // Bytes written before the child ended (or, for a borrowed pipe, before
+  // it reported the input done) are all in the pipe by now; a writer that
+  // escaped loses what it writes later.
+  if (!known_empty) Drain(pool, ~uint64_t{0});
+  DetachPipe();
 }
 
 void StreamCapture::Consume(uint64_t n) {
@@ -296,7 +313,7 @@ void StreamCapture::Release(SpillPool& pool) {
 }
 
 void StreamCapture::AppendFds(std::vector<int>* fds) const {
-  if (pipe_.valid()) fds->push_back(pipe_.get());
+  if (pipe_ >= 0) fds->push_back(pipe_);
   if (spill_.valid()) fds->push_back(spill_.get());
 }
 

@@ -46,6 +46,10 @@ absl::StatusOr<UniqueFd> CreateCaptureFile(const std::string& dir);
 // the reason (missing, not a directory, read-only, ...).
 absl::Status CheckTempDir(const std::string& dir);
 
+// A pipe for a child's output: *read_end (the parent's) is non-blocking,
+// both ends close-on-exec.
+absl::Status MakeCapturePipe(UniqueFd* read_end, UniqueFd* write_end);
+
 // Size of the file behind `fd`.
 absl::StatusOr<uint64_t> FileSize(int fd);
 
@@ -92,9 +96,13 @@ class StreamCapture {
 
   // Makes the pipe; *write_end is the child's end (close-on-exec).
   static absl::StatusOr<StreamCapture> Open(UniqueFd* write_end);
+  // Captures from a pipe that outlives it (a task runner's worker reuses its
+  // pipes, worker_pool.h): Close() and EOF stop reading but never close
+  // `read_end`, which must be non-blocking (MakeCapturePipe).
+  static StreamCapture Borrow(int read_end);
 
   // The pipe's read end while it may still give bytes; -1 after EOF/Close.
-  int pipe_fd() const { return pipe_.get(); }
+  int pipe_fd() const { return pipe_; }
   // Moves what the pipe holds now into the spill file, without blocking (at
   // most `budget` bytes, so one chatty child cannot starve the loop). Sets
   // pipe_fd() to -1 when every writer has closed the pipe. An error (the spill
@@ -103,8 +111,10 @@ class StreamCapture {
   // on a full disk; the step fails as parallel::OutputLost), and later bytes
   // are read and dropped so the child never blocks.
   void Drain(SpillPool& pool, uint64_t budget = 4 << 20);
-  // No more bytes will be taken: drains what is there and closes the pipe.
-  void Close(SpillPool& pool);
+  // No more bytes will be taken: drains what is there (unless the producer
+  // saw its pipe empty after its last write: `known_empty`) and closes the
+  // pipe.
+  void Close(SpillPool& pool, bool known_empty = false);
   // errno of the first spill failure, or 0.
   int error() const { return error_; }
 
@@ -138,8 +148,11 @@ class StreamCapture {
   // Takes a spill file if there is none; false (error() set) if it cannot.
   bool EnsureFile(SpillPool& pool);
   void DropPipe();
+  // Stops reading the pipe, closing it if it is owned.
+  void DetachPipe();
 
-  UniqueFd pipe_;
+  int pipe_ = -1;
+  UniqueFd owned_pipe_;
   UniqueFd spill_;      // own spill file, acquired on first bytes
   int file_ = -1;       // spill_, or a spool file not owned
   uint64_t floor_ = 0;  // where this stream's bytes start in file_

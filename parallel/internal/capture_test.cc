@@ -63,6 +63,40 @@ TEST(Capture, CopyRangeCopiesExactlyTheRangeToFilesAndPipes) {
   close(pipe_fds[1]);
 }
 
+// A borrowed pipe (a task worker's reused lane) is read like an own one, but
+// Close() leaves it open: the next input's bytes come through it.
+TEST(Capture, BorrowedPipeStaysOpenForTheNextCapture) {
+  UniqueFd read_end;
+  UniqueFd write_end;
+  ASSERT_TRUE(MakeCapturePipe(&read_end, &write_end).ok());
+  SpillPool pool(TestDir());
+  for (const std::string text : {"first input\n", "", "third\n"}) {
+    StreamCapture capture = StreamCapture::Borrow(read_end.get());
+    ASSERT_EQ(write(write_end.get(), text.data(), text.size()),
+              static_cast<ssize_t>(text.size()));
+    capture.Close(pool);
+    EXPECT_EQ(capture.pipe_fd(), -1);
+    EXPECT_EQ(capture.total(), text.size());
+    std::string got(capture.pending(), '\0');
+    if (!got.empty()) {
+      ASSERT_EQ(pread(capture.file(), got.data(), got.size(),
+                      static_cast<off_t>(capture.begin())),
+                static_cast<ssize_t>(got.size()));
+    }
+    EXPECT_EQ(got, text);
+    capture.Release(pool);
+    EXPECT_NE(fcntl(read_end.get(), F_GETFD), -1) << "Close() closed it";
+  }
+  // known_empty skips the last read: bytes still queued stay in the pipe.
+  StreamCapture capture = StreamCapture::Borrow(read_end.get());
+  ASSERT_EQ(write(write_end.get(), "x", 1), 1);
+  capture.Close(pool, /*known_empty=*/true);
+  EXPECT_EQ(capture.total(), 0u);
+  char byte = 0;
+  EXPECT_EQ(read(read_end.get(), &byte, 1), 1);
+  capture.Release(pool);
+}
+
 TEST(Capture, ResolveTempDirPrefersTheOption) {
   EXPECT_EQ(ResolveTempDir("/x"), "/x");
   EXPECT_FALSE(ResolveTempDir("").empty());

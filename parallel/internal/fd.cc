@@ -21,13 +21,15 @@ void WaitWritable(int fd) {
   RetryOnEintr([&] { return ::poll(&pfd, 1, -1); });
 }
 
-int WriteFully(int fd, const void* data, size_t size) {
+int WriteFully(int fd, const void* data, size_t size, int64_t offset) {
   const char* p = static_cast<const char*>(data);
   while (size > 0) {
-    const ssize_t n = ::write(fd, p, size);
+    const ssize_t n =
+        offset < 0 ? ::write(fd, p, size) : ::pwrite(fd, p, size, offset);
     if (n > 0) {
       p += n;
       size -= static_cast<size_t>(n);
+      if (offset >= 0) offset += n;
       continue;
     }
     if (n < 0 && errno == EINTR) continue;

@@ -55,9 +55,10 @@ void WaitWritable(int fd);
 
 // Writes all `size` bytes to `fd`, retrying EINTR and short writes; waits in
 // poll() while a non-blocking `fd` is full. Returns 0, or the errno of the
-// write that failed (EPIPE, ENOSPC, ...). The only write-all loop of the
+// write that failed (EPIPE, ENOSPC, ...). With `offset` >= 0 it writes there
+// (pwrite) and leaves the file offset alone. The only write-all loop of the
 // library. Async-signal-safe.
-int WriteFully(int fd, const void* data, size_t size);
+int WriteFully(int fd, const void* data, size_t size, int64_t offset = -1);
 
 // Sends all of `bytes` on a stream socket, `fds` (if any) attached to the
 // first part (SCM_RIGHTS); never raises SIGPIPE; waits in poll() while a

@@ -30,11 +30,13 @@ enum class RecordKind : uint8_t {
   kCrash = 3,    // a fatal signal; payload is the crashing thread's stack
   kHang = 4,     // a timeout stack dump; payload is the hung thread's stack
   // Between a task runner's parent and its workers (worker_pool.h):
-  kInput = 5,    // parent to worker: Encode(tuple<uint64 id, string args>); the
-                 // input's output pipe(s) travel with it (SCM_RIGHTS)
+  kInput = 5,    // parent to worker: Encode(tuple<uint64 id, uint32 lane,
+                 // bool new_pipes, string args>); a lane's new output pipe(s)
+                 // travel with it (SCM_RIGHTS), worker_main.h
   kFinish = 6,   // parent to worker: run onexit (output pipe(s) attached),
                  // report, exit
-  kDone = 7,     // worker to parent: Encode(uint64 id) after the input's
+  kDone = 7,     // worker to parent: Encode(tuple<uint64 id, bool
+                 // left_processes, bool pipes_empty>) after the input's
                  // kValue/kFailure
   kStarted = 8,  // worker to parent: Encode(uint64 id), before it runs
   kStartFailed = 9,  // a child's preparation failed: errno (u32 LE), then the

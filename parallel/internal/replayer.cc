@@ -41,6 +41,15 @@ absl::Status Replayer::Open(size_t index, UniqueFd* out_w, UniqueFd* err_w) {
   return absl::OkStatus();
 }
 
+void Replayer::Attach(size_t index, int out_r, int err_r) {
+  Unit& unit = this->unit(index);
+  unit.out = std::make_unique<StreamCapture>(StreamCapture::Borrow(out_r));
+  if (!options_.combine_stderr) {
+    unit.err = std::make_unique<StreamCapture>(StreamCapture::Borrow(err_r));
+  }
+  unit.state = State::kOpen;
+}
+
 void Replayer::Reopen(size_t index) {
   if (index < first_) return;
   Unit& unit = this->unit(index);
@@ -77,14 +86,14 @@ void Replayer::Drain(size_t index) {
   }
 }
 
-void Replayer::Close(size_t index, bool drop) {
+void Replayer::Close(size_t index, bool drop, bool known_empty) {
   if (index < first_) return;
   Unit& unit = this->unit(index);
   if (unit.state == State::kClosed) return;
   unit.state = State::kClosed;
   unit.drop = drop;
-  if (unit.out) unit.out->Close(pool_);
-  if (unit.err) unit.err->Close(pool_);
+  if (unit.out) unit.out->Close(pool_, known_empty);
+  if (unit.err) unit.err->Close(pool_, known_empty);
   if (drop) {
     Retire(unit);
   } else if (index != first_) {

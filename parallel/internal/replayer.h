@@ -67,14 +67,19 @@ class Replayer {
   // Its producer starts: pipes for its stdout and stderr (one pipe for both
   // when combined: *err_w is then invalid and the child uses *out_w twice).
   absl::Status Open(size_t unit, UniqueFd* out_w, UniqueFd* err_w);
+  // Or: its producer writes into pipes that outlive it (StreamCapture::
+  // Borrow); `err_r` is ignored when combined. Close() leaves them open.
+  void Attach(size_t unit, int out_r, int err_r);
   // Its producer never started after all (a worker died before taking it):
   // back to waiting, whatever was captured discarded.
   void Reopen(size_t unit);
   // Takes what the unit's pipes hold now.
   void Drain(size_t unit);
   // The producer is done: takes the rest and closes the pipes. With `drop`
-  // its output is discarded (halted steps, as chromite).
-  void Close(size_t unit, bool drop);
+  // its output is discarded (halted steps, as chromite). `known_empty`: the
+  // producer saw its pipes empty after its last write (a worker's kDone),
+  // so there is nothing to take — a read saved per input.
+  void Close(size_t unit, bool drop, bool known_empty = false);
   // Writes what can be written now, in order.
   void Pump();
 

@@ -79,7 +79,7 @@ Supervisor::~Supervisor() {
 
 void Supervisor::AppendFds(std::vector<int>* fds) const {
   if (dev_null_.valid()) fds->push_back(dev_null_.get());
-  if (watchdog_.running()) fds->push_back(watchdog_.fd());
+  watchdog_.AppendFds(fds);
   for (const Slot& slot : slots_) {
     if (!slot.child.alive()) continue;
     fds->push_back(slot.child.pidfd());

@@ -3,13 +3,16 @@
 // PR_SET_PDEATHSIG reaches only the processes the library started directly;
 // what they started (a shell's children, `std::system`, make's compilers)
 // lives on in their process groups. So each supervisor forks one small
-// watchdog process, in a session of its own, that holds one end of a
-// socket pair: the supervisor writes it each child's process group id when the
+// watchdog process, in a session of its own, that holds the read end of a
+// pipe: the supervisor writes it each child's process group id when the
 // child starts, and a "forget" while the ended child is still an unreaped
-// zombie — its group id cannot have been reused by then. When the socket
-// says EOF without a goodbye (the supervisor's process is gone), the watchdog
-// sends SIGKILL to every group it still knows, then exits. A supervisor that
-// ends normally says goodbye and reaps it.
+// zombie — its group id cannot have been reused by then. The watchdog is
+// woken only by the pipe's end and otherwise takes the waiting words every
+// 50 ms, so a step costs it no context switch. When the pipe says EOF
+// without a goodbye (the supervisor's process is gone), it reads every word
+// still in the pipe, sends SIGKILL to every group it still knows, and
+// exits. A supervisor that ends normally says goodbye and reaps it. The
+// supervisor keeps a read end too, so a write never raises SIGPIPE.
 //
 //   absl::StatusOr<Watchdog> watchdog = Watchdog::Start();
 //   watchdog->Watch(child.pid());    // after the child leads its group
@@ -22,6 +25,8 @@
 #define PARALLEL_INTERNAL_WATCHDOG_H_
 
 #include <sys/types.h>
+
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "parallel/internal/fd.h"
@@ -39,8 +44,9 @@ class Watchdog {
   // Says goodbye (the watchdog exits without killing) and reaps it.
   ~Watchdog();
 
-  bool running() const { return socket_.valid(); }
-  int fd() const { return socket_.get(); }
+  bool running() const { return write_end_.valid(); }
+  // The descriptors a child must close.
+  void AppendFds(std::vector<int>* fds) const;
   void Watch(pid_t group);
   void Forget(pid_t group);
 
@@ -48,7 +54,8 @@ class Watchdog {
   void Send(int32_t word);
   void Stop();
 
-  UniqueFd socket_;  // the supervisor's end of the socket pair
+  UniqueFd write_end_;
+  UniqueFd read_end_;  // never read: only so that the pipe has a reader
   pid_t pid_ = 0;
 };
 

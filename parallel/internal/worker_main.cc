@@ -1,12 +1,16 @@
 #include "parallel/internal/worker_main.h"
 
 #include <fcntl.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstring>
 #include <deque>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <utility>
@@ -27,15 +31,17 @@ namespace {
 class WorkerChannel {
  public:
   explicit WorkerChannel(int socket) : socket_(socket) {}
-  // The next record; false when the parent is gone or sent garbage.
-  bool Next(Record* record) {
+  enum class Got { kRecord, kNotYet, kEnd };
+  // The next record. kEnd: the parent is gone or sent garbage. kNotYet only
+  // when !wait and no whole record is there yet.
+  Got Next(Record* record, bool wait = true) {
     while (true) {
       absl::string_view view(inbox_);
       absl::StatusOr<bool> taken = TakeRecord(&view, record);
-      if (!taken.ok()) return false;
+      if (!taken.ok()) return Got::kEnd;
       if (*taken) {
         inbox_.erase(0, inbox_.size() - view.size());
-        return true;
+        return Got::kRecord;
       }
       char buffer[1 << 16];
       char control[CMSG_SPACE(sizeof(int) * 4)];
@@ -45,9 +51,11 @@ class WorkerChannel {
       message.msg_iovlen = 1;
       message.msg_control = control;
       message.msg_controllen = sizeof(control);
-      const ssize_t n = RetryOnEintr(
-          [&] { return ::recvmsg(socket_, &message, MSG_CMSG_CLOEXEC); });
-      if (n <= 0) return false;
+      const int flags = MSG_CMSG_CLOEXEC | (wait ? 0 : MSG_DONTWAIT);
+      const ssize_t n =
+          RetryOnEintr([&] { return ::recvmsg(socket_, &message, flags); });
+      if (n < 0 && errno == EAGAIN && !wait) return Got::kNotYet;
+      if (n <= 0) return Got::kEnd;
       for (cmsghdr* c = CMSG_FIRSTHDR(&message); c != nullptr;
            c = CMSG_NXTHDR(&message, c)) {
         if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
@@ -88,31 +96,111 @@ void RedirectOutput(int out, int err) {
 
 }  // namespace
 
+namespace {
+
+// After a task: reaps what it left behind (the worker is a subreaper, so
+// that includes orphaned grandchildren) and says whether any process it
+// started still lives. Such a process may hold the input's pipes and write
+// later: the parent then gives the worker fresh ones (worker_pool.h).
+bool TaskLeftProcesses() {
+  while (true) {
+    siginfo_t info = {};
+    if (::waitid(P_ALL, 0, &info, WEXITED | WNOHANG) != 0) {
+      return errno != ECHILD;  // ECHILD: no child at all, the common case
+    }
+    if (info.si_pid == 0) return true;  // children, none ended
+  }
+}
+
+// Whether the lane's pipes hold no byte now. The parent's reads run while
+// the task writes; when they have taken everything, the parent need not
+// look again after kDone.
+bool LaneEmpty(const int* pipes) {
+  for (int i = 0; i < 2; ++i) {
+    int queued = 0;
+    if (pipes[i] >= 0 && (::ioctl(pipes[i], FIONREAD, &queued) != 0 ||
+                          queued != 0)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
 int WorkerMain(int socket, const TaskBody& task,
                const std::function<void()>& onexit, bool keep_values,
                bool combine_stderr) {
   WorkerChannel channel(socket);
   const int dev_null = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+  // Orphans of a task's processes become the worker's children, so that
+  // TaskLeftProcesses() sees them.
+  ::prctl(PR_SET_CHILD_SUBREAPER, 1);
+  // The output pipes by lane (worker_pool.h): {stdout, stderr or -1}.
+  int lanes[kLanes][2] = {{-1, -1}, {-1, -1}};
+  // What goes to the parent next: kStarted, then the value or failure and
+  // kDone. When the next input is already here as one ends, its kStarted
+  // goes out with the last one's kDone: one message, one wake-up of the
+  // parent, per input.
   std::string outbox;
+  // The unit that ended and has no kDone yet. Its kDone waits until fds 1
+  // and 2 point elsewhere, so that its lane's "empty" holds for good: a
+  // thread the task left can no longer add bytes to it.
+  struct Ended {
+    uint64_t id;
+    bool left_processes;
+    const int* pipes;
+  };
+  std::optional<Ended> ended;
+  auto conclude = [&] {
+    if (!ended) return;
+    const bool empty = ended->id != kOnexitId && LaneEmpty(ended->pipes);
+    AppendRecord(RecordKind::kDone,
+                 Encode(std::make_tuple(ended->id, ended->left_processes,
+                                        empty)),
+                 &outbox);
+    ended.reset();
+  };
+  // The parent sent garbage: what it is owed still goes, then exit 3.
+  auto corrupt = [&] {
+    RedirectOutput(dev_null, -1);
+    conclude();
+    if (!outbox.empty()) channel.Send(outbox);
+    return 3;
+  };
   Record record;
-  while (channel.Next(&record)) {
+  WorkerChannel::Got got = channel.Next(&record);
+  while (got == WorkerChannel::Got::kRecord) {
     uint64_t id = kOnexitId;
+    uint32_t lane = 0;
+    bool new_pipes = true;
     std::string args;
     if (record.kind == RecordKind::kInput) {
-      std::tuple<uint64_t, std::string> input;
-      if (!DecodeInto(record.payload, &input).ok()) return 3;
-      id = std::get<0>(input);
-      args = std::move(std::get<1>(input));
+      std::tuple<uint64_t, uint32_t, bool, std::string> input;
+      if (!DecodeInto(record.payload, &input).ok()) return corrupt();
+      std::tie(id, lane, new_pipes, args) = std::move(input);
+      if (lane >= kLanes) return corrupt();
     } else if (record.kind != RecordKind::kFinish) {
-      return 3;
+      return corrupt();
     }
-    const int out = channel.TakeFd();
-    const int err = combine_stderr ? -1 : channel.TakeFd();
-    if (out < 0) return 3;
-    RedirectOutput(out, err);
-    ::close(out);
-    if (err >= 0) ::close(err);
-    outbox.clear();
+    // The parent never gives a lane whose input has no kDone yet, so this
+    // is not the ended unit's lane.
+    int* pipes = lanes[lane];
+    if (new_pipes) {
+      for (int i = 0; i < 2; ++i) {
+        if (pipes[i] >= 0) ::close(pipes[i]);
+        pipes[i] = i == 0 || !combine_stderr ? channel.TakeFd() : -1;
+      }
+      if (pipes[0] < 0) return corrupt();
+    }
+    RedirectOutput(pipes[0], pipes[1]);
+    conclude();
+    if (id == kOnexitId) {
+      // Its pipes are its own: once onexit is done the parent sees them end.
+      ::close(pipes[0]);
+      if (pipes[1] >= 0) ::close(pipes[1]);
+      pipes[0] = pipes[1] = -1;
+    }
     AppendRecord(RecordKind::kStarted, Encode(id), &outbox);
     if (!channel.Send(outbox)) return 0;
     outbox.clear();
@@ -126,13 +214,32 @@ int WorkerMain(int socket, const TaskBody& task,
           },
           false, &outbox);
     }
-    // The pipe's last writer here goes: the parent sees its end.
-    RedirectOutput(dev_null, -1);
-    AppendRecord(RecordKind::kDone, Encode(id), &outbox);
-    if (!channel.Send(outbox)) return 0;
-    if (id == kOnexitId) return 0;
+    // Every byte of the task is in its lane before kDone goes.
+    std::fflush(stdout);
+    std::fflush(stderr);
+    ended = Ended{id, TaskLeftProcesses(), pipes};
+    if (id == kOnexitId) {
+      RedirectOutput(dev_null, -1);  // the parent sees onexit's pipes end
+      conclude();
+      channel.Send(outbox);
+      return 0;
+    }
+    got = channel.Next(&record, /*wait=*/false);
+    if (got == WorkerChannel::Got::kNotYet) {
+      // Idle: what a thread the task left writes now reaches no input.
+      // (While the next input runs, fd 1 is its lane, for every thread.)
+      RedirectOutput(dev_null, -1);
+      conclude();
+      if (!channel.Send(outbox)) return 0;
+      outbox.clear();
+      got = channel.Next(&record);
+    }
   }
-  return 0;  // the parent is gone
+  // The parent is gone (or sent garbage: it is killing us then anyway).
+  RedirectOutput(dev_null, -1);
+  conclude();
+  if (!outbox.empty()) channel.Send(outbox);
+  return 0;
 }
 
 namespace {

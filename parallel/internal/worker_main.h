@@ -3,10 +3,22 @@
 // seam (in_process.h).
 //
 // Protocol on the worker's socket (record.h): the parent sends kInput
-// (id, args) or kFinish, each with the output pipe(s) of that input attached
-// (SCM_RIGHTS); the worker points fds 1 and 2 at them, answers kStarted(id),
-// runs the task (or onexit), points 1 and 2 back at /dev/null — so the
-// parent sees the pipe's end — and answers kValue/kFailure then kDone(id).
+// (id, lane, new_pipes, args) or kFinish. A worker has kLanes pairs of
+// output pipes ("lanes"), used by its inputs in turn: the parent sends a
+// lane's pipe(s) (SCM_RIGHTS) with the first input that uses it, or fresh
+// ones after a task left processes behind (new_pipes), and kFinish comes
+// with onexit's own. For each, the worker points fds 1 and 2 at the lane,
+// answers kStarted(id), runs the task (or onexit), and answers kValue or
+// kFailure, then — once fds 1 and 2 point at the next input's lane (or
+// /dev/null when none is waiting) — kDone(id, left_processes, pipes_empty).
+// Every byte of an input is in its lane before kDone is sent, nothing in
+// the worker writes to the lane after it, and the next input on that lane
+// is sent only after the parent has read kDone and taken the lane's bytes,
+// so a lane never holds two inputs' bytes — unless a process the task left
+// behind writes later: left_processes tells the parent to retire the lane
+// (the worker is a subreaper, so orphaned grandchildren count).
+// pipes_empty (FIONREAD saw nothing queued) spares the parent a last read.
+// A thread the task left running writes into whichever input runs next.
 //
 // Thread-safety: WorkerMain runs in a worker, alone.
 
@@ -22,6 +34,10 @@
 
 namespace parallel {
 namespace internal {
+
+// Output pipe pairs per worker: one for the input it runs, one for the input
+// waiting in its socket.
+inline constexpr uint32_t kLanes = 2;
 
 // The id a worker's records carry for its onexit.
 inline constexpr uint64_t kOnexitId = std::numeric_limits<uint64_t>::max();

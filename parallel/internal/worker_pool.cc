@@ -59,8 +59,15 @@ class ProcessPool : public WorkerPool, public SupervisorClient {
   void OnReadable(size_t slot) override { ReadFrom(slot); }
 
  private:
+  // A pipe pair the worker reuses (worker_main.h): the parent's read ends;
+  // invalid until the first input on it, or after it was retired.
+  struct Lane {
+    UniqueFd out;
+    UniqueFd err;  // only when !combine_stderr
+  };
   struct Worker {
     UniqueFd socket;  // the parent's end, non-blocking
+    Lane lanes[kLanes];
     std::string inbox;
     // Inputs sent to it, oldest first; the front one runs once started.
     std::deque<size_t> assigned;
@@ -76,12 +83,14 @@ class ProcessPool : public WorkerPool, public SupervisorClient {
     enum State { kWaiting, kQueued, kRunning, kDone };
     State state = kWaiting;
     std::string args;  // kept until it starts, to resend if need be
+    uint32_t lane = 0;  // while with a worker
     StepReport report;
     absl::Time started;
   };
 
   absl::Status StartWorker(size_t slot);
   void Dispatch(size_t slot, size_t input);
+  uint32_t FreeLane(const Worker& worker) const;
   bool DispatchWaiting();
   void FailWaitingIfNoWorker();
   void DropWaiting();
@@ -93,8 +102,9 @@ class ProcessPool : public WorkerPool, public SupervisorClient {
   void ReadFrom(size_t slot);
   void HandleRecord(size_t slot, const Record& record);
   // The unit (input index, or an onexit's) that the worker runs now.
+  // `pipes_empty`: the worker saw the input's lane empty at its end.
   void Conclude(size_t slot, size_t unit, StepReport& report,
-                const JudgeInput& in);
+                const JudgeInput& in, bool pipes_empty = false);
   std::string Who(size_t slot) const;
   void OwnFds(std::vector<int>* fds) const;
 
@@ -103,7 +113,7 @@ class ProcessPool : public WorkerPool, public SupervisorClient {
   Replayer replayer_;
   Supervisor supervisor_;
   std::vector<Worker> workers_;  // by supervisor slot
-  std::vector<Input> inputs_;
+  std::deque<Input> inputs_;  // a deque: growing never moves them
   std::deque<size_t> waiting_;  // inputs not with any worker, in order
   // Onexit units by worker slot (added at Finish, after every input).
   std::vector<size_t> onexit_units_;
@@ -130,6 +140,10 @@ void ProcessPool::OwnFds(std::vector<int>* fds) const {
   // A dead worker's socket is no client descriptor any more, but still open.
   for (const Worker& worker : workers_) {
     if (worker.socket.valid()) fds->push_back(worker.socket.get());
+    for (const Lane& lane : worker.lanes) {
+      if (lane.out.valid()) fds->push_back(lane.out.get());
+      if (lane.err.valid()) fds->push_back(lane.err.get());
+    }
   }
 }
 
@@ -236,33 +250,54 @@ void ProcessPool::DropWaiting() {
   waiting_.clear();
 }
 
+uint32_t ProcessPool::FreeLane(const Worker& worker) const {
+  for (uint32_t lane = 0; lane < kLanes; ++lane) {
+    const bool used =
+        std::any_of(worker.assigned.begin(), worker.assigned.end(),
+                    [&](size_t index) { return inputs_[index].lane == lane; });
+    if (!used) return lane;
+  }
+  return 0;  // unreachable: kLanes >= kPipelineDepth
+}
+
 void ProcessPool::Dispatch(size_t slot, size_t index) {
   Worker& worker = workers_[slot];
   Input& input = inputs_[index];
+  input.lane = FreeLane(worker);
+  Lane& lane = worker.lanes[input.lane];
+  // A lane's pipes travel to the worker once, with its first input.
   UniqueFd out_w;
   UniqueFd err_w;
-  if (absl::Status status = replayer_.Open(index, &out_w, &err_w);
-      !status.ok()) {
-    input.state = Input::kDone;
-    input.report.outcome = StepOutcome::kFailed;
-    input.report.error = ExceptionInfo{
-        std::string(kProcessStartError),
-        absl::StrCat("could not capture output: ", status.message()), "",
-        input.report.name, 0};
-    replayer_.Close(index, false);
-    return;
+  const bool new_pipes = !lane.out.valid();
+  if (new_pipes) {
+    absl::Status status = MakeCapturePipe(&lane.out, &out_w);
+    if (status.ok() && !config_.combine_stderr) {
+      status = MakeCapturePipe(&lane.err, &err_w);
+    }
+    if (!status.ok()) {
+      lane = Lane();
+      input.state = Input::kDone;
+      input.report.outcome = StepOutcome::kFailed;
+      input.report.error = ExceptionInfo{
+          std::string(kProcessStartError),
+          absl::StrCat("could not capture output: ", status.message()), "",
+          input.report.name, 0};
+      replayer_.Close(index, false);
+      return;
+    }
   }
+  replayer_.Attach(index, lane.out.get(), lane.err.get());
   std::string frame;
-  AppendRecord(
-      RecordKind::kInput,
-      Encode(std::make_tuple(static_cast<uint64_t>(index), input.args)),
-      &frame);
+  AppendRecord(RecordKind::kInput,
+               Encode(std::make_tuple(static_cast<uint64_t>(index), input.lane,
+                                      new_pipes, input.args)),
+               &frame);
   const int fds[2] = {out_w.get(), err_w.get()};
   input.state = Input::kQueued;
   input.report.pid = supervisor_.child(slot).pid();
   worker.assigned.push_back(index);
   if (SendFully(worker.socket.get(), frame.data(), frame.size(), fds,
-                err_w.valid() ? 2 : 1) != 0) {
+                !new_pipes ? 0 : err_w.valid() ? 2 : 1) != 0) {
     // The worker is gone: its end (OnEnded) gives the input to another.
     supervisor_.child(slot).SignalGroup(SIGKILL);
   }
@@ -306,6 +341,8 @@ void ProcessPool::ReadFrom(size_t slot) {
         [&] { return ::read(worker.socket.get(), buffer, sizeof(buffer)); });
     if (n <= 0) break;
     worker.inbox.append(buffer, n);
+    // A short read took all there was: the next would say EAGAIN.
+    if (static_cast<size_t>(n) < sizeof(buffer)) break;
   }
   absl::string_view view(worker.inbox);
   while (true) {
@@ -331,7 +368,15 @@ void ProcessPool::HandleRecord(size_t slot, const Record& record) {
     return;
   }
   uint64_t id = 0;
-  if (!DecodeInto(record.payload, &id).ok()) return;
+  bool left_processes = false;
+  bool pipes_empty = false;
+  if (record.kind == RecordKind::kStarted) {
+    if (!DecodeInto(record.payload, &id).ok()) return;
+  } else {
+    std::tuple<uint64_t, bool, bool> done;
+    if (!DecodeInto(record.payload, &done).ok()) return;
+    std::tie(id, left_processes, pipes_empty) = done;
+  }
   const absl::Time now = absl::Now();
   if (id == kOnexitId) {
     const size_t unit = onexit_units_[slot];
@@ -371,17 +416,21 @@ void ProcessPool::HandleRecord(size_t slot, const Record& record) {
   in.result = &worker.result;
   input.state = Input::kDone;
   input.report.exit_code = 0;
-  Conclude(slot, id, input.report, in);
+  Conclude(slot, id, input.report, in, pipes_empty);
+  // Conclude took the lane's bytes. A process the task left may still hold
+  // the lane: the next input gets fresh pipes, and the leftover's later
+  // writes fail (EPIPE) as they would on a closed step's pipe.
+  if (left_processes) worker.lanes[input.lane] = Lane();
 }
 
 void ProcessPool::Conclude(size_t slot, size_t unit, StepReport& report,
-                           const JudgeInput& given) {
+                           const JudgeInput& given, bool pipes_empty) {
   Worker& worker = workers_[slot];
   JudgeInput in = given;
   in.timeout = config_.timeout;
   in.silent_timeout = config_.silent_timeout;
   const bool halted = in.why == KillReason::kHalt;
-  replayer_.Close(unit, /*drop=*/halted);
+  replayer_.Close(unit, /*drop=*/halted, pipes_empty);
   in.capture_error = replayer_.capture_error(unit);
   supervisor_.Disarm(slot);
   Verdict verdict = Judge(in);
@@ -444,6 +493,7 @@ void ProcessPool::OnEnded(size_t slot, const ProcessExit& exit,
   }
   worker.assigned.clear();
   worker.socket.reset();
+  for (Lane& lane : worker.lanes) lane = Lane();
   if (!worker.ever_started) ++worker.barren_starts;
   if (stopped()) {
     DropWaiting();
