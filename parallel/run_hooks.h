@@ -43,6 +43,11 @@ struct RunHooks {
   // A step's process started / a step ended (its report is final).
   std::function<void(size_t index)> on_start;
   std::function<void(size_t index, const StepReport& report)> on_end;
+  // A running step's process was found stopped (`stopped`: SIGSTOP, SIGTSTP,
+  // a terminal stop) or running again. Looked for about once a second, and
+  // only while this is set. A stopped step with no timeout set waits until
+  // someone continues or kills it, as under make.
+  std::function<void(size_t index, bool stopped)> on_stopped;
   // Called before replayed bytes are written (e.g. to erase a status line).
   std::function<void()> before_output;
   // Prefix every replayed line with "<step name>\t" (GNU parallel's --tag).

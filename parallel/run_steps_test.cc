@@ -164,6 +164,32 @@ TEST(RunSteps, CommandTimeoutKillsTheProcessGroup) {
   EXPECT_THAT(testing::ChildPids(), IsEmpty());
 }
 
+// A step that stops itself: on_stopped says so, and the timeout that ends
+// it names the stop (its SIGTERM comes with a SIGCONT, so the trap runs).
+TEST(RunSteps, AStoppedStepIsReportedAsStopped) {
+  OutputFile out;
+  ParallelOptions options = Into(out);
+  options.timeout = absl::Milliseconds(1500);
+  std::vector<std::pair<size_t, bool>> seen;
+  RunHooks hooks;
+  hooks.on_stopped = [&](size_t index, bool stopped) {
+    seen.emplace_back(index, stopped);
+  };
+  absl::StatusOr<RunReport> report = RunSteps(
+      {Step::Shell("sleep 0.2"),
+       Step::Shell("trap 'echo got TERM; exit 1' TERM; kill -TSTP $$; sleep 9")},
+      options, hooks);
+  ASSERT_TRUE(report.ok());
+  EXPECT_THAT(seen, ElementsAre(std::make_pair(size_t{1}, true)));
+  EXPECT_EQ(report->steps[0].outcome, StepOutcome::kSucceeded);
+  ASSERT_TRUE(report->steps[1].error.has_value());
+  EXPECT_EQ(report->steps[1].error->type, kProcessTimeout);
+  EXPECT_THAT(report->steps[1].error->message,
+              HasSubstr("timed out after 1.5s (it was stopped by SIGTSTP)"));
+  EXPECT_EQ(out.Contents(), "got TERM\n");
+  EXPECT_THAT(testing::ChildPids(), IsEmpty());
+}
+
 TEST(RunSteps, CommandsCannotWriteToTheReplayTargetsDirectly) {
   // output_fd and error_fd above 2, not close-on-exec: a command must not
   // inherit them (it could write past the ordering), just as a closure.

@@ -203,7 +203,9 @@ std::vector<std::string> ReadCommands(std::istream& in) {
 class StatusLine {
  public:
   explicit StatusLine(const std::vector<std::string>& commands)
-      : commands_(commands), running_(commands.size(), false) {}
+      : commands_(commands),
+        running_(commands.size(), false),
+        stopped_(commands.size(), false) {}
 
   void Started(size_t index) {
     running_[index] = true;
@@ -215,7 +217,16 @@ class StatusLine {
       running_[index] = false;
       --active_;
     }
+    Stopped(index, false);
     ++done_;
+    Draw();
+  }
+  // A running command was stopped (kill -STOP, Ctrl-Z's SIGTSTP) or
+  // continued: the line names a stopped one, which will not end by itself.
+  void Stopped(size_t index, bool stopped) {
+    if (stopped_[index] == stopped) return;
+    stopped_[index] = stopped;
+    stopped ? ++stopped_count_ : --stopped_count_;
     Draw();
   }
   void Erase() {
@@ -226,15 +237,19 @@ class StatusLine {
 
  private:
   void Draw() {
+    // The shortest running command; a stopped one first.
     const std::string* shortest = nullptr;
     for (size_t i = 0; i < commands_.size(); ++i) {
-      if (running_[i] &&
+      if (running_[i] && (stopped_count_ == 0 || stopped_[i]) &&
           (shortest == nullptr || commands_[i].size() < shortest->size())) {
         shortest = &commands_[i];
       }
     }
     std::string line = absl::StrCat("\r\x1b[K[", done_, "/", commands_.size(),
                                     "] ", active_, " running");
+    if (stopped_count_ > 0) {
+      absl::StrAppend(&line, ", ", stopped_count_, " stopped");
+    }
     if (shortest != nullptr) {
       std::string command = *shortest;
       std::replace(command.begin(), command.end(), '\n', ' ');
@@ -256,10 +271,33 @@ class StatusLine {
 
   const std::vector<std::string>& commands_;
   std::vector<bool> running_;
+  std::vector<bool> stopped_;
   size_t active_ = 0;
+  size_t stopped_count_ = 0;
   size_t done_ = 0;
   bool shown_ = false;
 };
+
+// A command as the summary shows it: on one line, and cut (on a UTF-8
+// character boundary) when long — the reports keep it whole.
+std::string SummaryName(const std::string& name) {
+  constexpr size_t kMaxShown = 200;
+  std::string shown = name;
+  std::replace(shown.begin(), shown.end(), '\n', ' ');
+  if (shown.size() <= kMaxShown) return shown;
+  size_t cut = kMaxShown - 3;
+  while (cut > 0 && (static_cast<unsigned char>(shown[cut]) & 0xC0) == 0x80) {
+    --cut;  // not inside a multi-byte character
+  }
+  return absl::StrCat(shown.substr(0, cut), "... (", name.size(), " bytes)");
+}
+
+// "0ms" rather than absl's bare "0" for a command that took no time.
+std::string SummaryDuration(absl::Duration duration) {
+  duration = absl::Trunc(duration, absl::Milliseconds(1));
+  return duration == absl::ZeroDuration() ? "0ms"
+                                          : absl::FormatDuration(duration);
+}
 
 void PrintSummary(const parallel::RunReport& report) {
   const size_t failed = report.failed_count();
@@ -274,10 +312,9 @@ void PrintSummary(const parallel::RunReport& report) {
                       " more (all of them are in --json / --junit)\n");
       break;
     }
-    absl::StrAppend(
-        &text, "  FAILED ", step.name, "  (", tools::DescribeEnd(step), ", ",
-        absl::FormatDuration(absl::Trunc(step.duration, absl::Milliseconds(1))),
-        ")\n");
+    absl::StrAppend(&text, "  FAILED ", SummaryName(step.name), "  (",
+                    tools::DescribeEnd(step), ", ",
+                    SummaryDuration(step.duration), ")\n");
     std::vector<absl::string_view> lines =
         absl::StrSplit(absl::StripSuffix(step.output_tail, "\n"), '\n');
     const size_t first = lines.size() > 5 ? lines.size() - 5 : 0;
@@ -356,6 +393,9 @@ int main(int argc, char** argv) {
     hooks.on_start = [&status](size_t index) { status.Started(index); };
     hooks.on_end = [&status](size_t index, const parallel::StepReport&) {
       status.Ended(index);
+    };
+    hooks.on_stopped = [&status](size_t index, bool stopped) {
+      status.Stopped(index, stopped);
     };
     hooks.before_output = [&status] { status.Erase(); };
   }

@@ -163,6 +163,29 @@ expect_eq "no status line in a pipe" "y" "$(cat err.txt)"
 # ...unless asked for; and on a pseudo-terminal by default.
 "$tool" --progress -- 'sleep 0.1' 'true' >/dev/null 2>err.txt
 grep -q "\[0/2\] 1 running: sleep 0.1" err.txt || fail "--progress: $(od -c err.txt | head)"
+# A command that stops itself is named as stopped on the status line, and the
+# silent timeout that ends it says so.
+"$tool" --progress --silent-timeout=2500ms -- 'kill -STOP $$' 'sleep 0.1' \
+  >/dev/null 2>err.txt
+expect_eq "stopped command fails" 1 $?
+grep -q "1 running, 1 stopped: kill -STOP" err.txt ||
+  fail "stopped on the status line: $(od -c err.txt | head -20)"
+grep -q "FAILED kill -STOP \$\$  (silent too long (it was stopped by SIGSTOP)" err.txt ||
+  fail "stopped in the summary: $(cat -v err.txt)"
+
+# The summary cuts a huge command line (the reports keep it whole) and
+# says 0ms, not 0, for a command that took no time.
+long="exit 4 # $(printf 'é%.0s' $(seq 1 3000))"
+"$tool" --json=long.json -- "$long" >/dev/null 2>err.txt
+expect_eq "huge command fails" 1 $?
+line=$(grep "FAILED exit 4" err.txt)
+(( ${#line} < 300 )) || fail "summary line not cut: ${#line} chars"
+[[ "$line" == *"... (6009 bytes)  (exit code 4, "*"ms)" ]] || fail "cut summary line: $line"
+python3 -c 'import json,sys; s=json.load(open("long.json"))[0]; sys.exit(len(s["command"].encode()) != 6009)' ||
+  fail "JSON keeps the whole command"
+"$tool" -- 'exit 5' >/dev/null 2>err.txt
+grep -q "FAILED exit 5  (exit code 5, [0-9]*ms)" err.txt || fail "summary duration: $(cat err.txt)"
+
 python3 - "$tool" <<'PY' || fail "status line on a pseudo-terminal"
 import os, pty, subprocess, sys
 master, slave = pty.openpty()
@@ -342,6 +365,30 @@ assert steps[0]["exit_code"] == 127, steps
 assert steps[0]["error"].endswith("nonexistent_zz: command not found"), steps
 assert steps[1]["exit_code"] == 126, steps
 PY
+
+# --temp-dir on a 2 MiB tmpfs (root, in a private mount namespace): the space
+# a run needs is the output not yet replayed; a command whose output cannot
+# be kept fails naming the reason, and the others' output is whole.
+if [[ $(id -u) == 0 ]]; then
+  mkdir -p small
+  small_run() {  # flags and commands; stdout to out.txt, prints "rc=N"
+    unshare -m --propagation private bash -c \
+      'mount -t tmpfs -o size=2m tmpfs small || exit 99
+       "$@" >out.txt; echo "rc=$?"' -- "$tool" --temp-dir=small "$@"
+  }
+  out=$(small_run -j 1 -- 'head -c 1572864 /dev/zero' 'head -c 1572864 /dev/zero' \
+          'head -c 10000000 /dev/zero' 'echo small >&2' 'echo third-ok' 2>err.txt)
+  expect_eq "2 MiB temp dir, one at a time" "rc=0" "$out"
+  expect_eq "2 MiB temp dir, stdout" "13145737 third-ok" "$(wc -c <out.txt) $(tail -c 9 out.txt)"
+  expect_eq "2 MiB temp dir, stderr" "small" "$(cat err.txt)"
+  out=$(small_run -j 2 -- 'sleep 0.5; echo head' 'head -c 10000000 /dev/zero' 'echo third-ok' 2>err.txt)
+  expect_eq "2 MiB temp dir, a step too big" "rc=1" "$out"
+  expect_eq "2 MiB temp dir, the others intact" $'head\nthird-ok' "$(cat out.txt)"
+  grep -q "FAILED head -c 10000000 /dev/zero" err.txt && grep -q "No space left on device" err.txt ||
+    fail "2 MiB temp dir summary: $(cat err.txt)"
+else
+  echo "SKIP: the 2 MiB tmpfs checks need root" >&2
+fi
 
 if ((failures > 0)); then
   echo "$failures check(s) failed" >&2

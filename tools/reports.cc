@@ -120,12 +120,25 @@ absl::Status WriteAtomically(const std::string& path, const std::string& text) {
 }  // namespace
 
 std::string DescribeEnd(const parallel::StepReport& step) {
+  // A timeout's message ends "(it was stopped by SIGSTOP)" when the command
+  // was stopped: the summary says so too.
+  auto stopped = [&step] {
+    const size_t at = step.error->message.rfind(" (it was stopped by ");
+    return at == std::string::npos ? std::string()
+                                   : step.error->message.substr(at);
+  };
   if (step.error.has_value() && step.error->type == parallel::kProcessTimeout) {
-    return "timed out";
+    return "timed out" + stopped();
   }
   if (step.error.has_value() &&
       step.error->type == parallel::kProcessSilentTimeout) {
-    return "silent too long";
+    return "silent too long" + stopped();
+  }
+  if (step.error.has_value() && step.error->type == parallel::kOutputLost) {
+    // "output could not be captured: No space left on device"
+    const size_t at = step.error->message.find("output could not be");
+    return at == std::string::npos ? "output lost"
+                                   : step.error->message.substr(at);
   }
   if (step.error.has_value() &&
       step.error->type == parallel::kProcessStartError) {

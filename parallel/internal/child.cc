@@ -51,11 +51,22 @@ void Child::Apply(KillAction action) const {
       return;
     case KillAction::kTerminate:
       SignalGroup(SIGTERM);
+      SignalGroup(SIGCONT);
       return;
     case KillAction::kKill:
       SignalGroup(SIGKILL);
       return;
   }
+}
+
+std::optional<int> Child::StopSignal() const {
+  if (pid_ <= 0) return std::nullopt;
+  siginfo_t info = {};
+  if (::waitid(P_PID, pid_, &info, WSTOPPED | WNOHANG | WNOWAIT) != 0 ||
+      info.si_pid != pid_ || info.si_code != CLD_STOPPED) {
+    return std::nullopt;
+  }
+  return info.si_status;
 }
 
 ProcessExit Child::Reap() {

@@ -19,6 +19,8 @@
 
 #include <sys/types.h>
 
+#include <optional>
+
 #include "absl/time/time.h"
 #include "parallel/internal/fd.h"
 #include "parallel/internal/process_exit.h"
@@ -62,8 +64,14 @@ class Child {
   void SignalGroup(int signo) const;
   // Sends `signo` to the child's main thread only.
   void SignalMainThread(int signo) const;
-  // Carries out what a KillSequence asked for.
+  // Carries out what a KillSequence asked for. kTerminate also sends
+  // SIGCONT, as a shell's `kill` does, so that a stopped group can act on
+  // its SIGTERM.
   void Apply(KillAction action) const;
+  // If the child is stopped now (SIGSTOP, SIGTSTP, a terminal stop), the
+  // signal that stopped it; nullopt while it runs. One waitid(WNOWAIT):
+  // nothing is consumed.
+  std::optional<int> StopSignal() const;
   // Blocks until the child has ended, kills whatever is left of its process
   // group, reaps it and says how it ended. The status is read without
   // reaping first (waitid WNOWAIT), so the pid — and with it the process

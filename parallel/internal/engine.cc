@@ -53,6 +53,7 @@ class Engine : public SupervisorClient {
     size_t step = 0;
     UniqueFd result;  // a closure's result records (memfd)
     absl::Time started;
+    bool stopped = false;  // as last told to hooks_.on_stopped
   };
 
   void StartSteps(absl::Time now);
@@ -61,6 +62,9 @@ class Engine : public SupervisorClient {
   void SkipRest();
   void Ended(size_t index, StepOutcome outcome);
   void ReleaseTokens();
+  // Tells hooks_.on_stopped about steps stopped or continued since the last
+  // look; returns when to look next.
+  absl::Time CheckStopped(absl::Time now);
   // The descriptors a new child must close.
   void OwnFds(std::vector<int>* fds) const;
   size_t TakeSlot();
@@ -97,6 +101,8 @@ absl::StatusOr<RunReport> Engine::Run() {
   InterruptWait waiting;
   signals_to_reset_ = NonDefaultSignals();
   bool output_lost = false;
+  absl::Time look_for_stops =
+      hooks_.on_stopped ? absl::InfinitePast() : absl::InfiniteFuture();
   while (true) {
     const absl::Time now = absl::Now();
     if (replayer_.output_error() == EPIPE && !output_lost) {
@@ -112,7 +118,11 @@ absl::StatusOr<RunReport> Engine::Run() {
       replayer_.Pump();
       if (replayer_.all_replayed() || replayer_.output_error() != 0) break;
     }
-    supervisor_.Turn(waiting_for_token_ ? hooks_.throttle->wake_fd() : -1);
+    if (now >= look_for_stops) {
+      look_for_stops = CheckStopped(now);
+    }
+    supervisor_.Turn(waiting_for_token_ ? hooks_.throttle->wake_fd() : -1,
+                     look_for_stops);
   }
   RunReport report;
   report.interrupt_signal = supervisor_.interrupt_signal();
@@ -139,6 +149,18 @@ void Engine::OwnFds(std::vector<int>* fds) const {
     if (supervisor_.active(slot) && running_[slot].result.valid())
       fds->push_back(running_[slot].result.get());
   }
+}
+
+absl::Time Engine::CheckStopped(absl::Time now) {
+  for (size_t slot = 0; slot < running_.size(); ++slot) {
+    if (!supervisor_.active(slot)) continue;
+    Running& run = running_[slot];
+    const bool stopped = supervisor_.child(slot).StopSignal().has_value();
+    if (stopped == run.stopped) continue;
+    run.stopped = stopped;
+    hooks_.on_stopped(run.step, stopped);
+  }
+  return now + absl::Seconds(1);
 }
 
 void Engine::ReleaseTokens() {
@@ -279,6 +301,7 @@ void Engine::OnEnded(size_t slot, const ProcessExit& exit, KillReason why) {
   in.result = steps_[index].is_command() ? nullptr : &result;
   in.timeout = options_.timeout;
   in.silent_timeout = options_.silent_timeout;
+  in.stop_signal = supervisor_.stop_signal(slot);
   in.capture_error = replayer_.capture_error(index);
   Verdict verdict = Judge(in);
   if (verdict.error) {

@@ -14,6 +14,12 @@ ExceptionInfo Failure(absl::string_view type, std::string message,
                        std::move(traceback), "", 0};
 }
 
+// Why a timed-out child did nothing: it was stopped.
+std::string StoppedBy(int stop_signal) {
+  if (stop_signal < 0) return "";
+  return absl::StrCat(" (it was stopped by ", SignalName(stop_signal), ")");
+}
+
 Verdict Failed(ExceptionInfo error) {
   Verdict verdict;
   verdict.outcome = StepOutcome::kFailed;
@@ -33,13 +39,15 @@ Verdict Judge(const JudgeInput& in) {
     case KillReason::kTimeout:
       return Failed(Failure(kProcessTimeout,
                             absl::StrCat(in.who, " timed out after ",
-                                         absl::FormatDuration(in.timeout)),
+                                         absl::FormatDuration(in.timeout),
+                                         StoppedBy(in.stop_signal)),
                             result != nullptr ? result->hang_trace : ""));
     case KillReason::kSilentTimeout:
       return Failed(
           Failure(kProcessSilentTimeout,
                   absl::StrCat(in.who, " had no output for ",
-                               absl::FormatDuration(in.silent_timeout)),
+                               absl::FormatDuration(in.silent_timeout),
+                               StoppedBy(in.stop_signal)),
                   result != nullptr ? result->hang_trace : ""));
     case KillReason::kNone:
       break;

@@ -33,6 +33,8 @@ struct JudgeInput {
   const ChildResult* result = nullptr;
   absl::Duration timeout;
   absl::Duration silent_timeout;
+  // The signal that had stopped the child when a timeout killed it, or -1.
+  int stop_signal = -1;
   // errno of a failed capture of the output (ENOSPC...), or 0.
   int capture_error = 0;
 };

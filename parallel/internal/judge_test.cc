@@ -68,6 +68,10 @@ TEST(Judge, KillReasonsBecomeOutcomes) {
   EXPECT_EQ(verdict.error->traceback, "stack");
   in.why = KillReason::kSilentTimeout;
   EXPECT_EQ(Judge(in).error->message, "step 0 (pid 7) had no output for 4s");
+  in.stop_signal = SIGTSTP;
+  EXPECT_EQ(Judge(in).error->message,
+            "step 0 (pid 7) had no output for 4s (it was stopped by SIGTSTP)");
+  in.stop_signal = -1;
   in.why = KillReason::kHalt;
   EXPECT_EQ(Judge(in).outcome, StepOutcome::kHalted);
   in.why = KillReason::kInterrupt;

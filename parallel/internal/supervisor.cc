@@ -101,6 +101,7 @@ void Supervisor::Launch(size_t index, Child child, const SlotOptions& options,
   ++slot.generation;
   slot.killing = KillSequence();
   slot.kill = KillReason::kNone;
+  slot.stop_signal = -1;
   slot.options = options;
   slot.client_fd = -1;
   ++active_;
@@ -135,6 +136,7 @@ void Supervisor::Kill(size_t index, KillReason reason, absl::Time now) {
   if (!first) return;  // the kill sequence is already under way
   const bool timed_out =
       reason == KillReason::kTimeout || reason == KillReason::kSilentTimeout;
+  if (timed_out) slot.stop_signal = slot.child.StopSignal().value_or(-1);
   slot.child.Apply(
       slot.killing.Start(timed_out && slot.options.dump_stack_on_timeout, now));
 }

@@ -90,6 +90,10 @@ class Supervisor {
   bool active(size_t slot) const { return slots_[slot].child.alive(); }
   const Child& child(size_t slot) const { return slots_[slot].child; }
   KillReason kill_reason(size_t slot) const { return slots_[slot].kill; }
+  // The signal that had stopped the slot's child (SIGSTOP...) when a
+  // timeout began to kill it, else -1. Kept until the slot's next Launch,
+  // so OnEnded can say why a stopped child was silent.
+  int stop_signal(size_t slot) const { return slots_[slot].stop_signal; }
   size_t active_count() const { return active_; }
 
   // Starts ending the slot's child for `reason` (see kill precedence).
@@ -119,6 +123,7 @@ class Supervisor {
     Child child;
     KillSequence killing;
     KillReason kill = KillReason::kNone;
+    int stop_signal = -1;
     SlotOptions options;
     size_t unit = kNoUnit;
     absl::Time deadline = absl::InfiniteFuture();

@@ -5,11 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstdio>
-#include <cstring>
 #include <deque>
-#include <limits>
-#include <optional>
 #include <tuple>
 #include <utility>
 #include <vector>
@@ -463,6 +459,7 @@ void ProcessPool::OnEnded(size_t slot, const ProcessExit& exit,
     in.why = why;
     in.exit = exit;
     in.result = &worker.result;
+    in.stop_signal = supervisor_.stop_signal(slot);
     report.exit_code = exit.exit_code();
     report.signal = exit.signal();
     Conclude(slot, unit, report, in);
