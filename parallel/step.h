@@ -83,7 +83,8 @@ struct StepReport {
   // Set exactly when outcome == kFailed.
   std::optional<ExceptionInfo> error;
   // For failed steps: the last few KiB of their output (for summaries and CI
-  // reports); empty otherwise.
+  // reports); empty otherwise. Raw bytes; when cut, it starts on a UTF-8
+  // character boundary (never inside a multi-byte character).
   std::string output_tail;
   // The step's encoded return value, when options.return_values.
   std::string value;

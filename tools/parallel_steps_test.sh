@@ -352,6 +352,15 @@ for _ in $(seq 1 60); do
 done
 expect_eq "output through a pipe, 60 runs" 0 "$bad"
 
+# A failing command's output tail is cut on a UTF-8 character boundary, so
+# the JUnit report stays valid XML (the tail is the last 4 KiB).
+"$tool" --junit=utf8.xml -- "printf 'x'; printf 'é%.0s' \$(seq 3000); exit 1" >/dev/null 2>&1
+python3 - <<'PY' || fail "UTF-8 tail in JUnit: $(head -c 300 utf8.xml)"
+import xml.etree.ElementTree as ET
+tail = ET.parse("utf8.xml").getroot()[0][0].text
+assert tail == "é" * 2048, (len(tail), tail[:5])
+PY
+
 # A program that cannot run reads as a shell says it, with a shell's code.
 mkdir -p adir
 "$tool" --json=start.json -- nonexistent_zz ./adir >/dev/null 2>err.txt

@@ -27,9 +27,77 @@ std::string StatusWord(const parallel::StepReport& step) {
   return "unknown";
 }
 
+constexpr char32_t kReplacement = 0xFFFD;
+
+void AppendUtf8(char32_t c, std::string* out) {
+  if (c < 0x80) {
+    out->push_back(static_cast<char>(c));
+  } else if (c < 0x800) {
+    out->push_back(static_cast<char>(0xC0 | (c >> 6)));
+    out->push_back(static_cast<char>(0x80 | (c & 0x3F)));
+  } else if (c < 0x10000) {
+    out->push_back(static_cast<char>(0xE0 | (c >> 12)));
+    out->push_back(static_cast<char>(0x80 | ((c >> 6) & 0x3F)));
+    out->push_back(static_cast<char>(0x80 | (c & 0x3F)));
+  } else {
+    out->push_back(static_cast<char>(0xF0 | (c >> 18)));
+    out->push_back(static_cast<char>(0x80 | ((c >> 12) & 0x3F)));
+    out->push_back(static_cast<char>(0x80 | ((c >> 6) & 0x3F)));
+    out->push_back(static_cast<char>(0x80 | (c & 0x3F)));
+  }
+}
+
+// Decodes one character of strict UTF-8 at the front of *text and removes
+// it; a byte that does not start a valid character (overlong forms,
+// surrogates, beyond U+10FFFF, cut sequences) is removed alone and decodes
+// as U+FFFD.
+char32_t TakeChar(absl::string_view* text) {
+  const auto byte = [text](size_t i) {
+    return static_cast<unsigned char>((*text)[i]);
+  };
+  const unsigned char lead = byte(0);
+  if (lead < 0x80) {
+    text->remove_prefix(1);
+    return lead;
+  }
+  // By the lead byte: the sequence's length, the lead's payload bits, and
+  // the smallest character that needs that length (shorter is overlong).
+  struct Form {
+    unsigned char mask, value, payload;
+    size_t length;
+    char32_t min;
+  };
+  static constexpr Form kForms[] = {{0xE0, 0xC0, 0x1F, 2, 0x80},
+                                    {0xF0, 0xE0, 0x0F, 3, 0x800},
+                                    {0xF8, 0xF0, 0x07, 4, 0x10000}};
+  size_t length = 0;
+  char32_t c = 0;
+  char32_t min = 0;
+  for (const Form& form : kForms) {
+    if ((lead & form.mask) == form.value) {
+      length = form.length;
+      c = lead & form.payload;
+      min = form.min;
+    }
+  }
+  bool valid = length != 0 && text->size() >= length;
+  for (size_t i = 1; valid && i < length; ++i) {
+    valid = (byte(i) & 0xC0) == 0x80;
+    c = (c << 6) | (byte(i) & 0x3F);
+  }
+  if (!valid || c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF)) {
+    text->remove_prefix(1);
+    return kReplacement;
+  }
+  text->remove_prefix(length);
+  return c;
+}
+
+// A JSON string of `text` as valid UTF-8: bytes that are not become U+FFFD.
 std::string JsonString(absl::string_view text) {
   std::string out = "\"";
-  for (unsigned char c : text) {
+  while (!text.empty()) {
+    const char32_t c = TakeChar(&text);
     switch (c) {
       case '"':
         out += "\\\"";
@@ -48,19 +116,29 @@ std::string JsonString(absl::string_view text) {
         break;
       default:
         if (c < 0x20) {
-          absl::StrAppendFormat(&out, "\\u%04x", c);
+          absl::StrAppendFormat(&out, "\\u%04x", static_cast<int>(c));
         } else {
-          out.push_back(static_cast<char>(c));
+          AppendUtf8(c, &out);
         }
     }
   }
   return out + "\"";
 }
 
-// XML 1.0 cannot carry most control characters even escaped; they become '?'.
-std::string XmlText(absl::string_view text) {
+// Whether XML 1.0 can hold the character at all (even escaped, it cannot
+// hold most C0 controls, U+FFFE or U+FFFF).
+bool XmlChar(char32_t c) {
+  return c == '\t' || c == '\n' || c == '\r' || (c >= 0x20 && c <= 0xD7FF) ||
+         (c >= 0xE000 && c <= 0xFFFD) || (c >= 0x10000 && c <= 0x10FFFF);
+}
+
+// XML character data or an attribute value, as valid UTF-8 of characters
+// XML 1.0 allows: anything else becomes U+FFFD. In attributes, tabs and
+// line ends are written as references so that parsers do not fold them.
+std::string XmlText(absl::string_view text, bool attribute = false) {
   std::string out;
-  for (unsigned char c : text) {
+  while (!text.empty()) {
+    const char32_t c = TakeChar(&text);
     switch (c) {
       case '&':
         out += "&amp;";
@@ -77,12 +155,17 @@ std::string XmlText(absl::string_view text) {
       case '\'':
         out += "&apos;";
         break;
-      default:
-        if (c < 0x20 && c != '\n' && c != '\t' && c != '\r') {
-          out.push_back('?');
+      case '\t':
+      case '\n':
+      case '\r':
+        if (attribute) {
+          absl::StrAppend(&out, "&#", static_cast<int>(c), ";");
         } else {
           out.push_back(static_cast<char>(c));
         }
+        break;
+      default:
+        AppendUtf8(XmlChar(c) ? c : kReplacement, &out);
     }
   }
   return out;
@@ -198,11 +281,11 @@ std::string JunitReport(const parallel::RunReport& report) {
         &out,
         "  <testcase classname=\"parallel_steps\" name=\"%s\" "
         "time=\"%.3f\">",
-        XmlText(step.name), absl::ToDoubleSeconds(step.duration));
+        XmlText(step.name, true), absl::ToDoubleSeconds(step.duration));
     if (step.outcome == parallel::StepOutcome::kFailed) {
       const std::string message =
           step.error.has_value() ? step.error->ToString() : DescribeEnd(step);
-      absl::StrAppend(&out, "\n    <failure message=\"", XmlText(message),
+      absl::StrAppend(&out, "\n    <failure message=\"", XmlText(message, true),
                       "\">", XmlText(step.output_tail), "</failure>\n  ");
     } else if (step.outcome != parallel::StepOutcome::kSucceeded) {
       absl::StrAppend(&out, "<skipped message=\"", StatusWord(step), "\"/>");

@@ -295,6 +295,16 @@ std::string StreamCapture::Tail() const {
         std::min<size_t>(rewound_tail_.size(), kTailBytes - tail.size());
     tail.insert(0, rewound_tail_.substr(rewound_tail_.size() - keep));
   }
+  if (tail.size() < total_) {
+    // Cut: start on a UTF-8 character, not inside one (at most 3 bytes of
+    // a multi-byte character are dropped; other bytes are left as they are).
+    size_t skip = 0;
+    while (skip < 3 && skip < tail.size() &&
+           (static_cast<unsigned char>(tail[skip]) & 0xC0) == 0x80) {
+      ++skip;
+    }
+    tail.erase(0, skip);
+  }
   return tail;
 }
 

@@ -13,7 +13,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 flags=(-std=c++17 -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined -I.)
-absl_libs=$(pkg-config --libs absl_status absl_statusor absl_strings)
+absl_libs=$(pkg-config --libs absl_status absl_statusor absl_strings absl_str_format absl_time)
 
 build() {  # name, sources...
   local name=$1
@@ -23,10 +23,11 @@ build() {  # name, sources...
 build record_fuzzer parallel/internal/record_fuzzer.cc parallel/internal/record.cc \
   parallel/internal/fd.cc
 build codec_fuzzer parallel/codec_fuzzer.cc
+build reports_fuzzer tools/reports_fuzzer.cc tools/reports.cc parallel/step.cc parallel/failure.cc
 
-per_target=$((seconds / 2))
+per_target=$((seconds / 3))
 status=0
-for target in record codec; do
+for target in record codec reports; do
   mkdir -p "$work/corpus_$target"
   cp testing/fuzz_corpus/$target/* "$work/corpus_$target/"
   echo "fuzzing $target for ${per_target}s"
