@@ -154,6 +154,8 @@ TEST_P(InterruptTest, SignalToParentKillsStepsReplaysAndEndsTheParent) {
   const pid_t parent = fork();
   ASSERT_GE(parent, 0);
   if (parent == 0) {
+    const rlimit no_core = {0, 0};  // SIGQUIT dumps core by default
+    setrlimit(RLIMIT_CORE, &no_core);
     ParallelOptions options = Into(out);
     try {
       RunParallelSteps({[] {
@@ -185,7 +187,7 @@ TEST_P(InterruptTest, SignalToParentKillsStepsReplaysAndEndsTheParent) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Signals, InterruptTest,
-                         ::testing::Values(SIGINT, SIGTERM, SIGHUP));
+                         ::testing::Values(SIGINT, SIGTERM, SIGHUP, SIGQUIT));
 
 TEST(Robustness, CallerHandlerRunsAndTheRunReportsTheInterrupt) {
   // A caller with its own SIGTERM handler keeps it: the library restores it,

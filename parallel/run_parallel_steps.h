@@ -53,8 +53,9 @@
 //    step ends: nothing outlives the call.
 //
 // Thread-safety: may be called from several threads at once. While a call
-// runs, SIGINT, SIGTERM and SIGHUP are caught: the steps are killed, output so
-// far is replayed, the caller's dispositions restored and the signal re-raised.
+// runs, SIGINT, SIGTERM, SIGHUP and SIGQUIT are caught: the steps are killed,
+// output so far is replayed, the caller's dispositions restored and the
+// signal re-raised.
 
 #ifndef PARALLEL_RUN_PARALLEL_STEPS_H_
 #define PARALLEL_RUN_PARALLEL_STEPS_H_

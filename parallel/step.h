@@ -92,9 +92,9 @@ struct StepReport {
 
 struct RunReport {
   std::vector<StepReport> steps;
-  // Non-zero if SIGINT, SIGTERM or SIGHUP arrived during the run: the steps
-  // were killed, output so far replayed, and the caller's signal dispositions
-  // restored. The caller decides how to end (RunParallelSteps re-raises it).
+  // Non-zero if SIGINT, SIGTERM, SIGHUP or SIGQUIT arrived during the run:
+  // the steps were killed, output so far replayed, and the caller's signal
+  // dispositions restored. The caller decides how to end (RunParallelSteps re-raises it).
   int interrupt_signal = 0;
   // Set when the replayed output could not be written (EPIPE: the reader is
   // gone, and then the steps were stopped; ENOSPC; EBADF...): type

@@ -93,6 +93,40 @@ TEST(BackgroundTaskRunner, RunsOnexitOncePerWorkerAfterTheInputs) {
   EXPECT_EQ(out.Contents(), "0\n1\n2\n3\nonexit\nonexit\n");
 }
 
+// An onexit that aborts, exits or is killed fails like an input, named,
+// with its output replayed.
+TEST(BackgroundTaskRunner, AnOnexitThatDiesIsReportedWithItsOutput) {
+  for (const int how : {0, 1, 2}) {
+    SCOPED_TRACE(how);
+    OutputFile out;
+    try {
+      using Runner = BackgroundTaskRunner<int>;
+      Runner::Options options = Into<Runner>(out, 1);
+      options.onexit = [how] {
+        Say("last words\n");
+        if (how == 0) std::abort();
+        if (how == 1) _exit(3);
+        raise(SIGKILL);
+      };
+      Runner runner([](int i) { Say(absl::StrCat(i, "\n")); }, options);
+      runner.Put(0);
+      runner.Wait();
+      FAIL() << "expected BackgroundFailure";
+    } catch (const BackgroundFailure& failure) {
+      ASSERT_EQ(failure.exc_infos().size(), 1u) << failure.what();
+      const ExceptionInfo& info = failure.exc_infos()[0];
+      EXPECT_EQ(info.type, kProcessUnexpectedExit);
+      EXPECT_THAT(info.step, StartsWith("onexit"));
+      EXPECT_THAT(info.message,
+                  HasSubstr(how == 0   ? "killed by signal 6 (SIGABRT)"
+                            : how == 1 ? "exited unexpectedly with code 3"
+                                       : "killed by signal 9 (SIGKILL)"));
+    }
+    EXPECT_EQ(out.Contents(), "0\nlast words\n");
+  }
+  EXPECT_THAT(testing::ChildPids(), IsEmpty());
+}
+
 TEST(BackgroundTaskRunner, ReportsEveryFailedInputAndRunsTheRest) {
   OutputFile out;
   try {

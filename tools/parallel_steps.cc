@@ -7,7 +7,8 @@
 //
 // Exit code: 0 if every command passed; otherwise the number of failed
 // commands, at most 101 (GNU parallel's convention); the tool dies of SIGINT /
-// SIGTERM / SIGHUP when interrupted (a shell sees 130 / 143 / 129) after
+// SIGTERM / SIGHUP / SIGQUIT when interrupted (a shell sees 130 / 143 / 129 /
+// 131) after
 // killing the commands and replaying their output so far; 255 on bad usage,
 // with a one-line error.
 //

@@ -226,6 +226,22 @@ rm -f counts
 make -j2 fails >/dev/null 2>make.txt
 expect_eq "make -j2 max concurrency with failures" 2 "$(sort -n counts | tail -1)"
 grep -qi "jobserver\|INTERNAL" make.txt && fail "make complained after failures: $(cat make.txt)"
+# Every token goes back on the tool's other ways out too: death by SIGPIPE
+# (`| head -1`: the reader went away) and by SIGQUIT (sent by a command to
+# its parent, the tool: a background job of a script would ignore it).
+cat >Makefile.exits <<MAKE
+pipe:
+	+@"$tool" -- 'yes | head -c 3000000' 'sleep 0.3; echo b' 'sleep 0.3' 'sleep 0.3' | head -1 >/dev/null
+quit:
+	+@ulimit -c 0; "$tool" -- 'sleep 0.5; kill -QUIT \$\$PPID' 'sleep 5' 'sleep 5' 'sleep 5'; \\
+	  echo "tool status \$\$?"
+MAKE
+make -j4 -f Makefile.exits pipe >/dev/null 2>make.txt
+expect_eq "make -j4 with | head -1" 0 $?
+grep -qi "jobserver\|INTERNAL" make.txt && fail "make lost tokens to SIGPIPE: $(cat make.txt)"
+out=$(make -j4 -f Makefile.exits quit 2>make.txt)
+expect_eq "SIGQUIT ends the tool" "tool status 131" "$out"
+grep -qi "jobserver\|INTERNAL" make.txt && fail "make lost tokens to SIGQUIT: $(cat make.txt)"
 # Without '+' make does not pass the jobserver; the tool falls back to -j CPUs.
 printf 'all:\n\t@"%s" -- "echo plain"\n' "$tool" >Makefile.plain
 out=$(make -j3 -f Makefile.plain 2>&1)

@@ -96,8 +96,9 @@ absl::StatusOr<RunReport> Engine::Run() {
     if (hooks_.throttle == nullptr) return;
     for (; tokens_held_ > 0; --tokens_held_) hooks_.throttle->Release();
   };
-  // The run acts on SIGINT/SIGTERM/SIGHUP for its whole length: between
-  // turns it only does bounded work, and the self-pipe wakes the next turn.
+  // The run acts on SIGINT/SIGTERM/SIGHUP/SIGQUIT for its whole length:
+  // between turns it only does bounded work, and the self-pipe wakes the
+  // next turn.
   InterruptWait waiting;
   signals_to_reset_ = NonDefaultSignals();
   bool output_lost = false;

@@ -12,7 +12,7 @@ namespace parallel {
 namespace internal {
 namespace {
 
-constexpr int kSignals[] = {SIGINT, SIGTERM, SIGHUP};
+constexpr int kSignals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
 constexpr int kSignalCount = sizeof(kSignals) / sizeof(kSignals[0]);
 
 // A spin lock rather than a mutex: a child forked while another thread held

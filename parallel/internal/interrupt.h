@@ -1,6 +1,6 @@
 // Interrupt handling while runs are in progress.
 //
-// While an InterruptScope lives, SIGINT, SIGTERM and SIGHUP are caught
+// While an InterruptScope lives, SIGINT, SIGTERM, SIGHUP and SIGQUIT are caught
 // process-wide by a handler that does one of two things:
 //  - if some thread is inside an InterruptWait (an event loop about to poll,
 //    or polling), it records the signal and writes a byte to a self-pipe that

@@ -134,7 +134,7 @@ sigset_t NonDefaultSignals() {
       sigaddset(&set, signo);
     }
   }
-  for (int signo : {SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGCHLD}) {
+  for (int signo : {SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD}) {
     sigaddset(&set, signo);
   }
   return set;

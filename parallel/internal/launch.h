@@ -52,7 +52,8 @@ struct ChildSetup {
 };
 
 // The signals whose disposition is not SIG_DFL in this process now, plus
-// SIGPIPE, SIGINT, SIGTERM, SIGHUP and SIGCHLD: what a child must reset.
+// SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT and SIGCHLD: what a child must
+// reset.
 sigset_t NonDefaultSignals();
 
 // Forks a child that runs `child_main` after the preparation and _exits with

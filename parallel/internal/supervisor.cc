@@ -259,7 +259,7 @@ void Supervisor::Turn(int extra_wake_fd, absl::Time wake_at) {
   const absl::Time wake = std::min(NextWake(), wake_at);
   int ready;
   {
-    // While we wait, we act on SIGINT/SIGTERM/SIGHUP (interrupt.h).
+    // While we wait, we act on SIGINT/SIGTERM/SIGHUP/SIGQUIT (interrupt.h).
     InterruptWait waiting;
     timespec timeout =
         absl::ToTimespec(std::max(wake - now, absl::ZeroDuration()));

@@ -13,9 +13,9 @@
 // One Turn is one ppoll over: each slot's pidfd and client descriptor (a
 // worker's socket), every open output pipe, blocked output sinks, the
 // interrupt self-pipe and, when asked, a throttle's wake descriptor. Results
-// are handled by priority: an interrupt (SIGINT/SIGTERM/SIGHUP) first — every
-// child is killed —, then captured output, client messages, ended children,
-// and last deadlines. Kill precedence: a halt or interrupt overrides a
+// are handled by priority: an interrupt (SIGINT/SIGTERM/SIGHUP/SIGQUIT)
+// first — every child is killed —, then captured output, client messages,
+// ended children, and last deadlines. Kill precedence: a halt or interrupt overrides a
 // timeout under way, never the reverse.
 //
 // A watchdog process (watchdog.h) kills the children's process groups — their
