@@ -326,8 +326,6 @@ void PrintSummary(const parallel::RunReport& report) {
   std::cerr << text;
 }
 
-}  // namespace
-
 // A report file must be writable before anything runs: its directory exists
 // and takes files.
 void CheckReportPath(const std::string& flag, const std::string& path) {
@@ -341,6 +339,57 @@ void CheckReportPath(const std::string& flag, const std::string& path) {
                             "': ", std::strerror(errno)));
   }
 }
+
+// Under make -jN without an explicit -j, make's jobserver decides.
+std::unique_ptr<tools::JobserverClient> MakeJobserver(const Flags& flags) {
+  const char* makeflags = std::getenv("MAKEFLAGS");
+  if (makeflags == nullptr || flags.jobs_given) return nullptr;
+  absl::StatusOr<std::unique_ptr<tools::JobserverClient>> client =
+      tools::JobserverClient::FromMakeflags(makeflags);
+  if (!client.ok()) {
+    std::cerr << "parallel_steps: " << client.status().message()
+              << "; running with -j " << flags.jobs << "\n";
+    return nullptr;
+  }
+  return *std::move(client);
+}
+
+// Writes --json and --junit; false (with a message) if one failed.
+bool WriteReports(const Flags& flags, const parallel::RunReport& report) {
+  bool written = true;
+  for (const auto& [path, write] :
+       {std::make_pair(flags.json, &tools::WriteJsonReport),
+        std::make_pair(flags.junit, &tools::WriteJunitReport)}) {
+    if (path.empty()) continue;
+    if (absl::Status status = write(report, path); !status.ok()) {
+      std::cerr << "parallel_steps: " << status.message() << "\n";
+      written = false;
+    }
+  }
+  return written;
+}
+
+// The status line's observers (when shown), the jobserver and --tag.
+parallel::RunHooks MakeHooks(const Flags& flags, parallel::Throttle* jobserver,
+                             StatusLine* status) {
+  parallel::RunHooks hooks;
+  hooks.throttle = jobserver;
+  hooks.tag_lines = flags.tag;
+  const bool progress =
+      flags.progress == 1 || (flags.progress == -1 && ::isatty(STDERR_FILENO));
+  if (!progress) return hooks;
+  hooks.on_start = [status](size_t index) { status->Started(index); };
+  hooks.on_end = [status](size_t index, const parallel::StepReport&) {
+    status->Ended(index);
+  };
+  hooks.on_stopped = [status](size_t index, bool stopped) {
+    status->Stopped(index, stopped);
+  };
+  hooks.before_output = [status] { status->Erase(); };
+  return hooks;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   struct sigaction pipe_action;
@@ -360,19 +409,7 @@ int main(int argc, char** argv) {
   for (const std::string& command : flags.commands) {
     steps.push_back(parallel::Step::Shell(command));
   }
-  // Under make -jN without an explicit -j, make's jobserver decides.
-  std::unique_ptr<tools::JobserverClient> jobserver;
-  if (const char* makeflags = std::getenv("MAKEFLAGS");
-      makeflags != nullptr && !flags.jobs_given) {
-    absl::StatusOr<std::unique_ptr<tools::JobserverClient>> client =
-        tools::JobserverClient::FromMakeflags(makeflags);
-    if (!client.ok()) {
-      std::cerr << "parallel_steps: " << client.status().message()
-                << "; running with -j " << flags.jobs << "\n";
-    } else {
-      jobserver = *std::move(client);
-    }
-  }
+  std::unique_ptr<tools::JobserverClient> jobserver = MakeJobserver(flags);
 
   parallel::ParallelOptions options;
   options.max_parallel = jobserver != nullptr ? 0 : flags.jobs;
@@ -385,22 +422,7 @@ int main(int argc, char** argv) {
   options.temp_dir = flags.temp_dir;
 
   StatusLine status(flags.commands);
-  const bool progress =
-      flags.progress == 1 || (flags.progress == -1 && ::isatty(STDERR_FILENO));
-  parallel::RunHooks hooks;
-  hooks.throttle = jobserver.get();
-  hooks.tag_lines = flags.tag;
-  if (progress) {
-    hooks.on_start = [&status](size_t index) { status.Started(index); };
-    hooks.on_end = [&status](size_t index, const parallel::StepReport&) {
-      status.Ended(index);
-    };
-    hooks.on_stopped = [&status](size_t index, bool stopped) {
-      status.Stopped(index, stopped);
-    };
-    hooks.before_output = [&status] { status.Erase(); };
-  }
-
+  parallel::RunHooks hooks = MakeHooks(flags, jobserver.get(), &status);
   absl::StatusOr<parallel::RunReport> report =
       parallel::RunSteps(std::move(steps), options, hooks);
   status.Erase();
@@ -410,16 +432,7 @@ int main(int argc, char** argv) {
     return kUsageError;
   }
   PrintSummary(*report);
-  bool reports_written = true;
-  for (const auto& [path, write] :
-       {std::make_pair(flags.json, &tools::WriteJsonReport),
-        std::make_pair(flags.junit, &tools::WriteJunitReport)}) {
-    if (path.empty()) continue;
-    if (absl::Status status = write(*report, path); !status.ok()) {
-      std::cerr << "parallel_steps: " << status.message() << "\n";
-      reports_written = false;
-    }
-  }
+  const bool reports_written = WriteReports(flags, *report);
   if (report->interrupt_signal != 0) {
     std::fflush(nullptr);
     signal(report->interrupt_signal, SIG_DFL);

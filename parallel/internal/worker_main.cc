@@ -128,21 +128,27 @@ bool LaneEmpty(const int* pipes) {
 
 }  // namespace
 
-int WorkerMain(int socket, const TaskBody& task,
-               const std::function<void()>& onexit, bool keep_values,
-               bool combine_stderr) {
-  WorkerChannel channel(socket);
-  const int dev_null = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
-  // Orphans of a task's processes become the worker's children, so that
-  // TaskLeftProcesses() sees them.
-  ::prctl(PR_SET_CHILD_SUBREAPER, 1);
-  // The output pipes by lane (worker_pool.h): {stdout, stderr or -1}.
-  int lanes[kLanes][2] = {{-1, -1}, {-1, -1}};
-  // What goes to the parent next: kStarted, then the value or failure and
-  // kDone. When the next input is already here as one ends, its kStarted
-  // goes out with the last one's kDone: one message, one wake-up of the
-  // parent, per input.
-  std::string outbox;
+namespace {
+
+// One worker's loop (protocol in worker_main.h).
+class Worker {
+ public:
+  Worker(int socket, const TaskBody& task, const std::function<void()>& onexit,
+         bool keep_values, bool combine_stderr)
+      : channel_(socket),
+        task_(task),
+        onexit_(onexit),
+        keep_values_(keep_values),
+        combine_stderr_(combine_stderr),
+        dev_null_(::open("/dev/null", O_WRONLY | O_CLOEXEC)) {
+    // Orphans of a task's processes become the worker's children, so that
+    // TaskLeftProcesses() sees them.
+    ::prctl(PR_SET_CHILD_SUBREAPER, 1);
+  }
+
+  int Run();
+
+ private:
   // The unit that ended and has no kDone yet. Its kDone waits until fds 1
   // and 2 point elsewhere, so that its lane's "empty" holds for good: a
   // thread the task left can no longer add bytes to it.
@@ -151,95 +157,142 @@ int WorkerMain(int socket, const TaskBody& task,
     bool left_processes;
     const int* pipes;
   };
-  std::optional<Ended> ended;
-  auto conclude = [&] {
-    if (!ended) return;
-    const bool empty = ended->id != kOnexitId && LaneEmpty(ended->pipes);
-    AppendRecord(RecordKind::kDone,
-                 Encode(std::make_tuple(ended->id, ended->left_processes,
-                                        empty)),
-                 &outbox);
-    ended.reset();
-  };
+
+  // Takes the unit's lane (and its pipes if new), points fds 1 and 2 at it
+  // and queues kStarted. Returns the lane's pipes, or nullptr if the record
+  // is garbage.
+  int* Begin(const Record& record, uint64_t* id, std::string* args);
+  // Runs the task (or onexit), its value or failure into the outbox.
+  void RunUnit(uint64_t id, const std::string& args);
+  // Queues the ended unit's kDone, if any.
+  void Conclude();
   // The parent sent garbage: what it is owed still goes, then exit 3.
-  auto corrupt = [&] {
-    RedirectOutput(dev_null, -1);
-    conclude();
-    if (!outbox.empty()) channel.Send(outbox);
-    return 3;
-  };
+  int Corrupt();
+
+  WorkerChannel channel_;
+  const TaskBody& task_;
+  const std::function<void()>& onexit_;
+  const bool keep_values_;
+  const bool combine_stderr_;
+  const int dev_null_;
+  // The output pipes by lane: {stdout, stderr or -1}.
+  int lanes_[kLanes][2] = {{-1, -1}, {-1, -1}};
+  // What goes to the parent next: kStarted, then the value or failure and
+  // kDone. When the next input is already here as one ends, its kStarted
+  // goes out with the last one's kDone: one message, one wake-up of the
+  // parent, per input.
+  std::string outbox_;
+  std::optional<Ended> ended_;
+};
+
+int Worker::Run() {
   Record record;
-  WorkerChannel::Got got = channel.Next(&record);
+  WorkerChannel::Got got = channel_.Next(&record);
   while (got == WorkerChannel::Got::kRecord) {
     uint64_t id = kOnexitId;
-    uint32_t lane = 0;
-    bool new_pipes = true;
     std::string args;
-    if (record.kind == RecordKind::kInput) {
-      std::tuple<uint64_t, uint32_t, bool, std::string> input;
-      if (!DecodeInto(record.payload, &input).ok()) return corrupt();
-      std::tie(id, lane, new_pipes, args) = std::move(input);
-      if (lane >= kLanes) return corrupt();
-    } else if (record.kind != RecordKind::kFinish) {
-      return corrupt();
-    }
-    // The parent never gives a lane whose input has no kDone yet, so this
-    // is not the ended unit's lane.
-    int* pipes = lanes[lane];
-    if (new_pipes) {
-      for (int i = 0; i < 2; ++i) {
-        if (pipes[i] >= 0) ::close(pipes[i]);
-        pipes[i] = i == 0 || !combine_stderr ? channel.TakeFd() : -1;
-      }
-      if (pipes[0] < 0) return corrupt();
-    }
-    RedirectOutput(pipes[0], pipes[1]);
-    conclude();
-    if (id == kOnexitId) {
-      // Its pipes are its own: once onexit is done the parent sees them end.
-      ::close(pipes[0]);
-      if (pipes[1] >= 0) ::close(pipes[1]);
-      pipes[0] = pipes[1] = -1;
-    }
-    AppendRecord(RecordKind::kStarted, Encode(id), &outbox);
-    if (!channel.Send(outbox)) return 0;
-    outbox.clear();
-    if (id != kOnexitId) {
-      RunBody([&task, &args] { return task(args); }, keep_values, &outbox);
-    } else {
-      RunBody(
-          [&onexit]() -> absl::StatusOr<std::string> {
-            if (onexit) onexit();
-            return std::string();
-          },
-          false, &outbox);
-    }
+    int* pipes = Begin(record, &id, &args);
+    if (pipes == nullptr) return Corrupt();
+    if (!channel_.Send(outbox_)) return 0;
+    outbox_.clear();
+    RunUnit(id, args);
     // Every byte of the task is in its lane before kDone goes.
     std::fflush(stdout);
     std::fflush(stderr);
-    ended = Ended{id, TaskLeftProcesses(), pipes};
+    ended_ = Ended{id, TaskLeftProcesses(), pipes};
     if (id == kOnexitId) {
-      RedirectOutput(dev_null, -1);  // the parent sees onexit's pipes end
-      conclude();
-      channel.Send(outbox);
+      RedirectOutput(dev_null_, -1);  // the parent sees onexit's pipes end
+      Conclude();
+      channel_.Send(outbox_);
       return 0;
     }
-    got = channel.Next(&record, /*wait=*/false);
+    got = channel_.Next(&record, /*wait=*/false);
     if (got == WorkerChannel::Got::kNotYet) {
       // Idle: what a thread the task left writes now reaches no input.
       // (While the next input runs, fd 1 is its lane, for every thread.)
-      RedirectOutput(dev_null, -1);
-      conclude();
-      if (!channel.Send(outbox)) return 0;
-      outbox.clear();
-      got = channel.Next(&record);
+      RedirectOutput(dev_null_, -1);
+      Conclude();
+      if (!channel_.Send(outbox_)) return 0;
+      outbox_.clear();
+      got = channel_.Next(&record);
     }
   }
   // The parent is gone (or sent garbage: it is killing us then anyway).
-  RedirectOutput(dev_null, -1);
-  conclude();
-  if (!outbox.empty()) channel.Send(outbox);
+  RedirectOutput(dev_null_, -1);
+  Conclude();
+  if (!outbox_.empty()) channel_.Send(outbox_);
   return 0;
+}
+
+int* Worker::Begin(const Record& record, uint64_t* id, std::string* args) {
+  uint32_t lane = 0;
+  bool new_pipes = true;
+  if (record.kind == RecordKind::kInput) {
+    std::tuple<uint64_t, uint32_t, bool, std::string> input;
+    if (!DecodeInto(record.payload, &input).ok()) return nullptr;
+    std::tie(*id, lane, new_pipes, *args) = std::move(input);
+    if (lane >= kLanes) return nullptr;
+  } else if (record.kind != RecordKind::kFinish) {
+    return nullptr;
+  }
+  // The parent never gives a lane whose input has no kDone yet, so this is
+  // not the ended unit's lane.
+  int* pipes = lanes_[lane];
+  if (new_pipes) {
+    for (int i = 0; i < 2; ++i) {
+      if (pipes[i] >= 0) ::close(pipes[i]);
+      pipes[i] = i == 0 || !combine_stderr_ ? channel_.TakeFd() : -1;
+    }
+    if (pipes[0] < 0) return nullptr;
+  }
+  RedirectOutput(pipes[0], pipes[1]);
+  Conclude();
+  if (*id == kOnexitId) {
+    // Its pipes are its own: once onexit is done the parent sees them end.
+    ::close(pipes[0]);
+    if (pipes[1] >= 0) ::close(pipes[1]);
+    pipes[0] = pipes[1] = -1;
+  }
+  AppendRecord(RecordKind::kStarted, Encode(*id), &outbox_);
+  return pipes;
+}
+
+void Worker::RunUnit(uint64_t id, const std::string& args) {
+  if (id != kOnexitId) {
+    RunBody([this, &args] { return task_(args); }, keep_values_, &outbox_);
+    return;
+  }
+  RunBody(
+      [this]() -> absl::StatusOr<std::string> {
+        if (onexit_) onexit_();
+        return std::string();
+      },
+      false, &outbox_);
+}
+
+void Worker::Conclude() {
+  if (!ended_) return;
+  const bool empty = ended_->id != kOnexitId && LaneEmpty(ended_->pipes);
+  AppendRecord(
+      RecordKind::kDone,
+      Encode(std::make_tuple(ended_->id, ended_->left_processes, empty)),
+      &outbox_);
+  ended_.reset();
+}
+
+int Worker::Corrupt() {
+  RedirectOutput(dev_null_, -1);
+  Conclude();
+  if (!outbox_.empty()) channel_.Send(outbox_);
+  return 3;
+}
+
+}  // namespace
+
+int WorkerMain(int socket, const TaskBody& task,
+               const std::function<void()>& onexit, bool keep_values,
+               bool combine_stderr) {
+  return Worker(socket, task, onexit, keep_values, combine_stderr).Run();
 }
 
 namespace {
