@@ -322,6 +322,31 @@ expect_eq "reader gone, SIGPIPE ignored: exit status" 141 $?
 grep -q "could not write the replayed stdout: Broken pipe" err.txt || fail "EPIPE message: $(cat err.txt)"
 pgrep -f "echo $marker" >/dev/null && fail "a step outlived the broken pipe (SIGPIPE ignored)"
 
+# stdout that cannot be written (a full disk, a read-only descriptor): the
+# other stream is still replayed whole, the error is named in one line, and
+# the exit status is not 0.
+"$tool" -- 'echo out; echo err >&2' 'echo out2; echo err2 >&2' >/dev/full 2>err.txt
+expect_eq "stdout on a full disk: exit status" 1 $?
+expect_eq "stdout on a full disk: stderr" $'err\nerr2\nparallel_steps: could not write the replayed stdout: No space left on device' "$(cat err.txt)"
+"$tool" -- 'echo out' 'echo e >&2' 1</dev/null 2>err.txt
+expect_eq "read-only stdout: exit status" 1 $?
+expect_eq "read-only stdout: stderr" $'e\nparallel_steps: could not write the replayed stdout: Bad file descriptor' "$(cat err.txt)"
+
+# Behind a reader that never reads, the tool still acts on SIGTERM: its
+# writes never block, and output the reader has not taken for 1 s after the
+# interrupt is given up (this spun forever, at 100% CPU, before).
+mkfifo stalled.fifo
+exec 8<>stalled.fifo  # the only reader, and it never reads
+"$tool" -- 'head -c 5000000 /dev/zero' 'sleep 5' >stalled.fifo 2>/dev/null &
+stalled=$!
+sleep 0.5
+kill -TERM "$stalled"
+for _ in $(seq 1 150); do kill -0 "$stalled" 2>/dev/null || break; sleep 0.02; done
+kill -0 "$stalled" 2>/dev/null && fail "SIGTERM not acted on behind a stalled reader"
+wait "$stalled"
+expect_eq "SIGTERM behind a stalled reader" 143 $?
+exec 8>&-
+
 # The tool is SIGKILLed: the commands' own children (the sleeps, children of
 # each command's shell) die with it too. Unusual durations name them.
 "$tool" -j 2 -- "sleep 9.2513; echo a" "sleep 9.5117; echo b" >/dev/null 2>&1 &

@@ -266,6 +266,19 @@ void Replayer::SinkWritable(int fd) {
   if (err_ && err_->poll_fd() == fd) err_->Unblock();
 }
 
+bool Replayer::output_blocked() const {
+  return (out_.blocked() && !out_.broken()) ||
+         (err_ && err_->blocked() && !err_->broken());
+}
+
+void Replayer::GiveUpBlockedOutput() {
+  for (Sink* sink : {&out_, err_.get()}) {
+    if (sink != nullptr && sink->blocked() && !sink->broken()) {
+      sink->GiveUp(EAGAIN);
+    }
+  }
+}
+
 int Replayer::output_error() const {
   if (out_.error() != 0) return out_.error();
   return err_ ? err_->error() : 0;
@@ -279,10 +292,14 @@ void Replayer::ReportOutputError(RunReport* report) const {
   const int error = output_error();
   if (error == 0) return;
   report->output_errno = error;
+  const Sink& sink = out_.error() != 0 || !err_ ? out_ : *err_;
   report->output_error = ExceptionInfo{
       std::string(kOutputLost),
-      absl::StrCat("could not write the replayed ", output_error_stream(), ": ",
-                   ::strerror(error)),
+      sink.given_up()
+          ? absl::StrCat("gave up on the replayed ", sink.name(),
+                         " after the interrupt: its reader took nothing")
+          : absl::StrCat("could not write the replayed ", sink.name(), ": ",
+                         ::strerror(error)),
       "", "run", 0};
 }
 

@@ -101,6 +101,11 @@ class Replayer {
                      std::vector<size_t>* owners) const;
   // A blocked sink may take bytes again.
   void SinkWritable(int fd);
+  // Whether a sink waits for its reader to take bytes.
+  bool output_blocked() const;
+  // Drops the output waiting for blocked sinks, for good (the run was
+  // interrupted and their readers take nothing): reported as lost output.
+  void GiveUpBlockedOutput();
   // The output that failed first ("stdout"/"stderr") and its errno; 0 if
   // none.
   int output_error() const;

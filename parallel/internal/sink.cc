@@ -134,6 +134,15 @@ size_t Sink::WriteSome(const char* data, size_t size) {
   return done;
 }
 
+void Sink::GiveUp(int error) {
+  if (error_ == 0) {
+    error_ = error;
+    given_up_ = true;
+  }
+  blocked_ = false;
+  queued_.clear();
+}
+
 void Sink::Write(absl::string_view bytes) {
   queued_.append(bytes.data(), bytes.size());
   Flush();

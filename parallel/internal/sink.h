@@ -56,6 +56,10 @@ class Sink {
   bool blocked() const { return blocked_; }
   void Unblock() { blocked_ = false; }
   int poll_fd() const { return write_fd_; }
+  // Stops writing for good (after an interrupt, behind a reader that takes
+  // nothing): error() becomes `error` if none was latched, queued bytes go.
+  void GiveUp(int error);
+  bool given_up() const { return given_up_; }
   // Nothing more can be written: error() != 0.
   bool broken() const { return error_ != 0; }
   int error() const { return error_; }
@@ -79,6 +83,7 @@ class Sink {
   // A pipe or FIFO (or unknown): writes are guarded against SIGPIPE.
   bool may_raise_sigpipe_ = true;
   bool blocked_ = false;
+  bool given_up_ = false;
   int error_ = 0;
   // Regular files and devices only (see the constructor).
   bool use_sendfile_ = false;

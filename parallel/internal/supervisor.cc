@@ -148,6 +148,9 @@ void Supervisor::StopAll(KillReason reason, absl::Time now) {
 
 absl::Time Supervisor::NextWake() const {
   absl::Time wake = absl::InfiniteFuture();
+  if (interrupt_signal_ != 0 && replayer_->output_blocked()) {
+    wake = give_up_output_at_;
+  }
   for (const Slot& slot : slots_) {
     if (!slot.child.alive()) continue;
     wake = std::min(wake, slot.killing.started()
@@ -224,7 +227,9 @@ void Supervisor::BuildPollSet(int extra_wake_fd) {
     kinds_.push_back(owners_[i] == Replayer::kSinkOwner ? Owner::kSink
                                                         : Owner::kUnit);
   }
-  if (interrupts_.wake_fd() >= 0)
+  // Once the interrupt is taken, its self-pipe (never drained) would only
+  // wake every turn at once.
+  if (interrupts_.wake_fd() >= 0 && interrupt_signal_ == 0)
     add(interrupts_.wake_fd(), POLLIN, Owner::kWake, 0);
   if (extra_wake_fd >= 0) add(extra_wake_fd, POLLIN, Owner::kWake, 0);
   // A slot's child may end and another start in it within this turn, with
@@ -232,13 +237,16 @@ void Supervisor::BuildPollSet(int extra_wake_fd) {
   for (const Slot& slot : slots_) generations_.push_back(slot.generation);
 }
 
-void Supervisor::HandleReady() {
+void Supervisor::HandleReady(absl::Time now) {
   // Output first, so that a child's last bytes are in before its end is
   // handled; then client messages; then ends.
   for (size_t i = 0; i < fds_.size(); ++i) {
     if (fds_[i].revents == 0) continue;
     if (kinds_[i] == Owner::kUnit) replayer_->Drain(owners_[i]);
-    if (kinds_[i] == Owner::kSink) replayer_->SinkWritable(fds_[i].fd);
+    if (kinds_[i] == Owner::kSink) {
+      replayer_->SinkWritable(fds_[i].fd);
+      if (interrupt_signal_ != 0) give_up_output_at_ = now + kOutputPatience;
+    }
   }
   for (size_t i = 0; i < fds_.size(); ++i) {
     if (fds_[i].revents != 0 && kinds_[i] == Owner::kClient && Current(i) &&
@@ -272,11 +280,18 @@ void Supervisor::Turn(int extra_wake_fd, absl::Time wake_at) {
   if (const int signo = InterruptScope::pending();
       signo != 0 && interrupt_signal_ == 0) {
     interrupt_signal_ = signo;
+    give_up_output_at_ = now + kOutputPatience;
     StopAll(KillReason::kInterrupt, now);
   }
-  if (ready > 0) HandleReady();
-  CheckDeadlines(absl::Now());
+  if (ready > 0) HandleReady(now);
+  now = absl::Now();
+  CheckDeadlines(now);
   replayer_->Pump();
+  if (interrupt_signal_ != 0 && active_ == 0 && now >= give_up_output_at_ &&
+      replayer_->output_blocked()) {
+    replayer_->GiveUpBlockedOutput();
+    replayer_->Pump();
+  }
 }
 
 }  // namespace internal

@@ -69,6 +69,10 @@ class SupervisorClient {
 class Supervisor {
  public:
   static constexpr size_t kNoUnit = ~size_t{0};
+  // After an interrupt, once every child is gone, output that waits for a
+  // reader (a stalled `| less`) is dropped when the reader has taken
+  // nothing for this long, so that the caller can end.
+  static constexpr absl::Duration kOutputPatience = absl::Seconds(1);
 
   Supervisor(Replayer* replayer, SupervisorClient* client);
   ~Supervisor();  // kills and reaps every child still running
@@ -138,7 +142,7 @@ class Supervisor {
   // The descriptors one turn polls, with their owners and kinds.
   void BuildPollSet(int extra_wake_fd);
   // Acts on what ppoll reported: output, client messages, ends.
-  void HandleReady();
+  void HandleReady(absl::Time now);
   // Whether poll entry `poll_index` still belongs to its slot's child.
   bool Current(size_t poll_index) const;
   void Reap(size_t slot);
@@ -154,6 +158,9 @@ class Supervisor {
   size_t active_ = 0;
   KillReason stopping_ = KillReason::kNone;
   int interrupt_signal_ = 0;
+  // After an interrupt: when output still waiting for a reader that takes
+  // nothing is dropped (kOutputPatience after the last sign of life).
+  absl::Time give_up_output_at_ = absl::InfiniteFuture();
   // Scratch for Turn, kept to avoid allocating every turn.
   std::vector<pollfd> fds_;
   std::vector<size_t> owners_;
