@@ -18,6 +18,7 @@
 #include "parallel/run_parallel_steps.h"  // IWYU pragma: export
 #include "parallel/run_steps.h"           // IWYU pragma: export
 #include "parallel/step.h"                // IWYU pragma: export
+#include "parallel/step_observer.h"       // IWYU pragma: export
 #include "parallel/task_runner.h"         // IWYU pragma: export
 
 #endif  // PARALLEL_PARALLEL_H_

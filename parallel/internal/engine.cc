@@ -18,6 +18,7 @@
 #include "parallel/internal/replayer.h"
 #include "parallel/internal/result.h"
 #include "parallel/internal/supervisor.h"
+#include "parallel/step_observer_internal.h"
 
 namespace parallel {
 namespace internal {
@@ -294,6 +295,7 @@ void Engine::OnEnded(size_t slot, const ProcessExit& exit, KillReason why) {
     }
     result = ParseChildResult(result_buffer_);
     run.result.reset();
+    DeliverNotes(report.name, report.pid, result.notes);
   }
   JudgeInput in;
   in.who = absl::StrCat(report.name, " (pid ", report.pid, ")");

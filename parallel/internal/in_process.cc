@@ -7,6 +7,7 @@
 
 #include "absl/time/clock.h"
 #include "parallel/internal/call_body.h"
+#include "parallel/step_observer_internal.h"
 
 namespace parallel {
 namespace internal {
@@ -30,7 +31,14 @@ bool RunStepInProcess(const std::function<absl::StatusOr<std::string>()>& body,
   report->pid = ::getpid();
   std::string value;
   ExceptionInfo error;
-  const bool ok = CallBody(body, &value, &error);
+  ObserversBeforeBody(/*in_child=*/false);
+  bool ok = CallBody(body, &value, &error);
+  if (std::optional<ExceptionInfo> observed =
+          ObserversAfterBody(/*in_child=*/false);
+      ok && observed) {
+    ok = false;
+    error = *std::move(observed);
+  }
   if (ok) {
     report->outcome = StepOutcome::kSucceeded;
     report->exit_code = 0;

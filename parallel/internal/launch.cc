@@ -25,6 +25,7 @@
 #include "parallel/internal/interrupt.h"
 #include "parallel/internal/record.h"
 #include "parallel/internal/stack.h"
+#include "parallel/step_observer_internal.h"
 
 extern char** environ;
 
@@ -160,6 +161,7 @@ absl::StatusOr<Child> ForkProcess(absl::FunctionRef<int()> child_main,
     __fpurge(stdout);
     __fpurge(stderr);
     InstallChildHandlers(setup.result_fd);
+    SetNoteChannel(setup.result_fd);
     const int code = child_main();
     std::cout.flush();
     std::cerr.flush();

@@ -41,6 +41,7 @@ enum class RecordKind : uint8_t {
   kStarted = 8,  // worker to parent: Encode(uint64 id), before it runs
   kStartFailed = 9,  // a child's preparation failed: errno (u32 LE), then the
                      // name of the call
+  kNote = 10,  // a body's note for the caller's StepObservers (opaque)
 };
 
 inline constexpr size_t kRecordHeaderSize = 20;

@@ -11,6 +11,7 @@
 #include "parallel/codec.h"
 #include "parallel/internal/call_body.h"
 #include "parallel/internal/fd.h"
+#include "parallel/step_observer_internal.h"
 
 namespace parallel {
 namespace internal {
@@ -49,7 +50,9 @@ void AppendFailureRecord(const ExceptionInfo& failure, std::string* out) {
 int RunBody(const Body& body, bool keep_value, std::string* out) {
   std::string value;
   ExceptionInfo error;
+  ObserversBeforeBody(/*in_child=*/true);
   const bool ok = CallBody(body, &value, &error);
+  std::optional<ExceptionInfo> observed = ObserversAfterBody(/*in_child=*/true);
   // Output the step printed but could not deliver (a full disk, a file size
   // limit, a closed pipe) fails the step with the reason.
   if (const int lost = FlushOutput(); lost != 0) {
@@ -60,8 +63,8 @@ int RunBody(const Body& body, bool keep_value, std::string* out) {
         out);
     return 1;
   }
-  if (!ok) {
-    AppendFailureRecord(error, out);
+  if (!ok || observed) {
+    AppendFailureRecord(!ok ? error : *observed, out);
     return 1;
   }
   AppendRecord(RecordKind::kValue, keep_value ? value : "", out);
@@ -114,6 +117,9 @@ void ChildResult::Add(const Record& record) {
     }
     case RecordKind::kCrash:
       crash_trace = record.payload;
+      return;
+    case RecordKind::kNote:
+      notes.push_back(record.payload);
       return;
     case RecordKind::kHang:
       hang_trace = record.payload;

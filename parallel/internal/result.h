@@ -17,6 +17,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -36,9 +37,11 @@ int FlushOutput();
 // Appends a kFailure record with this type, message and traceback.
 void AppendFailureRecord(const ExceptionInfo& failure, std::string* out);
 
-// Runs `body`, flushes stdio, and appends one record to *out: kValue (its
-// value, or "" when !keep_value), or kFailure (the exception or status, or
-// parallel::OutputLost if stdio could not write). Returns 0 on kValue, else 1.
+// Runs `body` between the StepObservers' BeforeBody and AfterBody (in a
+// child), flushes stdio, and appends one record to *out: kValue (its value,
+// or "" when !keep_value), or kFailure (the exception or status, an
+// observer's failure, or parallel::OutputLost if stdio could not write).
+// Returns 0 on kValue, else 1.
 int RunBody(const Body& body, bool keep_value, std::string* out);
 
 // In a forked child: RunBody, then the record written to `result_fd`.
@@ -55,12 +58,14 @@ struct ChildResult {
   // kFailure (type, message, traceback; step and pid left to the caller), or
   // kStartFailed as a parallel::ProcessStartError.
   std::optional<ExceptionInfo> failure;
+  // What the body sent its StepObservers (kNote), in order.
+  std::vector<std::string> notes;
   // Stacks recorded by the child's handlers (kCrash, kHang).
   std::string crash_trace;
   std::string hang_trace;
 
   // Takes one record into account; kValue/kFailure/kCrash/kHang/
-  // kStartFailed, others are ignored.
+  // kStartFailed/kNote, others are ignored.
   void Add(const Record& record);
 };
 

@@ -25,6 +25,7 @@
 #include "parallel/internal/supervisor.h"
 #include "parallel/internal/worker_main.h"
 #include "parallel/options.h"
+#include "parallel/step_observer_internal.h"
 
 namespace parallel {
 namespace internal {
@@ -441,6 +442,7 @@ void ProcessPool::Conclude(size_t slot, size_t unit, StepReport& report,
     report.output_tail = replayer_.Tail(unit);
   }
   if (config_.keep_values) report.value = std::move(verdict.value);
+  DeliverNotes(report.name, report.pid, worker.result.notes);
   worker.result = ChildResult();
   if (report.outcome == StepOutcome::kFailed && config_.halt_on_error) {
     supervisor_.StopAll(KillReason::kHalt, absl::Now());
