@@ -93,38 +93,6 @@ char32_t TakeChar(absl::string_view* text) {
   return c;
 }
 
-// A JSON string of `text` as valid UTF-8: bytes that are not become U+FFFD.
-std::string JsonString(absl::string_view text) {
-  std::string out = "\"";
-  while (!text.empty()) {
-    const char32_t c = TakeChar(&text);
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c < 0x20) {
-          absl::StrAppendFormat(&out, "\\u%04x", static_cast<int>(c));
-        } else {
-          AppendUtf8(c, &out);
-        }
-    }
-  }
-  return out + "\"";
-}
-
 // Whether XML 1.0 can hold the character at all (even escaped, it cannot
 // hold most C0 controls, U+FFFE or U+FFFF).
 bool XmlChar(char32_t c) {
@@ -201,6 +169,37 @@ absl::Status WriteAtomically(const std::string& path, const std::string& text) {
 }
 
 }  // namespace
+
+std::string JsonString(absl::string_view text) {
+  std::string out = "\"";
+  while (!text.empty()) {
+    const char32_t c = TakeChar(&text);
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (c < 0x20) {
+          absl::StrAppendFormat(&out, "\\u%04x", static_cast<int>(c));
+        } else {
+          AppendUtf8(c, &out);
+        }
+    }
+  }
+  return out + "\"";
+}
 
 std::string DescribeEnd(const parallel::StepReport& step) {
   // A timeout's message ends "(it was stopped by SIGSTOP)" when the command

@@ -9,9 +9,14 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "parallel/step.h"
 
 namespace tools {
+
+// `text` as a JSON string literal, quoted, always valid UTF-8: bytes that are
+// not become U+FFFD.
+std::string JsonString(absl::string_view text);
 
 // "exit code 3", "signal 9 (SIGKILL)", "timed out", "not started", ...
 std::string DescribeEnd(const parallel::StepReport& step);

@@ -1,0 +1,504 @@
+#include "tools/gtest_parallel_lib.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <string.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <iomanip>
+#include <sstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "parallel/parallel.h"
+#include "tools/reports.h"
+
+namespace tools {
+namespace gtest {
+namespace {
+
+// An unlinked file in $TMPDIR (or /tmp) for a round's replayed output.
+int CreateScratchFile() {
+  const char* dir = std::getenv("TMPDIR");
+  const std::string where = dir != nullptr && *dir != '\0' ? dir : "/tmp";
+  return ::open(where.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+}
+
+std::string ReadRange(int fd, uint64_t offset, uint64_t size) {
+  std::string bytes(size, '\0');
+  uint64_t done = 0;
+  while (done < size) {
+    const ssize_t n = ::pread(fd, bytes.data() + done, size - done,
+                              static_cast<off_t>(offset + done));
+    if (n <= 0) break;
+    done += n;
+  }
+  bytes.resize(done);
+  return bytes;
+}
+
+std::string AbsolutePath(const std::string& path) {
+  char resolved[PATH_MAX];
+  return ::realpath(path.c_str(), resolved) != nullptr ? resolved : path;
+}
+
+std::string Milliseconds(absl::Duration duration) {
+  return absl::StrCat(absl::ToInt64Milliseconds(duration), " ms");
+}
+
+std::string Basename(const std::string& path) {
+  return path.substr(path.rfind('/') + 1);
+}
+
+// How an attempt ended, for failure headers and the summary.
+std::string Ending(const Attempt& attempt) {
+  if (attempt.timed_out) return "timed out";
+  if (attempt.passed) return "passed";
+  if (attempt.signal != 0) {
+    const char* name = sigabbrev_np(attempt.signal);
+    return absl::StrCat("killed by signal ", attempt.signal,
+                        name != nullptr ? absl::StrCat(" (SIG", name, ")") : "");
+  }
+  return absl::StrCat("exit code ", attempt.exit_code);
+}
+
+// "[done/total] Suite.Test (12 ms)" redrawn in place on a terminal.
+class Progress {
+ public:
+  Progress(size_t total, bool shown) : total_(total), shown_(shown) {}
+  void Ended(const std::string& test, absl::Duration duration) {
+    ++done_;
+    if (!shown_) return;
+    std::string line = absl::StrCat("\r\x1b[K[", done_, "/", total_, "] ",
+                                    test, " (", Milliseconds(duration), ")");
+    std::fputs(line.c_str(), stdout);
+    std::fflush(stdout);
+  }
+  ~Progress() {
+    if (shown_ && done_ > 0) std::fputs("\r\x1b[K", stdout);
+  }
+
+ private:
+  size_t total_;
+  size_t done_ = 0;
+  bool shown_;
+};
+
+}  // namespace
+
+std::vector<std::string> ParseTestList(absl::string_view listing) {
+  std::vector<std::string> tests;
+  std::string suite;
+  for (absl::string_view line : absl::StrSplit(listing, '\n')) {
+    // Typed and parameterized tests carry "  # TypeParam = ..." comments.
+    const size_t comment = line.find("  #");
+    if (comment != absl::string_view::npos) line = line.substr(0, comment);
+    if (absl::StripAsciiWhitespace(line).empty()) continue;
+    if (line[0] != ' ') {
+      suite = std::string(absl::StripAsciiWhitespace(line));
+      continue;
+    }
+    if (suite.empty() || suite.back() != '.') continue;  // not gtest's list
+    tests.push_back(absl::StrCat(suite, absl::StripAsciiWhitespace(line)));
+  }
+  return tests;
+}
+
+std::string TestTimes::DefaultPath() {
+  std::string base;
+  if (const char* cache = std::getenv("XDG_CACHE_HOME");
+      cache != nullptr && *cache != '\0') {
+    base = cache;
+  } else if (const char* home = std::getenv("HOME");
+             home != nullptr && *home != '\0') {
+    base = absl::StrCat(home, "/.cache");
+  } else {
+    return "";
+  }
+  return absl::StrCat(base, "/parallel/gtest-parallel-times");
+}
+
+TestTimes::TestTimes(std::string path) : path_(std::move(path)) {
+  std::ifstream in(path_);
+  std::string line;
+  while (std::getline(in, line)) {
+    std::vector<std::string> fields = absl::StrSplit(line, '\t');
+    double seconds = 0;
+    if (fields.size() == 3 && absl::SimpleAtod(fields[2], &seconds)) {
+      times_[{fields[0], fields[1]}] = seconds;
+    }
+  }
+}
+
+std::optional<double> TestTimes::Get(const std::string& binary,
+                                     const std::string& test) const {
+  auto it = times_.find({binary, test});
+  if (it == times_.end()) return std::nullopt;
+  return it->second;
+}
+
+void TestTimes::Set(const std::string& binary, const std::string& test,
+                    double seconds) {
+  times_[{binary, test}] = seconds;
+}
+
+bool TestTimes::Save() const {
+  if (path_.empty()) return false;
+  const std::string dir = path_.substr(0, path_.rfind('/'));
+  ::mkdir(dir.substr(0, dir.rfind('/')).c_str(), 0755);
+  ::mkdir(dir.c_str(), 0755);
+  const std::string temp = absl::StrCat(path_, ".", ::getpid());
+  {
+    std::ofstream out(temp);
+    for (const auto& [key, seconds] : times_) {
+      out << key.first << '\t' << key.second << '\t' << seconds << '\n';
+    }
+    if (!out.flush()) {
+      ::unlink(temp.c_str());
+      return false;
+    }
+  }
+  return ::rename(temp.c_str(), path_.c_str()) == 0;
+}
+
+absl::StatusOr<std::vector<Task>> FindTasks(const Options& options) {
+  const TestTimes times(TestTimes::DefaultPath());
+  std::vector<Task> tasks;
+  int index = 0;  // over every test of every binary, for sharding
+  for (const std::string& given : options.binaries) {
+    const std::string binary = AbsolutePath(given);
+    std::vector<std::string> argv = {binary};
+    argv.insert(argv.end(), options.test_args.begin(), options.test_args.end());
+    argv.push_back("--gtest_list_tests");
+    if (!options.gtest_filter.empty()) {
+      argv.push_back("--gtest_filter=" + options.gtest_filter);
+    }
+    const int listing_fd = CreateScratchFile();
+    if (listing_fd < 0) {
+      return absl::ErrnoToStatus(errno, "cannot create a scratch file");
+    }
+    parallel::ParallelOptions run;
+    run.output_fd = listing_fd;
+    absl::StatusOr<parallel::RunReport> report =
+        parallel::RunSteps({parallel::Step::Command(argv)}, run);
+    const std::string listing = ReadRange(listing_fd, 0, 1 << 30);
+    ::close(listing_fd);
+    if (!report.ok() || report->failed_count() != 0) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "cannot list the tests of '", given, "': ",
+          !report.ok() ? std::string(report.status().message())
+                       : report->steps[0].error->message));
+    }
+    std::vector<std::string> tests = ParseTestList(listing);
+    std::vector<std::string> suites;
+    for (const std::string& test : tests) {
+      if (!options.also_run_disabled && absl::StrContains(test, "DISABLED_")) {
+        continue;
+      }
+      std::string name = test;
+      if (options.serialize_test_cases) {
+        name = test.substr(0, test.find('.')) + ".*";
+        if (std::find(suites.begin(), suites.end(), name) != suites.end()) {
+          continue;
+        }
+        suites.push_back(name);
+      }
+      if (index++ % options.shard_count != options.shard_index) continue;
+      for (int r = 1; r <= options.repeat; ++r) {
+        tasks.push_back(Task{binary, name, r, times.Get(binary, name), {}});
+      }
+    }
+  }
+  // Never timed first (they may be slow), then slowest first, so that the
+  // short ones fill in at the end.
+  std::stable_sort(tasks.begin(), tasks.end(),
+                   [](const Task& a, const Task& b) {
+                     if (a.last_seconds.has_value() != b.last_seconds.has_value())
+                       return !a.last_seconds.has_value();
+                     return a.last_seconds.value_or(0) >
+                            b.last_seconds.value_or(0);
+                   });
+  return tasks;
+}
+
+Runner::Runner(Options options, std::vector<Task> tasks)
+    : options_(std::move(options)), tasks_(std::move(tasks)) {}
+
+int Runner::Run() {
+  const absl::Time start = absl::Now();
+  std::vector<size_t> pending(tasks_.size());
+  for (size_t i = 0; i < pending.size(); ++i) pending[i] = i;
+  int interrupted = 0;
+  for (int round = 0; !pending.empty(); ++round) {
+    if (!RunRound(pending, &interrupted)) break;
+    if (round == options_.retry_failed) break;
+    std::vector<size_t> failed;
+    for (size_t i : pending) {
+      if (!tasks_[i].attempts.back().passed) failed.push_back(i);
+    }
+    pending = std::move(failed);
+  }
+  elapsed_ = absl::Now() - start;
+  interrupted_ = interrupted != 0;
+  return interrupted;
+}
+
+bool Runner::RunRound(const std::vector<size_t>& indices, int* interrupted) {
+  const int capture = CreateScratchFile();
+  if (capture < 0) {
+    std::perror("gtest_parallel: cannot create a scratch file");
+    std::exit(255);
+  }
+  std::vector<parallel::Step> steps;
+  for (size_t i : indices) {
+    const Task& task = tasks_[i];
+    std::vector<std::string> argv = {task.binary};
+    argv.insert(argv.end(), options_.test_args.begin(),
+                options_.test_args.end());
+    argv.push_back("--gtest_filter=" + task.test);
+    if (options_.also_run_disabled) {
+      argv.push_back("--gtest_also_run_disabled_tests");
+    }
+    steps.push_back(parallel::Step::Command(std::move(argv), task.test));
+  }
+  parallel::ParallelOptions run;
+  run.max_parallel = options_.workers;
+  run.timeout = options_.timeout;
+  run.output_fd = capture;
+  Progress progress(indices.size(), ::isatty(STDOUT_FILENO) != 0);
+  parallel::RunHooks hooks;
+  hooks.on_end = [&](size_t, const parallel::StepReport& step) {
+    progress.Ended(step.name, step.duration);
+  };
+  absl::StatusOr<parallel::RunReport> report =
+      parallel::RunSteps(std::move(steps), run, hooks);
+  if (!report.ok()) {
+    std::fprintf(stderr, "gtest_parallel: %s\n",
+                 std::string(report.status().message()).c_str());
+    std::exit(255);
+  }
+  // Replayed in step order: each step's bytes follow the previous ones'.
+  uint64_t offset = 0;
+  for (size_t k = 0; k < indices.size(); ++k) {
+    const parallel::StepReport& step = report->steps[k];
+    Task& task = tasks_[indices[k]];
+    if (!step.started) continue;  // interrupted before it began
+    Attempt attempt;
+    attempt.passed = step.outcome == parallel::StepOutcome::kSucceeded;
+    attempt.timed_out = step.error.has_value() &&
+                        step.error->type == parallel::kProcessTimeout;
+    attempt.exit_code = step.exit_code;
+    attempt.signal = step.signal;
+    attempt.duration = step.duration;
+    std::string output = ReadRange(capture, offset, step.output_bytes);
+    offset += step.output_bytes;
+    if (!options_.output_dir.empty()) WriteLog(task, attempt, output);
+    if (!attempt.passed) attempt.output = std::move(output);
+    task.attempts.push_back(std::move(attempt));
+  }
+  ::close(capture);
+  *interrupted = report->interrupt_signal;
+  return report->interrupt_signal == 0;
+}
+
+void Runner::WriteLog(const Task& task, const Attempt& attempt,
+                      const std::string& output) const {
+  const std::string base = task.binary.substr(task.binary.rfind('/') + 1);
+  const std::string name = absl::StrReplaceAll(
+      absl::StrCat(base, "-", task.test, "-", task.repetition, "-",
+                   task.attempts.size() + 1, attempt.passed ? "" : "-FAILED",
+                   ".log"),
+      {{"/", "_"}, {"*", "ALL"}});
+  std::ofstream(absl::StrCat(options_.output_dir, "/", name)) << output;
+}
+
+void Runner::PrintFailures(std::ostream& out) const {
+  for (const Task& task : tasks_) {
+    for (size_t a = 0; a < task.attempts.size(); ++a) {
+      const Attempt& attempt = task.attempts[a];
+      if (attempt.passed) continue;
+      out << "[  FAILED  ] " << task.test << " (" << Basename(task.binary)
+          << (options_.repeat > 1 ? absl::StrCat(", run ", task.repetition)
+                                  : "")
+          << (a > 0 ? absl::StrCat(", retry ", a) : "") << "): "
+          << Ending(attempt) << "\n"
+          << attempt.output;
+      if (!attempt.output.empty() && attempt.output.back() != '\n') {
+        out << "\n";
+      }
+    }
+  }
+}
+
+void Runner::PrintSummary(std::ostream& out) const {
+  std::vector<const Task*> failed;
+  std::vector<const Task*> flaky;
+  size_t ran = 0;
+  for (const Task& task : tasks_) {
+    if (task.attempts.empty()) continue;
+    ++ran;
+    if (!task.attempts.back().passed) {
+      failed.push_back(&task);
+    } else if (task.attempts.size() > 1) {
+      flaky.push_back(&task);
+    }
+  }
+  out << "[==========] " << ran << " of " << tasks_.size()
+      << " test runs done in " << absl::FormatDuration(absl::Trunc(
+                                     elapsed_, absl::Milliseconds(1)))
+      << ": " << ran - failed.size() << " passed (" << flaky.size()
+      << " flaky), " << failed.size() << " failed\n";
+  auto list = [&out](const char* title, const std::vector<const Task*>& which) {
+    if (which.empty()) return;
+    out << title << " (" << which.size() << "):\n";
+    for (const Task* task : which) {
+      const Attempt& last = task->attempts.back();
+      out << "  " << task->test << "  (" << Basename(task->binary) << ", "
+          << task->attempts.size() << " attempt"
+          << (task->attempts.size() > 1 ? "s" : "") << ", last "
+          << Ending(last) << ")\n";
+    }
+  };
+  list("FAILED TESTS", failed);
+  list("FLAKY TESTS (failed, then passed on a retry)", flaky);
+  if (options_.print_test_times) {
+    std::vector<std::pair<absl::Duration, const Task*>> times;
+    for (const Task& task : tasks_) {
+      for (const Attempt& attempt : task.attempts) {
+        times.emplace_back(attempt.duration, &task);
+      }
+    }
+    std::stable_sort(times.begin(), times.end(),
+                     [](const auto& a, const auto& b) { return a.first > b.first; });
+    out << "TEST TIMES:\n";
+    for (const auto& [duration, task] : times) {
+      out << std::setw(10) << Milliseconds(duration) << "  " << task->test
+          << "\n";
+    }
+  }
+}
+
+void Runner::SaveTimes() const {
+  TestTimes times(TestTimes::DefaultPath());
+  for (const Task& task : tasks_) {
+    for (const Attempt& attempt : task.attempts) {
+      if (attempt.passed) {
+        times.Set(task.binary, task.test,
+                  absl::ToDoubleSeconds(attempt.duration));
+      }
+    }
+  }
+  times.Save();  // best effort: only the order of the next run depends on it
+}
+
+bool Runner::AllPassed() const {
+  for (const Task& task : tasks_) {
+    if (task.attempts.empty() || !task.attempts.back().passed) return false;
+  }
+  return true;
+}
+
+std::string Runner::JsonResults() const {
+  // {"Suite": {"Test": {"actual": "FAIL PASS", "expected": "PASS",
+  //  "time": s, "times": [s, s]}}}: names are split at '.', as
+  // gtest-parallel does.
+  struct Node {
+    std::map<std::string, Node> children;
+    std::vector<std::string> actual;
+    std::vector<double> times;
+  };
+  Node root;
+  std::map<std::string, int> failures = {{"PASS", 0}, {"FAIL", 0},
+                                         {"TIMEOUT", 0}};
+  for (const Task& task : tasks_) {
+    Node* node = &root;
+    for (absl::string_view part : absl::StrSplit(task.test, '.')) {
+      node = &node->children[std::string(part)];
+    }
+    for (const Attempt& attempt : task.attempts) {
+      const char* result = attempt.timed_out ? "TIMEOUT"
+                           : attempt.passed  ? "PASS"
+                                             : "FAIL";
+      ++failures[result];
+      node->actual.push_back(result);
+      node->times.push_back(absl::ToDoubleSeconds(attempt.duration));
+    }
+  }
+  std::function<std::string(const Node&)> render = [&](const Node& node) {
+    if (node.children.empty()) {
+      return absl::StrCat(
+          "{\"actual\": ", JsonString(absl::StrJoin(node.actual, " ")),
+          ", \"expected\": \"PASS\", \"time\": ",
+          node.times.empty() ? 0.0 : node.times.front(), ", \"times\": [",
+          absl::StrJoin(node.times, ", "), "]}");
+    }
+    std::vector<std::string> entries;
+    for (const auto& [name, child] : node.children) {
+      entries.push_back(absl::StrCat(JsonString(name), ": ", render(child)));
+    }
+    return absl::StrCat("{", absl::StrJoin(entries, ", "), "}");
+  };
+  return absl::StrCat(
+      "{\"interrupted\": ", interrupted_ ? "true" : "false",
+      ", \"path_delimiter\": \".\", \"version\": 3, \"seconds_since_epoch\": ",
+      absl::ToUnixSeconds(absl::Now()),
+      ", \"num_failures_by_type\": {\"PASS\": ", failures["PASS"],
+      ", \"FAIL\": ", failures["FAIL"], ", \"TIMEOUT\": ", failures["TIMEOUT"],
+      "}, \"tests\": ", render(root), "}\n");
+}
+
+bool Runner::WriteReports() const {
+  bool ok = true;
+  auto write = [&ok](const std::string& path, const std::string& text) {
+    std::ofstream out(path);
+    out << text;
+    if (!out.flush()) {
+      std::fprintf(stderr, "gtest_parallel: cannot write '%s'\n",
+                   path.c_str());
+      ok = false;
+    }
+  };
+  if (!options_.json.empty()) write(options_.json, JsonResults());
+  if (!options_.junit.empty()) {
+    parallel::RunReport report;
+    for (const Task& task : tasks_) {
+      if (task.attempts.empty()) continue;
+      const Attempt& last = task.attempts.back();
+      parallel::StepReport& step = report.steps.emplace_back();
+      step.name = options_.repeat > 1
+                      ? absl::StrCat(task.test, " #", task.repetition)
+                      : task.test;
+      step.started = true;
+      step.outcome = last.passed ? parallel::StepOutcome::kSucceeded
+                                 : parallel::StepOutcome::kFailed;
+      step.exit_code = last.exit_code;
+      step.signal = last.signal;
+      step.duration = last.duration;
+      if (!last.passed) {
+        step.error = parallel::ExceptionInfo{
+            last.timed_out ? std::string(parallel::kProcessTimeout)
+                           : "gtest failure",
+            last.timed_out ? "timed out" : DescribeEnd(step), "", step.name, 0};
+        step.output_tail = last.output.size() > 4096
+                               ? last.output.substr(last.output.size() - 4096)
+                               : last.output;
+      }
+    }
+    write(options_.junit, JunitReport(report));
+  }
+  return ok;
+}
+
+}  // namespace gtest
+}  // namespace tools

@@ -1,0 +1,135 @@
+#!/bin/bash
+# End-to-end tests of gtest_parallel against a real gtest binary with
+# passing, failing, crashing, hanging, flaky, disabled, parameterized and
+# typed tests (gtest_parallel_sample.cc).
+set -uo pipefail
+
+tool="$(pwd)/tools/gtest_parallel"
+sample="$(pwd)/tools/gtest_parallel_sample"
+work="${TEST_TMPDIR:-$(mktemp -d)}/gtest_parallel"
+mkdir -p "$work"
+cd "$work"
+export XDG_CACHE_HOME="$work/cache"
+export FLAKY_COUNTER="$work/flaky_counter"
+failures=0
+
+fail() {
+  echo "FAIL: $*" >&2
+  failures=$((failures + 1))
+}
+expect_eq() {  # name expected actual
+  [[ "$2" == "$3" ]] || fail "$1: expected [$2], got [$3]"
+}
+
+# Everything, with a timeout and one retry.
+rm -f "$FLAKY_COUNTER"
+"$tool" -w 2 --timeout=2 --retry_failed=1 --dump_json_test_results=all.json \
+  --junit=all.xml "$sample" >all.txt 2>&1
+expect_eq "exit status with failures" 1 $?
+grep -q "marker-fail" all.txt || fail "failing test's output missing: $(cat all.txt)"
+grep -q "^\[  FAILED  \] Crash.Abort (gtest_parallel_sample): killed by signal 6 (SIGABRT)" all.txt ||
+  fail "crash header: $(grep FAILED all.txt)"
+grep -q "^\[  FAILED  \] Hang.Sleeps (gtest_parallel_sample): timed out" all.txt || fail "timeout header"
+grep -q "output of Pass.One" all.txt && fail "a passing test's output was printed"
+grep -q "disabled .* ran" all.txt && fail "a disabled test ran"
+sed -n '/^FAILED TESTS (3):/,/^FLAKY/p' all.txt | grep -q "Fail.Expect" || fail "summary: $(tail -12 all.txt)"
+sed -n '/^FLAKY TESTS/,$p' all.txt | grep -q "Flaky.PassesOnRetry" || fail "flaky not reported: $(tail -12 all.txt)"
+python3 - <<'PY' || fail "JSON/JUnit results: $(cat all.json)"
+import json
+import xml.etree.ElementTree as ET
+r = json.load(open("all.json"))
+t = r["tests"]
+assert r["version"] == 3 and r["path_delimiter"] == "."
+assert t["Pass"]["One"]["actual"] == "PASS", t["Pass"]
+assert t["Fail"]["Expect"]["actual"] == "FAIL FAIL", t["Fail"]
+assert t["Hang"]["Sleeps"]["actual"] == "TIMEOUT TIMEOUT", t["Hang"]
+assert t["Flaky"]["PassesOnRetry"]["actual"] == "FAIL PASS", t["Flaky"]
+assert t["Numbers/Param"]["Even/2"]["actual"] == "PASS", t.keys()
+assert t["Typed/1"]["DefaultIsZero"]["actual"] == "PASS", t.keys()
+assert "DISABLED_Off" not in t and "DISABLED_Skipped" not in t["Pass"]
+assert r["num_failures_by_type"] == {"PASS": 9, "FAIL": 5, "TIMEOUT": 2}, r["num_failures_by_type"]
+suite = ET.parse("all.xml").getroot()
+assert suite.get("tests") == "12" and suite.get("failures") == "3", suite.attrib
+PY
+
+# Passing tests only: exit 0; gtest's sharding variables never reach them.
+GTEST_SHARD_INDEX=1 GTEST_TOTAL_SHARDS=3 GTEST_OUTPUT="xml:$work/gtest.xml" \
+  "$tool" -w 2 --gtest_filter='Pass.*:Numbers/*:Typed/*:Env.*' "$sample" >pass.txt 2>&1
+expect_eq "all passed: exit status" 0 $?
+[[ -e gtest.xml ]] && fail "GTEST_OUTPUT reached a test"
+
+# The saved times: every test that passed, for the next run's order.
+grep -q "Pass.Two" cache/parallel/gtest-parallel-times || fail "times not saved"
+grep -q "Fail.Expect" cache/parallel/gtest-parallel-times && fail "a failed test's time was saved"
+
+# --repeat, --output_dir, disabled tests on request.
+"$tool" -r 3 -d logs --gtest_also_run_disabled_tests \
+  --gtest_filter='Pass.One:Pass.DISABLED_Skipped' "$sample" >/dev/null 2>&1
+expect_eq "repeat exit" 0 $?
+expect_eq "logs written" 6 "$(ls logs | wc -l)"
+grep -l "disabled test ran" logs/* >/dev/null || fail "disabled test did not run on request"
+
+# Sharding: two shards together run each test once.
+for i in 0 1; do
+  "$tool" --shard_count=2 --shard_index=$i --gtest_filter='Pass.*:Numbers/*' \
+    --dump_json_test_results=shard$i.json "$sample" >/dev/null 2>&1
+done
+python3 - <<'PY' || fail "shards"
+import json
+def names(path):
+    out = []
+    def walk(node, prefix):
+        for k, v in node.items():
+            if "actual" in v: out.append(prefix + k)
+            else: walk(v, prefix + k + ".")
+    walk(json.load(open(path))["tests"], "")
+    return out
+a, b = names("shard0.json"), names("shard1.json")
+assert a and b and not set(a) & set(b), (a, b)
+assert sorted(a + b) == sorted(["Pass.One", "Pass.Two", "Numbers/Param.Even/0",
+                                "Numbers/Param.Even/1", "Numbers/Param.Even/2"]), (a, b)
+PY
+
+# --serialize_test_cases: a suite runs as one process.
+"$tool" --serialize_test_cases --gtest_filter='Numbers/*' \
+  --dump_json_test_results=serial.json "$sample" >/dev/null 2>&1
+python3 -c 'import json; t=json.load(open("serial.json"))["tests"]; assert list(t["Numbers/Param"]) == ["*"], t' ||
+  fail "serialize_test_cases: $(cat serial.json)"
+
+# A status line on a terminal.
+python3 - "$tool" "$sample" <<'PY' || fail "status line on a terminal"
+import os, pty, subprocess, sys
+master, slave = pty.openpty()
+proc = subprocess.Popen([sys.argv[1], "--gtest_filter=Pass.*", sys.argv[2]],
+                        stdout=slave, stderr=slave, stdin=subprocess.DEVNULL)
+os.close(slave)
+out = b""
+while True:
+    try:
+        chunk = os.read(master, 4096)
+    except OSError:
+        break
+    if not chunk:
+        break
+    out += chunk
+assert proc.wait() == 0
+assert b"[1/2] " in out and b"[2/2] " in out, out
+PY
+
+# Bad usage: one line, status 255.
+"$tool" >/dev/null 2>err.txt
+expect_eq "no binary" 255 $?
+"$tool" -w 0 "$sample" >/dev/null 2>err.txt
+expect_eq "bad -w" 255 $?
+grep -q "^gtest_parallel: -w wants a whole number >= 1, got '0'" err.txt || fail "bad -w message: $(cat err.txt)"
+"$tool" /etc/passwd >/dev/null 2>err.txt
+expect_eq "not executable" 255 $?
+"$tool" /bin/false >/dev/null 2>err.txt
+expect_eq "cannot list" 255 $?
+grep -q "cannot list the tests of '/bin/false'" err.txt || fail "list error: $(cat err.txt)"
+
+if ((failures > 0)); then
+  echo "$failures check(s) failed" >&2
+  exit 1
+fi
+echo "all checks passed"
