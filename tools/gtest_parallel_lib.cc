@@ -192,7 +192,10 @@ absl::StatusOr<std::vector<Task>> FindTasks(const Options& options) {
     run.output_fd = listing_fd;
     absl::StatusOr<parallel::RunReport> report =
         parallel::RunSteps({parallel::Step::Command(argv)}, run);
-    const std::string listing = ReadRange(listing_fd, 0, 1 << 30);
+    struct stat st = {};
+    ::fstat(listing_fd, &st);
+    const std::string listing =
+        ReadRange(listing_fd, 0, static_cast<uint64_t>(st.st_size));
     ::close(listing_fd);
     if (!report.ok() || report->failed_count() != 0) {
       return absl::FailedPreconditionError(absl::StrCat(
