@@ -483,7 +483,9 @@ TEST(RunParallelSteps, SeparateStreamsWhenStderrIsNotCombined) {
 TEST(RunParallelSteps, TimeoutKillsTheStepAfterDumpingItsStack) {
   OutputFile out;
   ParallelOptions options = Into(out);
-  options.timeout = absl::Milliseconds(100);
+  // Long enough for the quick step under ASan on a loaded 2-core machine
+  // (at 100 ms it once timed out too there).
+  options.timeout = absl::Milliseconds(400);
   BackgroundFailure failure = RunExpectingFailure({[] {
                                                      Say("about to hang\n");
                                                      pause();
@@ -493,7 +495,7 @@ TEST(RunParallelSteps, TimeoutKillsTheStepAfterDumpingItsStack) {
   ASSERT_EQ(failure.exc_infos().size(), 1u);
   EXPECT_EQ(failure.exc_infos()[0].type, kProcessTimeout);
   EXPECT_THAT(failure.exc_infos()[0].message,
-              HasSubstr("timed out after 100ms"));
+              HasSubstr("timed out after 400ms"));
   EXPECT_THAT(failure.exc_infos()[0].traceback, HasSubstr("pause"));
   EXPECT_THAT(out.Contents(),
               AllOf(StartsWith("about to hang\n"),

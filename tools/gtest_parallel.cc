@@ -74,7 +74,12 @@ flags:
   --dump_json_test_results=FILE
                               results in gtest-parallel's JSON format
   --junit=FILE                results as JUnit XML
-  --timeout=SECONDS           kill a test that runs longer
+  --timeout=SECONDS           kill a test (a batch) that runs longer
+  --batch_size=N              run up to N tests per process (default 1:
+                              each alone); faster when the binary's start
+                              dominates, but the tests of a batch share a
+                              process; a crash or timeout reruns the rest of
+                              its batch alone, retries run alone
   --help                      show this help
 )";
 
@@ -142,6 +147,8 @@ Options ParseFlags(int argc, char** argv) {
       options.shard_index = ParseCount(name, take(), 0);
     } else if (name == "--dump_json_test_results") {
       options.json = take();
+    } else if (name == "--batch_size") {
+      options.batch_size = ParseCount(name, take(), 1);
     } else if (name == "--junit") {
       options.junit = take();
     } else if (name == "--timeout") {

@@ -20,6 +20,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "parallel/parallel.h"
 #include "tools/reports.h"
@@ -113,6 +114,50 @@ std::vector<std::string> ParseTestList(absl::string_view listing) {
     tests.push_back(absl::StrCat(suite, absl::StripAsciiWhitespace(line)));
   }
   return tests;
+}
+
+std::vector<BatchResult> SplitBatchOutput(
+    absl::string_view output, const std::vector<std::string>& tests) {
+  std::vector<BatchResult> results(tests.size());
+  std::map<std::string, size_t> index;
+  for (size_t i = 0; i < tests.size(); ++i) index[tests[i]] = i;
+  BatchResult* current = nullptr;
+  std::string current_name;
+  for (absl::string_view line : absl::StrSplit(output, '\n')) {
+    const std::string text = absl::StrCat(line, "\n");
+    if (absl::ConsumePrefix(&line, "[ RUN      ] ")) {
+      auto it = index.find(std::string(line));
+      current = it == index.end() ? nullptr : &results[it->second];
+      current_name = std::string(line);
+      if (current != nullptr) {
+        current->state = BatchResult::kUnfinished;
+        current->output = text;
+      }
+      continue;
+    }
+    if (current == nullptr) continue;
+    current->output += text;
+    BatchResult::State end = BatchResult::kUnfinished;
+    if (absl::ConsumePrefix(&line, "[       OK ] ") ||
+        absl::ConsumePrefix(&line, "[  SKIPPED ] ")) {
+      end = BatchResult::kPassed;
+    } else if (absl::ConsumePrefix(&line, "[  FAILED  ] ")) {
+      end = BatchResult::kFailed;
+    }
+    // "Suite.Test (12 ms)": the end of the test that runs.
+    if (end == BatchResult::kUnfinished ||
+        !absl::ConsumePrefix(&line, current_name) ||
+        !absl::ConsumePrefix(&line, " (")) {
+      continue;
+    }
+    int64_t ms = 0;
+    if (absl::ConsumeSuffix(&line, " ms)") && absl::SimpleAtoi(line, &ms)) {
+      current->duration = absl::Milliseconds(ms);
+    }
+    current->state = end;
+    current = nullptr;
+  }
+  return results;
 }
 
 std::string TestTimes::DefaultPath() {
@@ -243,12 +288,23 @@ int Runner::Run() {
   std::vector<size_t> pending(tasks_.size());
   for (size_t i = 0; i < pending.size(); ++i) pending[i] = i;
   int interrupted = 0;
-  for (int round = 0; !pending.empty(); ++round) {
-    if (!RunRound(pending, &interrupted)) break;
-    if (round == options_.retry_failed) break;
+  int batch = options_.batch_size;
+  for (int round = 0; !pending.empty();) {
+    std::vector<size_t> not_run;
+    if (!RunRound(pending, batch, &not_run, &interrupted)) break;
+    batch = 1;  // reruns and retries run alone
+    if (!not_run.empty()) {  // kept from running by a batch mate: not a retry
+      pending = std::move(not_run);
+      continue;
+    }
+    if (round++ == options_.retry_failed) break;
     std::vector<size_t> failed;
-    for (size_t i : pending) {
-      if (!tasks_[i].attempts.back().passed) failed.push_back(i);
+    for (size_t i = 0; i < tasks_.size(); ++i) {
+      const Task& task = tasks_[i];
+      if (!task.attempts.empty() && !task.attempts.back().passed &&
+          static_cast<int>(task.attempts.size()) == round) {
+        failed.push_back(i);
+      }
     }
     pending = std::move(failed);
   }
@@ -257,29 +313,49 @@ int Runner::Run() {
   return interrupted;
 }
 
-bool Runner::RunRound(const std::vector<size_t>& indices, int* interrupted) {
+bool Runner::RunRound(const std::vector<size_t>& indices, int batch,
+                      std::vector<size_t>* not_run, int* interrupted) {
   const int capture = CreateScratchFile();
   if (capture < 0) {
     std::perror("gtest_parallel: cannot create a scratch file");
     std::exit(255);
   }
-  std::vector<parallel::Step> steps;
+  // Jobs: up to `batch` tasks of one binary and repetition per process.
+  std::vector<std::vector<size_t>> jobs;
+  std::map<std::pair<std::string, int>, size_t> open_job;
   for (size_t i : indices) {
     const Task& task = tasks_[i];
-    std::vector<std::string> argv = {task.binary};
+    auto [it, added] =
+        open_job.try_emplace({task.binary, task.repetition}, jobs.size());
+    if (added || jobs[it->second].size() >= static_cast<size_t>(batch)) {
+      it->second = jobs.size();
+      jobs.emplace_back();
+    }
+    jobs[it->second].push_back(i);
+  }
+  std::vector<parallel::Step> steps;
+  for (const std::vector<size_t>& job : jobs) {
+    const Task& first = tasks_[job.front()];
+    std::vector<std::string> names;
+    for (size_t i : job) names.push_back(tasks_[i].test);
+    std::vector<std::string> argv = {first.binary};
     argv.insert(argv.end(), options_.test_args.begin(),
                 options_.test_args.end());
-    argv.push_back("--gtest_filter=" + task.test);
+    argv.push_back("--gtest_filter=" + absl::StrJoin(names, ":"));
     if (options_.also_run_disabled) {
       argv.push_back("--gtest_also_run_disabled_tests");
     }
-    steps.push_back(parallel::Step::Command(std::move(argv), task.test));
+    steps.push_back(parallel::Step::Command(
+        std::move(argv), job.size() == 1
+                             ? first.test
+                             : absl::StrCat(first.test, " and ",
+                                            job.size() - 1, " more")));
   }
   parallel::ParallelOptions run;
   run.max_parallel = options_.workers;
   run.timeout = options_.timeout;
   run.output_fd = capture;
-  Progress progress(indices.size(), ::isatty(STDOUT_FILENO) != 0);
+  Progress progress(jobs.size(), ::isatty(STDOUT_FILENO) != 0);
   parallel::RunHooks hooks;
   hooks.on_end = [&](size_t, const parallel::StepReport& step) {
     progress.Ended(step.name, step.duration);
@@ -293,10 +369,15 @@ bool Runner::RunRound(const std::vector<size_t>& indices, int* interrupted) {
   }
   // Replayed in step order: each step's bytes follow the previous ones'.
   uint64_t offset = 0;
-  for (size_t k = 0; k < indices.size(); ++k) {
+  for (size_t k = 0; k < jobs.size(); ++k) {
     const parallel::StepReport& step = report->steps[k];
-    Task& task = tasks_[indices[k]];
+    std::string output = ReadRange(capture, offset, step.output_bytes);
+    offset += step.output_bytes;
     if (!step.started) continue;  // interrupted before it began
+    if (jobs[k].size() > 1) {
+      JudgeBatch(jobs[k], step, output, not_run);
+      continue;
+    }
     Attempt attempt;
     attempt.passed = step.outcome == parallel::StepOutcome::kSucceeded;
     attempt.timed_out = step.error.has_value() &&
@@ -304,15 +385,71 @@ bool Runner::RunRound(const std::vector<size_t>& indices, int* interrupted) {
     attempt.exit_code = step.exit_code;
     attempt.signal = step.signal;
     attempt.duration = step.duration;
-    std::string output = ReadRange(capture, offset, step.output_bytes);
-    offset += step.output_bytes;
-    if (!options_.output_dir.empty()) WriteLog(task, attempt, output);
-    if (!attempt.passed) attempt.output = std::move(output);
-    task.attempts.push_back(std::move(attempt));
+    Record(tasks_[jobs[k].front()], std::move(attempt), std::move(output));
   }
   ::close(capture);
   *interrupted = report->interrupt_signal;
   return report->interrupt_signal == 0;
+}
+
+void Runner::Record(Task& task, Attempt attempt, std::string output) {
+  if (!options_.output_dir.empty()) WriteLog(task, attempt, output);
+  if (!attempt.passed) attempt.output = std::move(output);
+  task.attempts.push_back(std::move(attempt));
+}
+
+void Runner::JudgeBatch(const std::vector<size_t>& job,
+                        const parallel::StepReport& step,
+                        const std::string& output,
+                        std::vector<size_t>* not_run) {
+  std::vector<std::string> names;
+  for (size_t i : job) names.push_back(tasks_[i].test);
+  std::vector<BatchResult> results = SplitBatchOutput(output, names);
+  const bool process_passed =
+      step.outcome == parallel::StepOutcome::kSucceeded;
+  bool any_failed = false;
+  for (const BatchResult& result : results) {
+    any_failed |= result.state == BatchResult::kFailed ||
+                  result.state == BatchResult::kUnfinished;
+  }
+  for (size_t k = 0; k < job.size(); ++k) {
+    BatchResult& result = results[k];
+    Attempt attempt;
+    attempt.exit_code = step.exit_code;
+    attempt.signal = step.signal;
+    attempt.duration = result.duration;
+    switch (result.state) {
+      case BatchResult::kNotStarted:
+        if (!process_passed) {
+          not_run->push_back(job[k]);  // its batch mate crashed or hung
+          continue;
+        }
+        // The process passed without running it: never a silent pass.
+        result.output = "(the test did not run in its batch)\n" + output;
+        break;
+      case BatchResult::kUnfinished:  // it crashed or hung
+        attempt.timed_out = step.error.has_value() &&
+                            step.error->type == parallel::kProcessTimeout;
+        attempt.duration = step.duration;
+        break;
+      case BatchResult::kPassed:
+        // A process that failed with every test passing (a failure at exit)
+        // fails them all.
+        attempt.passed = process_passed || any_failed;
+        break;
+      case BatchResult::kFailed:
+        break;
+    }
+    if (attempt.passed) {
+      attempt.exit_code = 0;
+      attempt.signal = 0;
+    }
+    // A failure at exit shows the whole batch's output.
+    std::string own = attempt.passed || result.state != BatchResult::kPassed
+                          ? std::move(result.output)
+                          : output;
+    Record(tasks_[job[k]], std::move(attempt), std::move(own));
+  }
 }
 
 void Runner::WriteLog(const Task& task, const Attempt& attempt,

@@ -22,6 +22,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "parallel/step.h"
 
 namespace tools {
 namespace gtest {
@@ -42,12 +43,27 @@ struct Options {
   std::string json;
   std::string junit;
   absl::Duration timeout = absl::InfiniteDuration();
+  // Tests per process (1: each alone, as gtest-parallel). Retries and tests
+  // a crash or timeout kept from running always run alone.
+  int batch_size = 1;
 };
 
 // The test names in `--gtest_list_tests` output ("Suite.Test", typed and
 // parameterized ones included: "Typed/0.Test", "Param/Suite.Test/3"), with
 // gtest's "# TypeParam = ..." comments dropped.
 std::vector<std::string> ParseTestList(absl::string_view listing);
+
+// One test's part of a batch's output, from gtest's "[ RUN      ]" line to
+// its "[       OK ]" / "[  FAILED  ]" / "[  SKIPPED ]" line.
+struct BatchResult {
+  enum State { kNotStarted, kUnfinished, kPassed, kFailed };
+  State state = kNotStarted;
+  absl::Duration duration;  // as gtest printed it
+  std::string output;
+};
+// Splits a batch's output by test; `tests` are the batch's test names.
+std::vector<BatchResult> SplitBatchOutput(
+    absl::string_view output, const std::vector<std::string>& tests);
 
 struct Attempt {
   bool passed = false;
@@ -108,8 +124,16 @@ class Runner {
   std::string JsonResults() const;
 
  private:
-  // One round over tasks_[indices]; false if interrupted.
-  bool RunRound(const std::vector<size_t>& indices, int* interrupted);
+  // One round over tasks_[indices], `batch` tests per process; the tasks a
+  // crash or timeout in their batch kept from running go to *not_run.
+  // False if interrupted.
+  bool RunRound(const std::vector<size_t>& indices, int batch,
+                std::vector<size_t>* not_run, int* interrupted);
+  // The attempts of a batch's tests, from its output.
+  void JudgeBatch(const std::vector<size_t>& job,
+                  const parallel::StepReport& step, const std::string& output,
+                  std::vector<size_t>* not_run);
+  void Record(Task& task, Attempt attempt, std::string output);
   void WriteLog(const Task& task, const Attempt& attempt,
                 const std::string& output) const;
 

@@ -52,6 +52,29 @@ suite = ET.parse("all.xml").getroot()
 assert suite.get("tests") == "12" and suite.get("failures") == "3", suite.attrib
 PY
 
+# The same with several tests per process: a crash or a hang reruns the
+# rest of its batch alone; every test ends as it did alone, and each log
+# holds its own test's output only.
+rm -f "$FLAKY_COUNTER"
+"$tool" -w 2 --batch_size=4 --timeout=2 --retry_failed=1 -d batch_logs \
+  --dump_json_test_results=batch.json "$sample" >batch.txt 2>&1
+expect_eq "batches: exit status" 1 $?
+python3 - <<'PY' || fail "batches give other results: $(cat batch.json)"
+import json
+def actual(path):
+    out = {}
+    def walk(node, prefix):
+        for k, v in node.items():
+            if "actual" in v: out[prefix + k] = v["actual"]
+            else: walk(v, prefix + k + ".")
+    walk(json.load(open(path))["tests"], "")
+    return out
+assert actual("batch.json") == actual("all.json"), (actual("batch.json"), actual("all.json"))
+PY
+log=$(ls batch_logs/*Pass.One-1-1.log)
+grep -q "output of Pass.One" "$log" || fail "batch log of Pass.One: $(cat "$log")"
+grep -q "Pass.Two\|Fail.Expect" "$log" && fail "another test's output in Pass.One's log: $(cat "$log")"
+
 # Passing tests only: exit 0; gtest's sharding variables never reach them.
 GTEST_SHARD_INDEX=1 GTEST_TOTAL_SHARDS=3 GTEST_OUTPUT="xml:$work/gtest.xml" \
   "$tool" -w 2 --gtest_filter='Pass.*:Numbers/*:Typed/*:Env.*' "$sample" >pass.txt 2>&1

@@ -1,8 +1,9 @@
 #!/bin/bash
-# gtest_parallel against google/gtest-parallel (Python) and a bare baseline
-# (xargs -P2 running the same per-test commands), 2 workers each, on a
-# binary's 2,000 trivial tests and on its 200 tests of 10 ms; runs are
-# interleaved, medians and ratios printed. "Ideal" for the 10 ms tests is
+# gtest_parallel (one test per process, and --batch_size=50) against
+# google/gtest-parallel (Python) and a bare baseline (xargs -P2 running the
+# same per-test commands), 2 workers each, on a binary's 2,000 trivial tests
+# and on its 200 tests of 10 ms; runs are interleaved, medians and ratios
+# printed. "Ideal" for the 10 ms tests is
 # their total test time over 2 workers (1.0 s), with no process start at all.
 #
 #   tools/bench/gtest_parallel_vs_peer.sh [path/to/gtest_parallel.py] [runs]
@@ -41,9 +42,10 @@ baseline() {  # filter: each test as its own process, 2 at a time
 median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
 for filter in 'Many/Trivial.*' 'Some/Sleepy.*'; do
-  o=() p=() b=()
+  o=() p=() b=() o50=()
   for _ in $(seq 1 "$runs"); do
     o+=("$(seconds "$ours" -w 2 --gtest_filter="$filter" "$tests")")
+    o50+=("$(seconds "$ours" -w 2 --batch_size=50 --gtest_filter="$filter" "$tests")")
     if ((have_peer)); then
       p+=("$(seconds python3 "$peer" -w 2 --gtest_filter="$filter" "$tests")")
     fi
@@ -52,13 +54,16 @@ for filter in 'Many/Trivial.*' 'Some/Sleepy.*'; do
   mo=$(printf '%s\n' "${o[@]}" | median)
   mb=$(printf '%s\n' "${b[@]}" | median)
   echo "$filter (2 workers, median of $runs):"
+  m50=$(printf '%s\n' "${o50[@]}" | median)
   printf '  gtest_parallel (ours)      %6.2f s\n' "$mo"
+  printf '  ours, --batch_size=50      %6.2f s\n' "$m50"
   if ((have_peer)); then
     mp=$(printf '%s\n' "${p[@]}" | median)
-    printf '  gtest-parallel (Python)    %6.2f s  (%.2fx ours)\n' "$mp" "$(echo "$mp / $mo" | bc -l)"
+    printf '  gtest-parallel (Python)    %6.2f s  (%.2fx ours, %.1fx ours batched)\n' "$mp" \
+      "$(echo "$mp / $mo" | bc -l)" "$(echo "$mp / $m50" | bc -l)"
   fi
   printf '  xargs -P2 baseline         %6.2f s  (ours is %.2fx it)\n' "$mb" "$(echo "$mo / $mb" | bc -l)"
   if [[ $filter == Some/* ]]; then
-    printf '  ideal (200 x 10 ms / 2)      1.00 s  (ours is %.2fx it)\n' "$mo"
+    printf '  ideal (200 x 10 ms / 2)      1.00 s  (ours is %.2fx it, batched %.2fx)\n' "$mo" "$m50"
   fi
 done
