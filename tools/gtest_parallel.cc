@@ -98,6 +98,31 @@ int ParseCount(const std::string& flag, const std::string& value, int min) {
   return n;
 }
 
+// What the flags cannot say alone: binaries to run, a shard that exists, an
+// output directory that takes files.
+void Validate(const Options& options) {
+  if (options.binaries.empty()) UsageError("no test binary given");
+  if (options.shard_index >= options.shard_count) {
+    UsageError(absl::StrCat("--shard_index=", options.shard_index,
+                            " must be below --shard_count=",
+                            options.shard_count));
+  }
+  for (const std::string& binary : options.binaries) {
+    if (::access(binary.c_str(), X_OK) != 0) {
+      UsageError(absl::StrCat("'", binary, "' is not an executable file"));
+    }
+  }
+  if (!options.output_dir.empty()) {
+    ::mkdir(options.output_dir.c_str(), 0755);
+    struct stat st;
+    if (::stat(options.output_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) ||
+        ::access(options.output_dir.c_str(), W_OK) != 0) {
+      UsageError(absl::StrCat("--output_dir '", options.output_dir,
+                              "' is not a writable directory"));
+    }
+  }
+}
+
 Options ParseFlags(int argc, char** argv) {
   Options options;
   options.workers = static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN));
@@ -163,26 +188,7 @@ Options ParseFlags(int argc, char** argv) {
       UsageError(absl::StrCat("unknown flag '", arg, "'"));
     }
   }
-  if (options.binaries.empty()) UsageError("no test binary given");
-  if (options.shard_index >= options.shard_count) {
-    UsageError(absl::StrCat("--shard_index=", options.shard_index,
-                            " must be below --shard_count=",
-                            options.shard_count));
-  }
-  for (const std::string& binary : options.binaries) {
-    if (::access(binary.c_str(), X_OK) != 0) {
-      UsageError(absl::StrCat("'", binary, "' is not an executable file"));
-    }
-  }
-  if (!options.output_dir.empty()) {
-    ::mkdir(options.output_dir.c_str(), 0755);
-    struct stat st;
-    if (::stat(options.output_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) ||
-        ::access(options.output_dir.c_str(), W_OK) != 0) {
-      UsageError(absl::StrCat("--output_dir '", options.output_dir,
-                              "' is not a writable directory"));
-    }
-  }
+  Validate(options);
   return options;
 }
 
