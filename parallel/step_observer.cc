@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstdio>
 #include <mutex>
+#include <new>
 
 #include "absl/strings/str_cat.h"
 #include "parallel/internal/record.h"
@@ -30,8 +31,11 @@ StepObserver* g_observers[kMaxObservers] = {};
 std::mutex g_register_mutex;
 std::atomic<bool> g_gtest_handled{false};
 
-int g_note_fd = -1;  // set in a child only
-std::mutex g_note_mutex;
+// Set in a child only, right after fork. Checked before the mutex is taken,
+// so that the caller (where it is always -1) never holds the mutex and a
+// child forked meanwhile cannot inherit it locked.
+std::atomic<int> g_note_fd{-1};
+std::mutex g_note_mutex;  // one record at a time from the child's threads
 
 // The fallback when gtest is linked but no observer handles it: a test that
 // went from passing to failing while a body ran in a child failed there, and
@@ -81,15 +85,20 @@ void AddStepObserver(StepObserver* observer) {
 }
 
 bool SendNoteToCaller(absl::string_view note) {
+  const int fd = g_note_fd.load(std::memory_order_relaxed);
+  if (fd < 0) return false;
   std::lock_guard<std::mutex> lock(g_note_mutex);
-  if (g_note_fd < 0) return false;
-  return internal::WriteRecord(g_note_fd, internal::RecordKind::kNote,
-                               note.data(), note.size());
+  return internal::WriteRecord(fd, internal::RecordKind::kNote, note.data(),
+                               note.size());
 }
 
 namespace internal {
 
-void SetNoteChannel(int fd) { g_note_fd = fd; }
+void SetNoteChannel(int fd) {
+  // A fresh mutex: another thread of the parent may have held it at fork.
+  new (&g_note_mutex) std::mutex;
+  g_note_fd.store(fd, std::memory_order_relaxed);
+}
 
 void ObserversBeforeBody(bool in_child) {
   const int count = g_observer_count.load();
