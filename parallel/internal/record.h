@@ -31,7 +31,8 @@ enum class RecordKind : uint8_t {
   kHang = 4,     // a timeout stack dump; payload is the hung thread's stack
   // Between a task runner's parent and its workers (worker_pool.h):
   kInput = 5,    // parent to worker: Encode(tuple<uint64 id, uint32 lane,
-                 // bool new_pipes, string args>); a lane's new output pipe(s)
+                 // bool new_pipes, uint64 entry, string args>); a lane's
+                 // new output pipe(s)
                  // travel with it (SCM_RIGHTS), worker_main.h
   kFinish = 6,   // parent to worker: run onexit (output pipe(s) attached),
                  // report, exit
@@ -42,6 +43,8 @@ enum class RecordKind : uint8_t {
   kStartFailed = 9,  // a child's preparation failed: errno (u32 LE), then the
                      // name of the call
   kNote = 10,  // a body's note for the caller's StepObservers (opaque)
+  kInitFailed = 11,  // worker to parent, after kDone: the initializer threw
+                     // (the input failed with its exception); it exits
 };
 
 inline constexpr size_t kRecordHeaderSize = 20;

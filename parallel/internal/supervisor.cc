@@ -109,10 +109,11 @@ void Supervisor::Launch(size_t index, Child child, const SlotOptions& options,
   (void)now;
 }
 
-void Supervisor::Arm(size_t index, size_t unit, absl::Time now) {
+void Supervisor::Arm(size_t index, size_t unit, absl::Time now,
+                     absl::Duration timeout) {
   Slot& slot = slots_[index];
   slot.unit = unit;
-  slot.deadline = now + slot.options.timeout;
+  slot.deadline = now + std::min(slot.options.timeout, timeout);
   slot.silent_deadline = now + slot.options.silent_timeout;
   slot.last_bytes = unit == kNoUnit ? 0 : replayer_->total(unit);
 }

@@ -1,7 +1,7 @@
 // The one event loop: every child the library starts — a step, a pool
 // worker — is watched, timed out, killed and reaped here, and every captured
 // byte is drained and replayed from here. Front ends (engine.cc for RunSteps,
-// worker_pool.cc for the task runners) are clients: they decide what to
+// process_pool.cc for the task runners and the executor) are clients: they decide what to
 // start and what a result means; the supervisor owns how.
 //
 //   Supervisor supervisor(&replayer, &client);
@@ -83,9 +83,10 @@ class Supervisor {
   // Hands a started child to the slot (which must be free).
   void Launch(size_t slot, Child child, const SlotOptions& options,
               absl::Time now);
-  // The child now works for output unit `unit`: its timeout and silent
-  // timeout start now.
-  void Arm(size_t slot, size_t unit, absl::Time now);
+  // The child now works for output unit `unit`: its timeout (the slot's, or
+  // `timeout` if shorter) and silent timeout start now.
+  void Arm(size_t slot, size_t unit, absl::Time now,
+           absl::Duration timeout = absl::InfiniteDuration());
   // The child waits for work: no deadlines run.
   void Disarm(size_t slot);
   // A descriptor of the client's to poll for this slot (-1: none).

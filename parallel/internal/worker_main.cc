@@ -133,13 +133,10 @@ namespace {
 // One worker's loop (protocol in worker_main.h).
 class Worker {
  public:
-  Worker(int socket, const TaskBody& task, const std::function<void()>& onexit,
-         bool keep_values, bool combine_stderr)
+  Worker(int socket, const WorkerSpec& spec)
       : channel_(socket),
-        task_(task),
-        onexit_(onexit),
-        keep_values_(keep_values),
-        combine_stderr_(combine_stderr),
+        spec_(spec),
+        combine_stderr_(spec.combine_stderr),
         dev_null_(::open("/dev/null", O_WRONLY | O_CLOEXEC)) {
     // Orphans of a task's processes become the worker's children, so that
     // TaskLeftProcesses() sees them.
@@ -161,19 +158,23 @@ class Worker {
   // Takes the unit's lane (and its pipes if new), points fds 1 and 2 at it
   // and queues kStarted. Returns the lane's pipes, or nullptr if the record
   // is garbage.
-  int* Begin(const Record& record, uint64_t* id, std::string* args);
+  int* Begin(const Record& record, uint64_t* id, uint64_t* entry,
+             std::string* args);
   // Runs the task (or onexit), its value or failure into the outbox.
-  void RunUnit(uint64_t id, const std::string& args);
+  void RunUnit(uint64_t id, uint64_t entry, const std::string& args);
+  // The unit is the worker's last (onexit, one-shot, failed initializer):
+  // its kDone (then kInitFailed if so) goes out.
+  void SendLast();
   // Queues the ended unit's kDone, if any.
   void Conclude();
   // The parent sent garbage: what it is owed still goes, then exit 3.
   int Corrupt();
 
   WorkerChannel channel_;
-  const TaskBody& task_;
-  const std::function<void()>& onexit_;
-  const bool keep_values_;
+  const WorkerSpec& spec_;
   const bool combine_stderr_;
+  bool initialized_ = false;
+  bool initializer_failed_ = false;
   const int dev_null_;
   // The output pipes by lane: {stdout, stderr or -1}.
   int lanes_[kLanes][2] = {{-1, -1}, {-1, -1}};
@@ -190,20 +191,19 @@ int Worker::Run() {
   WorkerChannel::Got got = channel_.Next(&record);
   while (got == WorkerChannel::Got::kRecord) {
     uint64_t id = kOnexitId;
+    uint64_t entry = 0;
     std::string args;
-    int* pipes = Begin(record, &id, &args);
+    int* pipes = Begin(record, &id, &entry, &args);
     if (pipes == nullptr) return Corrupt();
     if (!channel_.Send(outbox_)) return 0;
     outbox_.clear();
-    RunUnit(id, args);
+    RunUnit(id, entry, args);
     // Every byte of the task is in its lane before kDone goes.
     std::fflush(stdout);
     std::fflush(stderr);
     ended_ = Ended{id, TaskLeftProcesses(), pipes};
-    if (id == kOnexitId) {
-      RedirectOutput(dev_null_, -1);  // the parent sees onexit's pipes end
-      Conclude();
-      channel_.Send(outbox_);
+    if (id == kOnexitId || spec_.one_shot || initializer_failed_) {
+      SendLast();
       return 0;
     }
     got = channel_.Next(&record, /*wait=*/false);
@@ -224,13 +224,21 @@ int Worker::Run() {
   return 0;
 }
 
-int* Worker::Begin(const Record& record, uint64_t* id, std::string* args) {
+void Worker::SendLast() {
+  RedirectOutput(dev_null_, -1);  // the parent sees the lane's pipes end
+  Conclude();
+  if (initializer_failed_) AppendRecord(RecordKind::kInitFailed, "", &outbox_);
+  channel_.Send(outbox_);
+}
+
+int* Worker::Begin(const Record& record, uint64_t* id, uint64_t* entry,
+                   std::string* args) {
   uint32_t lane = 0;
   bool new_pipes = true;
   if (record.kind == RecordKind::kInput) {
-    std::tuple<uint64_t, uint32_t, bool, std::string> input;
+    std::tuple<uint64_t, uint32_t, bool, uint64_t, std::string> input;
     if (!DecodeInto(record.payload, &input).ok()) return nullptr;
-    std::tie(*id, lane, new_pipes, *args) = std::move(input);
+    std::tie(*id, lane, new_pipes, *entry, *args) = std::move(input);
     if (lane >= kLanes) return nullptr;
   } else if (record.kind != RecordKind::kFinish) {
     return nullptr;
@@ -257,14 +265,27 @@ int* Worker::Begin(const Record& record, uint64_t* id, std::string* args) {
   return pipes;
 }
 
-void Worker::RunUnit(uint64_t id, const std::string& args) {
+void Worker::RunUnit(uint64_t id, uint64_t entry, const std::string& args) {
   if (id != kOnexitId) {
-    RunBody([this, &args] { return task_(args); }, keep_values_, &outbox_);
+    RunBody(
+        [&]() -> absl::StatusOr<std::string> {
+          if (!initialized_) {
+            initialized_ = true;
+            if (spec_.initializer != nullptr && *spec_.initializer) {
+              initializer_failed_ = true;  // until it returns
+              (*spec_.initializer)();
+              initializer_failed_ = false;
+            }
+          }
+          if (entry != 0) return reinterpret_cast<TaskEntry>(entry)(args);
+          return (*spec_.task)(args);
+        },
+        spec_.keep_values, &outbox_);
     return;
   }
   RunBody(
       [this]() -> absl::StatusOr<std::string> {
-        if (onexit_) onexit_();
+        if (spec_.onexit != nullptr && *spec_.onexit) (*spec_.onexit)();
         return std::string();
       },
       false, &outbox_);
@@ -289,29 +310,57 @@ int Worker::Corrupt() {
 
 }  // namespace
 
-int WorkerMain(int socket, const TaskBody& task,
-               const std::function<void()>& onexit, bool keep_values,
-               bool combine_stderr) {
-  return Worker(socket, task, onexit, keep_values, combine_stderr).Run();
+int WorkerMain(int socket, const WorkerSpec& spec) {
+  return Worker(socket, spec).Run();
 }
 
 namespace {
 
-// The test seam (in_process.h): no workers; Put() runs the task here.
+// The test seam (in_process.h): no workers; Put() and Submit() run the
+// input here, at once.
 class InlinePool : public WorkerPool {
  public:
   InlinePool(TaskBody task, PoolConfig config)
       : task_(std::move(task)), config_(std::move(config)) {}
 
   void Put(std::string encoded_args, std::string label) override {
-    StepReport& report = report_.steps.emplace_back();
-    report.name = std::move(label);
-    if (halted_) return;  // kHalted
-    const bool ok =
-        RunStepInProcess([this, &encoded_args] { return task_(encoded_args); },
-                         config_.keep_values, &report);
-    if (!ok && config_.halt_on_error) halted_ = true;
+    PoolInput input;
+    input.args = std::move(encoded_args);
+    input.label = std::move(label);
+    Submit(std::move(input));
   }
+
+  size_t Submit(PoolInput input) override {
+    const size_t index = report_.steps.size();
+    StepReport& report = report_.steps.emplace_back();
+    report.name = std::move(input.label);
+    if (halted_ || finished_ ||
+        (config_.may_start && !config_.may_start(index))) {
+      report.outcome = StepOutcome::kHalted;
+    } else {
+      const bool ok = RunStepInProcess(
+          [&]() -> absl::StatusOr<std::string> {
+            if (!initialized_) {
+              initialized_ = true;
+              if (config_.initializer) config_.initializer();
+            }
+            if (input.own_body) return input.own_body(input.args);
+            if (input.entry != 0) {
+              return reinterpret_cast<TaskEntry>(input.entry)(input.args);
+            }
+            return task_(input.args);
+          },
+          config_.keep_values, &report);
+      if (!ok && config_.halt_on_error) halted_ = true;
+    }
+    if (config_.on_done) config_.on_done(index, report);
+    return index;
+  }
+
+  void Turn(int, absl::Time) override {}
+  void Cancel(size_t) override {}  // every input ended in Submit()
+  size_t unfinished() const override { return 0; }
+  int interrupt_signal() const override { return 0; }
 
   const RunReport& Finish() override {
     if (finished_) return report_;
@@ -336,6 +385,7 @@ class InlinePool : public WorkerPool {
   TaskBody task_;
   const PoolConfig config_;
   RunReport report_;
+  bool initialized_ = false;
   bool halted_ = false;
   bool finished_ = false;
 };

@@ -3,7 +3,7 @@
 // seam (in_process.h).
 //
 // Protocol on the worker's socket (record.h): the parent sends kInput
-// (id, lane, new_pipes, args) or kFinish. A worker has kLanes pairs of
+// (id, lane, new_pipes, entry, args) or kFinish. A worker has kLanes pairs of
 // output pipes ("lanes"), used by its inputs in turn: the parent sends a
 // lane's pipe(s) (SCM_RIGHTS) with the first input that uses it, or fresh
 // ones after a task left processes behind (new_pipes), and kFinish comes
@@ -42,11 +42,22 @@ inline constexpr uint32_t kLanes = 2;
 // The id a worker's records carry for its onexit.
 inline constexpr uint64_t kOnexitId = std::numeric_limits<uint64_t>::max();
 
+// What a worker runs. The pointers outlive WorkerMain.
+struct WorkerSpec {
+  const TaskBody* task = nullptr;  // inputs whose entry is 0
+  const std::function<void()>* onexit = nullptr;
+  // Before the first input, inside it: if it throws, that input fails with
+  // its exception, the worker sends kInitFailed after kDone and exits.
+  const std::function<void()>* initializer = nullptr;
+  bool keep_values = false;
+  bool combine_stderr = true;
+  // Ends after its first input (a capturing callable's own process).
+  bool one_shot = false;
+};
+
 // Runs inputs until told to finish (or the parent is gone); returns the
 // worker's exit code (3 if the parent sent garbage).
-int WorkerMain(int socket, const TaskBody& task,
-               const std::function<void()>& onexit, bool keep_values,
-               bool combine_stderr);
+int WorkerMain(int socket, const WorkerSpec& spec);
 
 // Runs every input in Put(), here, one after another (no capture).
 std::unique_ptr<WorkerPool> MakeInlinePool(TaskBody task, PoolConfig config);

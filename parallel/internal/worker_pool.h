@@ -10,11 +10,18 @@
 // when its worker dies; inputs it had not started go to another worker. A
 // dead worker is replaced.
 //
+// The same pool serves ProcessPoolExecutor (executor.h) from its own thread:
+// Submit() queues without blocking, the owner drives Turn(), and on_done
+// reports each input as it ends. Inputs may name their own code (an entry
+// point valid in every worker, or a body that gets a fresh process of its
+// own), their own timeout, and may be cancelled.
+//
 // Thread-safety: one pool per owner, used from one thread.
 
 #ifndef PARALLEL_INTERNAL_WORKER_POOL_H_
 #define PARALLEL_INTERNAL_WORKER_POOL_H_
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -32,6 +39,23 @@ namespace internal {
 // encoded result ("" for void) or a non-OK status. May throw.
 using TaskBody = std::function<absl::StatusOr<std::string>(absl::string_view)>;
 
+// A function every worker has at the same address (workers are forks of the
+// caller): an input that names one runs it instead of the pool's task.
+using TaskEntry = absl::StatusOr<std::string> (*)(absl::string_view args);
+
+// One input for the pool.
+struct PoolInput {
+  std::string args;  // encoded
+  std::string label;
+  // 0: the pool's task; else a TaskEntry's address.
+  uint64_t entry = 0;
+  // Set: runs in a process forked for it alone (its state as the pool forks
+  // it), which ends with the input; counts against `processes`.
+  TaskBody own_body;
+  // Tighter than the pool's timeout for this input.
+  absl::Duration timeout = absl::InfiniteDuration();
+};
+
 // The pool's options, with temp_dir already resolved.
 struct PoolConfig : ProcessOptions {
   int processes = 1;  // >= 1
@@ -39,7 +63,29 @@ struct PoolConfig : ProcessOptions {
   bool keep_values = false;
   bool tag_lines = false;
   std::function<void()> onexit;
+  // Runs in each worker before its first input, captured with that input;
+  // if it throws, the input fails with its exception and the worker is
+  // replaced; after kMaxInitializerFailures such failures every waiting and
+  // later input fails with it.
+  std::function<void()> initializer;
+  // Inputs with a worker at once: the one it runs and those waiting in its
+  // socket. 1 sends an input only to an idle worker. 0: 2, or 1 with
+  // halt_on_error.
+  int pipeline_depth = 0;
+  // Replace a worker after this many inputs (0: never), or when its
+  // resident set is over this many bytes after an input (0: never).
+  int max_inputs_per_worker = 0;
+  int64_t max_worker_rss_bytes = 0;
+  // Called as each input ends (value, failure, halt, cancel), in the
+  // pool's thread; before its output is replayed when that waits for an
+  // earlier input.
+  std::function<void(size_t index, const StepReport& report)> on_done;
+  // Called just before an input goes to a worker: false drops it (it ends
+  // as kHalted, its on_done called) — a cancelled input never starts.
+  std::function<bool(size_t index)> may_start;
 };
+
+inline constexpr int kMaxInitializerFailures = 3;
 
 class WorkerPool {
  public:
@@ -54,6 +100,20 @@ class WorkerPool {
   // the one it runs). After a halt or an interrupt the input is recorded,
   // not run.
   virtual void Put(std::string encoded_args, std::string label) = 0;
+
+  // Queues an input without waiting; returns its index (Put order and
+  // Submit order are one sequence). The owner drives Turn().
+  virtual size_t Submit(PoolInput input) = 0;
+  // Sends what can go to workers, then waits for one event (or `wake_fd`
+  // readable, or `wake_at`) and handles it.
+  virtual void Turn(int wake_fd, absl::Time wake_at) = 0;
+  // Ends an input that has not ended: dropped if no worker has it, else its
+  // worker is killed (and replaced). It ends as kHalted, output dropped.
+  virtual void Cancel(size_t index) = 0;
+  // Inputs submitted that have not ended.
+  virtual size_t unfinished() const = 0;
+  // The signal that interrupted the pool, or 0.
+  virtual int interrupt_signal() const = 0;
 
   // Lets every worker finish its inputs and run onexit, replays all output in
   // Put() order (onexit output after it, worker by worker), and reports one

@@ -1,0 +1,401 @@
+// The inputs' side of the pool (process_pool.h): queueing, dispatch, ends,
+// cancelling and the final replay; and WorkerPool::Start.
+
+#include "parallel/internal/process_pool.h"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "parallel/codec.h"
+#include "parallel/internal/capture.h"
+#include "parallel/internal/in_process.h"
+#include "parallel/internal/launch.h"
+#include "parallel/options.h"
+#include "parallel/step_observer_internal.h"
+
+namespace parallel {
+namespace internal {
+namespace {
+
+size_t DepthOf(const PoolConfig& config) {
+  if (config.pipeline_depth > 0) return config.pipeline_depth;
+  // With halt_on_error only one, so that nothing starts after a failure.
+  return config.halt_on_error ? 1 : 2;
+}
+
+}  // namespace
+
+ProcessPool::ProcessPool(TaskBody task, PoolConfig config)
+    : task_(std::move(task)),
+      config_(std::move(config)),
+      depth_(std::min<size_t>(DepthOf(config_), kLanes)),
+      spec_{&task_, &config_.onexit, &config_.initializer,
+            config_.keep_values, config_.combine_stderr, false},
+      replayer_(ReplayOptions{config_.output_fd, config_.combine_stderr,
+                              config_.error_fd, config_.temp_dir,
+                              config_.tag_lines, nullptr}),
+      supervisor_(&replayer_, this) {}
+
+size_t ProcessPool::FreeWorker() const {
+  size_t best = workers_.size();
+  for (size_t i = 0; i < static_cast<size_t>(config_.processes); ++i) {
+    const Worker& worker = workers_[i];
+    if (!supervisor_.active(i) ||
+        supervisor_.kill_reason(i) != KillReason::kNone || worker.finish_sent ||
+        worker.assigned.size() >= depth_) {
+      continue;
+    }
+    if (best == workers_.size() ||
+        worker.assigned.size() < workers_[best].assigned.size()) {
+      best = i;
+    }
+  }
+  return best;
+}
+
+size_t ProcessPool::Busy() const {
+  size_t busy = 0;
+  for (const Worker& worker : workers_) busy += worker.assigned.size();
+  return busy;
+}
+
+bool ProcessPool::AnyWorkerAlive() const {
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    if (supervisor_.active(i)) return true;
+  }
+  return false;
+}
+
+bool ProcessPool::DispatchWaiting() {
+  const size_t capacity = config_.processes * depth_;
+  while (!waiting_.empty()) {
+    const size_t index = waiting_.front();
+    Input& input = inputs_[index];
+    if (Busy() >= capacity) return false;  // one-shot processes count too
+    const bool own = static_cast<bool>(input.own_body);
+    const size_t slot = own ? OneShotSlot() : FreeWorker();
+    if (slot == workers_.size()) return false;
+    waiting_.pop_front();
+    if (config_.may_start && !config_.may_start(index)) {
+      EndUnstarted(index, StepOutcome::kHalted);
+      continue;
+    }
+    if (own) {
+      if (absl::Status status = StartWorker(slot, &input.own_body);
+          !status.ok()) {
+        EndUnstarted(index, StepOutcome::kFailed,
+                     ExceptionInfo{std::string(kProcessStartError),
+                                   std::string(status.message()), "",
+                                   input.report.name, 0});
+        continue;
+      }
+    }
+    Dispatch(slot, index);
+  }
+  return true;
+}
+
+void ProcessPool::FailWaitingIfNoWorker() {
+  if (AnyWorkerAlive() || waiting_.empty()) return;
+  std::optional<ExceptionInfo> error = initializer_error_;
+  if (initializer_failures_ < kMaxInitializerFailures) {
+    error = ExceptionInfo{std::string(kProcessStartError),
+                          "no worker process could be started", "", "", 0};
+  }
+  while (!waiting_.empty()) {
+    const size_t index = waiting_.front();
+    waiting_.pop_front();
+    EndUnstarted(index, StepOutcome::kFailed, error);
+  }
+}
+
+void ProcessPool::DropWaiting() {
+  while (!waiting_.empty()) {
+    const size_t index = waiting_.front();
+    waiting_.pop_front();
+    EndUnstarted(index, supervisor_.interrupt_signal() != 0
+                            ? StepOutcome::kInterrupted
+                            : StepOutcome::kHalted);
+  }
+}
+
+void ProcessPool::EndUnstarted(size_t index, StepOutcome outcome,
+                               std::optional<ExceptionInfo> error) {
+  Input& input = inputs_[index];
+  input.report.outcome = outcome;
+  if (error) {
+    error->step = input.report.name;
+    error->pid = 0;
+    input.report.error = std::move(error);
+  }
+  replayer_.Close(index, /*drop=*/outcome != StepOutcome::kFailed);
+  MarkDone(index);
+}
+
+void ProcessPool::MarkDone(size_t index) {
+  Input& input = inputs_[index];
+  if (input.state == Input::kDone) return;
+  input.state = Input::kDone;
+  input.own_body = nullptr;
+  --unfinished_;
+  if (config_.on_done) config_.on_done(index, input.report);
+}
+
+uint32_t ProcessPool::FreeLane(const Worker& worker) const {
+  for (uint32_t lane = 0; lane < kLanes; ++lane) {
+    const bool used =
+        std::any_of(worker.assigned.begin(), worker.assigned.end(),
+                    [&](size_t index) { return inputs_[index].lane == lane; });
+    if (!used) return lane;
+  }
+  return 0;  // unreachable: kLanes >= depth_
+}
+
+void ProcessPool::Dispatch(size_t slot, size_t index) {
+  Worker& worker = workers_[slot];
+  Input& input = inputs_[index];
+  input.lane = FreeLane(worker);
+  Lane& lane = worker.lanes[input.lane];
+  // A lane's pipes travel to the worker once, with its first input.
+  UniqueFd out_w;
+  UniqueFd err_w;
+  const bool new_pipes = !lane.out.valid();
+  if (new_pipes) {
+    absl::Status status = MakeCapturePipe(&lane.out, &out_w);
+    if (status.ok() && !config_.combine_stderr) {
+      status = MakeCapturePipe(&lane.err, &err_w);
+    }
+    if (!status.ok()) {
+      lane = Lane();
+      EndUnstarted(index, StepOutcome::kFailed,
+                   ExceptionInfo{std::string(kProcessStartError),
+                                 absl::StrCat("could not capture output: ",
+                                              status.message()),
+                                 "", "", 0});
+      return;
+    }
+  }
+  replayer_.Attach(index, lane.out.get(), lane.err.get());
+  std::string frame;
+  AppendRecord(RecordKind::kInput,
+               Encode(std::make_tuple(static_cast<uint64_t>(index), input.lane,
+                                      new_pipes, input.entry, input.args)),
+               &frame);
+  const int fds[2] = {out_w.get(), err_w.get()};
+  input.state = Input::kQueued;
+  input.report.pid = supervisor_.child(slot).pid();
+  worker.assigned.push_back(index);
+  if (SendFully(worker.socket.get(), frame.data(), frame.size(), fds,
+                !new_pipes ? 0 : err_w.valid() ? 2 : 1) != 0) {
+    // The worker is gone: its end (OnEnded) gives the input to another.
+    supervisor_.child(slot).SignalGroup(SIGKILL);
+  }
+}
+
+size_t ProcessPool::Add(PoolInput given) {
+  const size_t index = inputs_.size();
+  inputs_.emplace_back();
+  Input& input = inputs_[index];
+  input.report.name = std::move(given.label);
+  replayer_.Add(input.report.name);
+  ++unfinished_;
+  if (stopped() || finishing_) {
+    EndUnstarted(index, supervisor_.interrupt_signal() != 0
+                            ? StepOutcome::kInterrupted
+                            : StepOutcome::kHalted);
+    return index;
+  }
+  if (initializer_failures_ >= kMaxInitializerFailures) {
+    EndUnstarted(index, StepOutcome::kFailed, initializer_error_);
+    return index;
+  }
+  input.args = std::move(given.args);
+  input.entry = given.entry;
+  input.own_body = std::move(given.own_body);
+  input.timeout = given.timeout;
+  waiting_.push_back(index);
+  return index;
+}
+
+void ProcessPool::Put(std::string encoded_args, std::string label) {
+  PoolInput input;
+  input.args = std::move(encoded_args);
+  input.label = std::move(label);
+  Add(std::move(input));
+  // Backpressure: return once the input is with a worker.
+  while (!waiting_.empty()) {
+    if (stopped()) {
+      DropWaiting();
+      break;
+    }
+    if (DispatchWaiting()) break;
+    FailWaitingIfNoWorker();
+    if (waiting_.empty()) break;
+    supervisor_.Turn();
+  }
+  replayer_.Pump();
+}
+
+size_t ProcessPool::Submit(PoolInput input) { return Add(std::move(input)); }
+
+void ProcessPool::Turn(int wake_fd, absl::Time wake_at) {
+  if (stopped()) {
+    DropWaiting();
+  } else {
+    DispatchWaiting();
+    FailWaitingIfNoWorker();
+  }
+  supervisor_.Turn(wake_fd, wake_at);
+  if (stopped()) DropWaiting();
+  replayer_.Pump();
+}
+
+void ProcessPool::Cancel(size_t index) {
+  Input& input = inputs_[index];
+  input.cancelled = true;
+  if (input.state == Input::kWaiting) {
+    waiting_.erase(std::find(waiting_.begin(), waiting_.end(), index));
+    EndUnstarted(index, StepOutcome::kHalted);
+    return;
+  }
+  if (input.state == Input::kDone) return;
+  for (size_t slot = 0; slot < workers_.size(); ++slot) {
+    const std::deque<size_t>& assigned = workers_[slot].assigned;
+    if (std::find(assigned.begin(), assigned.end(), index) != assigned.end()) {
+      // Its end (OnEnded) judges it halted; the others it held go back.
+      supervisor_.Kill(slot, KillReason::kHalt, absl::Now());
+      return;
+    }
+  }
+}
+
+void ProcessPool::Conclude(size_t slot, size_t unit, StepReport& report,
+                           const JudgeInput& given, bool pipes_empty) {
+  Worker& worker = workers_[slot];
+  JudgeInput in = given;
+  in.timeout = config_.timeout;
+  if (unit < inputs_.size() && &report == &inputs_[unit].report) {
+    in.timeout = std::min(in.timeout, inputs_[unit].timeout);
+  }
+  in.silent_timeout = config_.silent_timeout;
+  const bool halted = in.why == KillReason::kHalt;
+  replayer_.Close(unit, /*drop=*/halted, pipes_empty);
+  in.capture_error = replayer_.capture_error(unit);
+  supervisor_.Disarm(slot);
+  Verdict verdict = Judge(in);
+  report.pid = supervisor_.child(slot).alive() ? supervisor_.child(slot).pid()
+                                               : report.pid;
+  report.output_bytes = replayer_.total(unit);
+  report.outcome = verdict.outcome;
+  if (verdict.error) {
+    verdict.error->step = report.name;
+    verdict.error->pid = report.pid;
+    report.error = std::move(verdict.error);
+    report.output_tail = replayer_.Tail(unit);
+  }
+  if (config_.keep_values) report.value = std::move(verdict.value);
+  DeliverNotes(report.name, report.pid, worker.result.notes);
+  worker.result = ChildResult();
+  if (report.outcome == StepOutcome::kFailed && config_.halt_on_error) {
+    supervisor_.StopAll(KillReason::kHalt, absl::Now());
+  }
+}
+
+void ProcessPool::SendFinish() {
+  // Each worker runs onexit after the inputs already in its socket.
+  for (size_t i = 0; i < static_cast<size_t>(config_.processes); ++i) {
+    Worker& worker = workers_[i];
+    if (!supervisor_.active(i) || worker.finish_sent ||
+        supervisor_.kill_reason(i) != KillReason::kNone) {
+      continue;
+    }
+    worker.finish_sent = true;
+    onexit_units_[i] = replayer_.Add(absl::StrCat("onexit ", i));
+    onexit_reports_[i].name = absl::StrCat("onexit of worker ", i);
+    onexit_reports_[i].pid = supervisor_.child(i).pid();
+    UniqueFd out_w, err_w;
+    std::string frame;
+    AppendRecord(RecordKind::kFinish, "", &frame);
+    if (!replayer_.Open(onexit_units_[i], &out_w, &err_w).ok() ||
+        SendFully(worker.socket.get(), frame.data(), frame.size(),
+                  std::vector<int>{out_w.get(), err_w.get()}.data(),
+                  err_w.valid() ? 2 : 1) != 0) {
+      supervisor_.child(i).SignalGroup(SIGKILL);
+    }
+  }
+}
+
+const RunReport& ProcessPool::Finish() {
+  if (finished_) return report_;
+  finishing_ = true;
+  onexit_units_.resize(workers_.size(), Supervisor::kNoUnit);
+  onexit_reports_.resize(workers_.size());
+  while (true) {
+    if (!stopped()) {
+      DispatchWaiting();
+      FailWaitingIfNoWorker();
+      if (waiting_.empty()) SendFinish();
+    } else {
+      DropWaiting();
+    }
+    if (!AnyWorkerAlive()) break;
+    supervisor_.Turn();
+  }
+  for (size_t unit : onexit_units_) {
+    if (unit != Supervisor::kNoUnit) replayer_.Close(unit, killed_);
+  }
+  while (!replayer_.all_replayed() && replayer_.output_error() == 0) {
+    supervisor_.Turn();
+  }
+  report_.steps.reserve(inputs_.size() + onexit_reports_.size());
+  for (Input& input : inputs_) report_.steps.push_back(std::move(input.report));
+  for (StepReport& onexit : onexit_reports_) {
+    if (onexit.outcome == StepOutcome::kFailed)
+      report_.steps.push_back(std::move(onexit));
+  }
+  report_.interrupt_signal = supervisor_.interrupt_signal();
+  replayer_.ReportOutputError(&report_);
+  inputs_.clear();
+  finished_ = true;
+  return report_;
+}
+
+void ProcessPool::Kill() {
+  killed_ = true;
+  finishing_ = true;
+  supervisor_.StopAll(KillReason::kHalt, absl::Now());
+  DropWaiting();
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    if (supervisor_.active(i)) supervisor_.child(i).SignalGroup(SIGKILL);
+  }
+}
+
+absl::StatusOr<std::unique_ptr<WorkerPool>> WorkerPool::Start(
+    TaskBody task, PoolConfig config) {
+  if (config.processes < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "processes must be >= 0 (0 = number of CPUs), got ", config.processes));
+  }
+  if (absl::Status status = ValidateOptions(config); !status.ok())
+    return status;
+  if (absl::Status status = CheckTempDir(config.temp_dir); !status.ok()) {
+    return status;
+  }
+  if (InProcessMode()) {
+    return MakeInlinePool(std::move(task), std::move(config));
+  }
+  auto pool = std::make_unique<ProcessPool>(std::move(task), std::move(config));
+  if (absl::Status status = pool->StartWorkers(); !status.ok()) return status;
+  return std::unique_ptr<WorkerPool>(std::move(pool));
+}
+
+}  // namespace internal
+}  // namespace parallel

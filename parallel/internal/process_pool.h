@@ -1,0 +1,158 @@
+// The pool of worker processes behind worker_pool.h, as a client of the
+// supervisor. process_pool.cc has the inputs' side (queueing, dispatch,
+// ending, cancelling, finishing); process_pool_workers.cc the workers' side
+// (starting, what they say, their end, recycling).
+//
+// Thread-safety: used from one thread.
+
+#ifndef PARALLEL_INTERNAL_PROCESS_POOL_H_
+#define PARALLEL_INTERNAL_PROCESS_POOL_H_
+
+#include <signal.h>
+
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "parallel/failure.h"
+#include "parallel/internal/fd.h"
+#include "parallel/internal/judge.h"
+#include "parallel/internal/record.h"
+#include "parallel/internal/replayer.h"
+#include "parallel/internal/result.h"
+#include "parallel/internal/supervisor.h"
+#include "parallel/internal/worker_main.h"
+#include "parallel/internal/worker_pool.h"
+
+namespace parallel {
+namespace internal {
+
+// A worker slot that dies this many times in a row before starting anything
+// is not replaced again (a broken fork, never a respawn loop).
+inline constexpr int kMaxBarrenStarts = 3;
+
+class ProcessPool : public WorkerPool, public SupervisorClient {
+ public:
+  ProcessPool(TaskBody task, PoolConfig config);
+
+  absl::Status StartWorkers();
+  void Put(std::string encoded_args, std::string label) override;
+  size_t Submit(PoolInput input) override;
+  void Turn(int wake_fd, absl::Time wake_at) override;
+  void Cancel(size_t index) override;
+  size_t unfinished() const override { return unfinished_; }
+  int interrupt_signal() const override {
+    return supervisor_.interrupt_signal();
+  }
+  const RunReport& Finish() override;
+  void Kill() override;
+  void OnEnded(size_t slot, const ProcessExit& exit, KillReason why) override;
+  void OnReadable(size_t slot) override { ReadFrom(slot); }
+
+ private:
+  // A pipe pair the worker reuses (worker_main.h): the parent's read ends;
+  // invalid until the first input on it, or after it was retired.
+  struct Lane {
+    UniqueFd out;
+    UniqueFd err;  // only when !combine_stderr
+  };
+  struct Worker {
+    UniqueFd socket;  // the parent's end, non-blocking
+    Lane lanes[kLanes];
+    std::string inbox;
+    // Inputs sent to it, oldest first; the front one runs once started.
+    std::deque<size_t> assigned;
+    bool front_started = false;
+    ChildResult result;  // records of the running input
+    bool finish_sent = false;
+    bool onexit_started = false;
+    bool ever_started = false;  // since it was forked
+    int barren_starts = 0;      // deaths in a row before starting anything
+    bool one_shot = false;      // forked for one input's own body
+    bool initializer_failed = false;
+    int inputs_done = 0;
+    size_t last_input = 0;  // the input of its last kDone
+  };
+  struct Input {
+    // kWaiting: with no worker; kQueued: sent, not started; kRunning; kDone.
+    enum State { kWaiting, kQueued, kRunning, kDone };
+    State state = kWaiting;
+    std::string args;  // kept until it starts, to resend if need be
+    uint64_t entry = 0;
+    TaskBody own_body;
+    absl::Duration timeout = absl::InfiniteDuration();
+    bool cancelled = false;
+    uint32_t lane = 0;  // while with a worker
+    StepReport report;
+    absl::Time started;
+  };
+
+  // process_pool_workers.cc
+  absl::Status StartWorker(size_t slot, const TaskBody* own_body = nullptr);
+  size_t OneShotSlot();
+  void ReadFrom(size_t slot);
+  void HandleRecord(size_t slot, const Record& record);
+  void HandleDone(size_t slot, const Record& record);
+  void HandleOnexit(size_t slot, RecordKind kind);
+  // After an input: replaces the worker if it ran its quota or grew too big.
+  void MaybeRecycle(size_t slot);
+  // A worker whose initializer threw has ended.
+  void InitializerFailed();
+  std::string Who(size_t slot) const;
+  void OwnFds(std::vector<int>* fds) const;
+
+  // process_pool.cc
+  size_t Add(PoolInput input);
+  void Dispatch(size_t slot, size_t input);
+  uint32_t FreeLane(const Worker& worker) const;
+  bool DispatchWaiting();
+  void FailWaitingIfNoWorker();
+  void DropWaiting();
+  // Ends an input that never started (its output, if any, dropped unless a
+  // failure explains it).
+  void EndUnstarted(size_t index, StepOutcome outcome,
+                    std::optional<ExceptionInfo> error = std::nullopt);
+  // Every end of an input goes through here.
+  void MarkDone(size_t index);
+  size_t FreeWorker() const;
+  size_t Busy() const;
+  bool AnyWorkerAlive() const;
+  bool stopped() const {
+    return supervisor_.stopping() != KillReason::kNone || killed_;
+  }
+  // The unit (input index, or an onexit's) that the worker runs now.
+  // `pipes_empty`: the worker saw the input's lane empty at its end.
+  void Conclude(size_t slot, size_t unit, StepReport& report,
+                const JudgeInput& in, bool pipes_empty = false);
+  void SendFinish();
+
+  TaskBody task_;
+  const PoolConfig config_;
+  const size_t depth_;  // inputs per worker at once
+  const WorkerSpec spec_;
+  Replayer replayer_;
+  Supervisor supervisor_;
+  std::vector<Worker> workers_;  // by supervisor slot; pooled ones first
+  std::deque<Input> inputs_;  // a deque: growing never moves them
+  std::deque<size_t> waiting_;  // inputs not with any worker, in order
+  size_t unfinished_ = 0;
+  // Onexit units by worker slot (added at Finish, after every input).
+  std::vector<size_t> onexit_units_;
+  std::vector<StepReport> onexit_reports_;
+  int initializer_failures_ = 0;
+  std::optional<ExceptionInfo> initializer_error_;  // the last one
+  bool finishing_ = false;
+  bool finished_ = false;
+  bool killed_ = false;
+  RunReport report_;
+  sigset_t signals_to_reset_;
+};
+
+}  // namespace internal
+}  // namespace parallel
+
+#endif  // PARALLEL_INTERNAL_PROCESS_POOL_H_
