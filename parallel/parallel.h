@@ -12,6 +12,7 @@
 #define PARALLEL_PARALLEL_H_
 
 #include "parallel/codec.h"               // IWYU pragma: export
+#include "parallel/executor.h"            // IWYU pragma: export
 #include "parallel/failure.h"             // IWYU pragma: export
 #include "parallel/options.h"             // IWYU pragma: export
 #include "parallel/run_hooks.h"           // IWYU pragma: export

@@ -46,6 +46,7 @@
 #include "parallel/codec.h"
 #include "parallel/failure.h"
 #include "parallel/internal/capture.h"
+#include "parallel/internal/labels.h"
 #include "parallel/internal/worker_pool.h"
 #include "parallel/run_parallel_steps.h"
 
@@ -73,34 +74,10 @@ inline int NumberOfCpus() {
   return cpus > 0 ? static_cast<int>(cpus) : 1;
 }
 
-// Short text for an argument in a failure's step name, or "…".
-template <typename T>
-std::string DescribeArg(const T& arg) {
-  using D = std::decay_t<T>;
-  if constexpr (std::is_same_v<D, bool>) {
-    return arg ? "true" : "false";
-  } else if constexpr (std::is_arithmetic_v<D>) {
-    return absl::StrCat(arg);
-  } else if constexpr (std::is_convertible_v<const D&, absl::string_view>) {
-    return absl::StrCat("\"", absl::string_view(arg), "\"");
-  } else {
-    return "…";
-  }
-}
-
 // "input 3" or "input 3 (\"arm64\", 8)" when the arguments print shortly.
 template <typename... Args>
 std::string InputLabel(size_t index, const Args&... args) {
-  std::string label = absl::StrCat("input ", index);
-  if constexpr (sizeof...(Args) > 0) {
-    std::vector<std::string> parts = {DescribeArg(args)...};
-    std::string joined;
-    for (size_t i = 0; i < parts.size(); ++i) {
-      absl::StrAppend(&joined, i > 0 ? ", " : "", parts[i]);
-    }
-    if (joined.size() <= 48) absl::StrAppend(&label, " (", joined, ")");
-  }
-  return label;
+  return ArgsLabel("input", index, args...);
 }
 
 template <typename F, typename... Args>

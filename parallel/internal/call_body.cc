@@ -21,7 +21,7 @@ std::string CurrentExceptionType() {
 }  // namespace
 
 bool CallBody(const std::function<absl::StatusOr<std::string>()>& body,
-              std::string* value, ExceptionInfo* error) {
+              std::string* value, ExceptionInfo* error, bool traceback) {
   try {
     absl::StatusOr<std::string> result = body();
     if (result.ok()) {
@@ -30,11 +30,11 @@ bool CallBody(const std::function<absl::StatusOr<std::string>()>& body,
     }
     *error = {"absl::Status", result.status().ToString(), "", ""};
   } catch (const std::exception& e) {
-    *error = {CurrentExceptionType(), e.what(), TracebackForCurrentException(),
-              ""};
+    *error = {CurrentExceptionType(), e.what(),
+              traceback ? TracebackForCurrentException() : "", ""};
   } catch (...) {
     *error = {CurrentExceptionType(), "unknown exception",
-              TracebackForCurrentException(), ""};
+              traceback ? TracebackForCurrentException() : "", ""};
   }
   return false;
 }

@@ -20,9 +20,13 @@ namespace internal {
 // into *value. Otherwise returns false and fills *error's type, message and
 // traceback (demangled exception type and what(), "unknown exception" for
 // non-std exceptions, or "absl::Status" and Status::ToString()); error->step
-// is left to the caller.
+// is left to the caller. `traceback`: false leaves it empty — for callers in
+// a process that forks later (the executor's parent): absl::Symbolize caches
+// open ELF files, and forked children that inherit those descriptors share
+// their file offsets, so concurrent symbolizing in two children races
+// (lseek + read) and aborts.
 bool CallBody(const std::function<absl::StatusOr<std::string>()>& body,
-              std::string* value, ExceptionInfo* error);
+              std::string* value, ExceptionInfo* error, bool traceback = true);
 
 }  // namespace internal
 }  // namespace parallel

@@ -247,13 +247,16 @@ void ProcessPool::Put(std::string encoded_args, std::string label) {
 size_t ProcessPool::Submit(PoolInput input) { return Add(std::move(input)); }
 
 void ProcessPool::Turn(int wake_fd, absl::Time wake_at) {
+  const size_t unfinished = unfinished_;
   if (stopped()) {
     DropWaiting();
   } else {
     DispatchWaiting();
     FailWaitingIfNoWorker();
   }
-  supervisor_.Turn(wake_fd, wake_at);
+  // An input that ended here (cancelled, refused) is news for the owner:
+  // no waiting for the next event first.
+  if (unfinished_ == unfinished) supervisor_.Turn(wake_fd, wake_at);
   if (stopped()) DropWaiting();
   replayer_.Pump();
 }

@@ -86,7 +86,7 @@ absl::StatusOr<bool> TakeRecord(absl::string_view* bytes, Record* record) {
   }
   const uint8_t kind = header[4];
   if (kind < static_cast<uint8_t>(RecordKind::kValue) ||
-      kind > static_cast<uint8_t>(RecordKind::kNote) || header[5] != 0 ||
+      kind > static_cast<uint8_t>(RecordKind::kInitFailed) || header[5] != 0 ||
       header[6] != 0 || header[7] != 0) {
     return absl::DataLossError("result record has an unknown kind");
   }

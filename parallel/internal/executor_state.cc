@@ -1,0 +1,432 @@
+#include "parallel/internal/executor_state.h"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+#include <tuple>
+#include <utility>
+
+#include "absl/strings/cord.h"
+#include "absl/strings/str_cat.h"
+#include "parallel/codec.h"
+#include "parallel/internal/call_body.h"
+#include "parallel/internal/interrupt.h"
+
+namespace parallel {
+namespace internal {
+
+namespace {
+
+constexpr absl::string_view kInfoUrl = "parallel/ExceptionInfo";
+
+absl::StatusCode CodeFor(const ExceptionInfo& error) {
+  if (error.type == kProcessTimeout || error.type == kProcessSilentTimeout) {
+    return absl::StatusCode::kDeadlineExceeded;
+  }
+  if (error.type == kProcessStartError) return absl::StatusCode::kUnavailable;
+  return absl::StatusCode::kUnknown;
+}
+
+}  // namespace
+
+std::optional<ExceptionInfo> InfoFromStatus(const absl::Status& status) {
+  const auto payload = status.GetPayload(kInfoUrl);
+  if (!payload) return std::nullopt;
+  std::tuple<std::string, std::string, std::string, std::string, int64_t>
+      fields;
+  if (!DecodeInto(std::string(*payload), &fields).ok()) return std::nullopt;
+  auto& [type, message, traceback, step, pid] = fields;
+  return ExceptionInfo{std::move(type), std::move(message),
+                       std::move(traceback), std::move(step),
+                       static_cast<int>(pid)};
+}
+
+absl::Status StatusWithInfo(absl::StatusCode code, const ExceptionInfo& info) {
+  absl::Status status(code, absl::StrCat(info.step, ": ", info.ToString()));
+  status.SetPayload(kInfoUrl,
+                    absl::Cord(Encode(std::make_tuple(
+                        info.type, info.message, info.traceback, info.step,
+                        static_cast<int64_t>(info.pid)))));
+  return status;
+}
+
+absl::Status CorruptValue(const absl::Status& decode_error) {
+  return StatusWithInfo(absl::StatusCode::kUnknown,
+                        {std::string(kCorruptResult),
+                         std::string(decode_error.message()), "", "", 0});
+}
+
+// TaskState.
+
+bool TaskState::done() const {
+  absl::MutexLock lock(&mu_);
+  return phase_ == Phase::kDone;
+}
+
+bool TaskState::cancelled() const {
+  absl::MutexLock lock(&mu_);
+  return cancelled_;
+}
+
+bool TaskState::Give() {
+  absl::MutexLock lock(&mu_);
+  // kGiven: a worker that died before starting it gave it back.
+  if (phase_ == Phase::kDone) return false;
+  phase_ = Phase::kGiven;
+  return true;
+}
+
+bool TaskState::Cancel(bool kill_if_running) {
+  std::vector<Callback> callbacks;
+  bool given;
+  {
+    absl::MutexLock lock(&mu_);
+    if (phase_ == Phase::kDone) return cancelled_;
+    given = phase_ == Phase::kGiven;
+    if (given && !kill_if_running) return false;
+    phase_ = Phase::kDone;
+    cancelled_ = true;
+    raw_ = absl::CancelledError(absl::StrCat(name_, " was cancelled"));
+    running_callbacks_ = true;
+  }
+  if (given) core_->Kill(index_.load());
+  RunCallbacks();
+  return true;
+}
+
+bool TaskState::Resolve(Raw raw, bool cancelled) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (phase_ == Phase::kDone) return false;
+    phase_ = Phase::kDone;
+    cancelled_ = cancelled;
+    raw_ = std::move(raw);
+    running_callbacks_ = true;
+  }
+  RunCallbacks();
+  return true;
+}
+
+bool TaskState::WaitFor(absl::Duration timeout) const {
+  absl::MutexLock lock(&mu_);
+  auto done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return phase_ == Phase::kDone;
+  };
+  return mu_.AwaitWithTimeout(absl::Condition(&done), timeout);
+}
+
+const TaskState::Raw& TaskState::Wait() const {
+  absl::MutexLock lock(&mu_);
+  auto done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return phase_ == Phase::kDone;
+  };
+  mu_.Await(absl::Condition(&done));
+  return raw_;  // never written again
+}
+
+void TaskState::AddCallback(Callback callback) {
+  bool closed;
+  {
+    absl::MutexLock lock(&failures_->mu);
+    closed = failures_->closed;
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    // While the completing thread runs callbacks, it runs this one after
+    // them: registration order holds.
+    if (phase_ != Phase::kDone || running_callbacks_) {
+      callbacks_.push_back(std::move(callback));
+      return;
+    }
+    if (!closed) {
+      running_callbacks_ = true;
+      callbacks_.push_back(std::move(callback));
+    }
+  }
+  if (closed) {
+    // After Shutdown() nobody would raise its exception: the caller of
+    // OnDone() gets it.
+    callback(raw_);
+    return;
+  }
+  RunCallbacks();
+}
+
+void TaskState::RunCallbacks() {
+  while (true) {
+    Callback callback;
+    {
+      absl::MutexLock lock(&mu_);
+      if (callbacks_.empty()) {
+        running_callbacks_ = false;
+        return;
+      }
+      callback = std::move(callbacks_.front());
+      callbacks_.pop_front();
+    }
+    std::string unused;
+    ExceptionInfo error;
+    if (CallBody(
+            [&]() -> absl::StatusOr<std::string> {
+              callback(raw_);
+              return std::string();
+            },
+            &unused, &error, /*traceback=*/false)) {
+      continue;
+    }
+    error.step = absl::StrCat("callback of ", name_);
+    absl::MutexLock lock(&failures_->mu);
+    failures_->failures.push_back(std::move(error));
+  }
+}
+
+// ExecutorCore.
+
+ExecutorCore::ExecutorCore(PoolConfig config)
+    : wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+  if (!wake_.valid()) {
+    throw std::runtime_error(
+        absl::StrCat("parallel: eventfd: ", std::strerror(errno)));
+  }
+  thread_ = std::thread([this, config = std::move(config)]() mutable {
+    Loop(std::move(config));
+  });
+  absl::Status status;
+  {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(&started_));
+    status = start_status_;
+  }
+  if (status.ok()) return;
+  thread_.join();
+  if (status.code() == absl::StatusCode::kInvalidArgument) {
+    throw std::invalid_argument(absl::StrCat("parallel: ", status.message()));
+  }
+  throw std::runtime_error(
+      absl::StrCat("parallel: cannot start the workers: ", status.message()));
+}
+
+ExecutorCore::~ExecutorCore() {
+  if (thread_.joinable()) thread_.join();
+}
+
+std::shared_ptr<TaskState> ExecutorCore::Submit(PoolInput input) {
+  submitted_.fetch_add(1);
+  auto state = std::make_shared<TaskState>(this, failures_, input.label);
+  absl::Status refused;
+  {
+    absl::MutexLock lock(&mu_);
+    if (interrupt_signal_ != 0) {
+      refused = absl::AbortedError(absl::StrCat(
+          "the executor was stopped by signal ", interrupt_signal_));
+    } else if (shutting_down_ || stopped_) {
+      refused = absl::FailedPreconditionError(
+          absl::StrCat(input.label, ": submitted after Shutdown()"));
+    } else {
+      incoming_.push_back({state, std::move(input)});
+    }
+  }
+  if (!refused.ok()) {
+    state->Resolve(std::move(refused));
+    return state;
+  }
+  Wake();
+  return state;
+}
+
+void ExecutorCore::Kill(size_t index) {
+  {
+    absl::MutexLock lock(&mu_);
+    kills_.push_back(index);
+  }
+  Wake();
+}
+
+void ExecutorCore::Wake() {
+  if (wake_pending_.exchange(true)) return;
+  const uint64_t one = 1;
+  (void)!::write(wake_.get(), &one, sizeof(one));
+}
+
+bool ExecutorCore::TakeRequests(WorkerPool& pool) {
+  wake_pending_.store(false);
+  uint64_t count;
+  (void)!::read(wake_.get(), &count, sizeof(count));
+  std::deque<Incoming> incoming;
+  std::vector<size_t> kills;
+  bool shutting_down;
+  bool cancel_pending;
+  bool kill_running;
+  {
+    absl::MutexLock lock(&mu_);
+    incoming.swap(incoming_);
+    kills.swap(kills_);
+    shutting_down = shutting_down_;
+    cancel_pending = cancel_pending_;
+    kill_running = kill_running_;
+  }
+  for (Incoming& task : incoming) {
+    const size_t index = states_.size();
+    task.state->set_index(index);
+    states_.push_back(task.state);
+    pool.Submit(std::move(task.input));  // may end it (on_done) at once
+  }
+  for (size_t index : kills) pool.Cancel(index);
+  if (!shutting_down) return true;
+  if (cancel_pending && !cancelled_for_shutdown_) {
+    cancelled_for_shutdown_ = true;
+    const bool kill = kill_running;
+    for (size_t index = 0; index < states_.size(); ++index) {
+      // A copy: a cancel may end it (on_done) and reset the slot.
+      if (std::shared_ptr<TaskState> state = states_[index]) {
+        if (state->Cancel(kill) && kill) pool.Cancel(index);
+      }
+    }
+  }
+  return pool.unfinished() > 0;
+}
+
+void ExecutorCore::OnDone(size_t index, const StepReport& report) {
+  std::shared_ptr<TaskState> state = std::move(states_[index]);
+  if (state == nullptr) return;
+  Ended ended{std::move(state), std::string(), false};
+  switch (report.outcome) {
+    case StepOutcome::kSucceeded:
+      ended.raw = report.value;
+      break;
+    case StepOutcome::kFailed: {
+      ExceptionInfo error = report.error.value_or(ExceptionInfo{});
+      ended.raw = StatusWithInfo(CodeFor(error), error);
+      break;
+    }
+    case StepOutcome::kHalted:
+      ended.raw =
+          absl::CancelledError(absl::StrCat(report.name, " was cancelled"));
+      ended.cancelled = true;
+      break;
+    case StepOutcome::kInterrupted:
+      ended.raw = absl::AbortedError(
+          absl::StrCat(report.name, " was interrupted by a signal"));
+      break;
+  }
+  // After an interrupt nothing may end before the signal is re-raised: a
+  // caller waiting in Get() must not go on as if the run had ended.
+  if (pool_->interrupt_signal() != 0) {
+    interrupted_.push_back(std::move(ended));
+    return;
+  }
+  ended.state->Resolve(std::move(ended.raw), ended.cancelled);
+}
+
+void ExecutorCore::Loop(PoolConfig config) {
+  config.on_done = [this](size_t index, const StepReport& report) {
+    OnDone(index, report);
+  };
+  config.may_start = [this](size_t index) { return states_[index]->Give(); };
+  absl::StatusOr<std::unique_ptr<WorkerPool>> started = WorkerPool::Start(
+      [](absl::string_view) -> absl::StatusOr<std::string> {
+        return absl::InternalError("executor task without code");
+      },
+      std::move(config));
+  {
+    absl::MutexLock lock(&mu_);
+    started_ = true;
+    start_status_ = started.status();
+  }
+  if (!started.ok()) return;
+  WorkerPool& pool = **started;
+  pool_ = &pool;
+  while (TakeRequests(pool) && pool.interrupt_signal() == 0) {
+    pool.Turn(wake_.get(), absl::InfiniteFuture());
+  }
+  const int signo = pool.interrupt_signal();
+  pool.Finish();  // the rest replayed, every worker gone
+  pool_ = nullptr;
+  started->reset();  // the caller's signal dispositions are back
+  std::deque<Incoming> late;  // came while the pool was stopping
+  {
+    absl::MutexLock lock(&mu_);
+    stopped_ = true;
+    interrupt_signal_ = signo;
+    late.swap(incoming_);
+  }
+  for (Incoming& task : late) {
+    task.state->Resolve(
+        signo != 0 ? absl::AbortedError(absl::StrCat(
+                         "the executor was stopped by signal ", signo))
+                   : absl::FailedPreconditionError(absl::StrCat(
+                         task.input.label, ": submitted after Shutdown()")));
+  }
+  if (signo == 0) return;
+  ReraiseSignal(signo);
+  // The caller's disposition let it live (a handler, or ignored).
+  for (Ended& ended : interrupted_) {
+    ended.state->Resolve(std::move(ended.raw), ended.cancelled);
+  }
+  interrupted_.clear();
+}
+
+void ExecutorCore::Shutdown(bool cancel_pending, bool kill_running,
+                            bool quiet) {
+  if (shut_down_) return;
+  shut_down_ = true;
+  {
+    absl::MutexLock lock(&mu_);
+    shutting_down_ = true;
+    cancel_pending_ = cancel_pending;
+    kill_running_ = kill_running;
+  }
+  Wake();
+  if (thread_.joinable()) thread_.join();
+  std::vector<ExceptionInfo> failures;
+  {
+    absl::MutexLock lock(&failures_->mu);
+    failures_->closed = true;
+    failures.swap(failures_->failures);
+  }
+  if (!failures.empty() && !quiet) throw BackgroundFailure(std::move(failures));
+}
+
+// CompletionRange.
+
+CompletionRange::CompletionRange(const std::vector<TaskState*>& states)
+    : queue_(std::make_shared<Queue>()), total_(states.size()) {
+  std::vector<size_t> pending;
+  {
+    absl::MutexLock lock(&queue_->mu);
+    for (size_t i = 0; i < states.size(); ++i) {
+      if (states[i]->done()) {
+        queue_->done.push_back(i);
+      } else {
+        pending.push_back(i);
+      }
+    }
+  }
+  for (size_t i : pending) {
+    states[i]->AddCallback([queue = queue_, i](const TaskState::Raw&) {
+      absl::MutexLock lock(&queue->mu);
+      queue->done.push_back(i);
+    });
+  }
+}
+
+void CompletionRange::Advance() {
+  if (taken_ >= total_) {
+    taken_ = total_ + 1;
+    return;
+  }
+  absl::MutexLock lock(&queue_->mu);
+  auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(queue_->mu) {
+    return !queue_->done.empty();
+  };
+  queue_->mu.Await(absl::Condition(&ready));
+  current_ = queue_->done.front();
+  queue_->done.pop_front();
+  ++taken_;
+}
+
+}  // namespace internal
+}  // namespace parallel

@@ -1,0 +1,217 @@
+// The untyped machinery under executor.h: one TaskState per submitted task
+// (shared by its Future and the executor's thread), the ExecutorCore that
+// owns that thread and the worker pool, and the range AsCompleted returns.
+//
+// A task's phase moves kPending → kGiven (a worker has it) → kDone, under
+// the state's mutex; a cancel and the task's end race only there, so exactly
+// one of them resolves it.
+//
+// Thread-safety: TaskState and ExecutorCore are thread-safe;
+// CompletionRange is used by one thread.
+
+#ifndef PARALLEL_INTERNAL_EXECUTOR_STATE_H_
+#define PARALLEL_INTERNAL_EXECUTOR_STATE_H_
+
+#include <atomic>
+#include <cstddef>
+#include <deque>
+#include <functional>
+#include <iterator>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "parallel/failure.h"
+#include "parallel/internal/fd.h"
+#include "parallel/internal/worker_pool.h"
+
+namespace parallel {
+
+namespace internal {
+
+class ExecutorCore;
+
+// Where callbacks that threw are kept until Shutdown() raises them. Once
+// closed (after Shutdown), a callback registered on a done future runs
+// unguarded: its exception reaches the caller of OnDone.
+struct CallbackFailures {
+  absl::Mutex mu;
+  std::vector<ExceptionInfo> failures ABSL_GUARDED_BY(mu);
+  bool closed ABSL_GUARDED_BY(mu) = false;
+};
+
+// A status that carries `info`, and `info` read back (GetExceptionInfo).
+absl::Status StatusWithInfo(absl::StatusCode code, const ExceptionInfo& info);
+std::optional<ExceptionInfo> InfoFromStatus(const absl::Status& status);
+// A result that could not be decoded: kUnknown, parallel::CorruptResult.
+absl::Status CorruptValue(const absl::Status& decode_error);
+
+class TaskState {
+ public:
+  using Raw = absl::StatusOr<std::string>;  // the encoded value, or why not
+  using Callback = std::function<void(const Raw&)>;
+
+  TaskState(ExecutorCore* core, std::shared_ptr<CallbackFailures> failures,
+            std::string name)
+      : core_(core), failures_(std::move(failures)), name_(std::move(name)) {}
+
+  bool done() const;
+  bool cancelled() const;
+  bool Cancel(bool kill_if_running);
+  bool WaitFor(absl::Duration timeout) const;
+  const Raw& Wait() const;
+  void AddCallback(Callback callback);
+
+  // The executor's thread, as a worker is about to get the task: false if
+  // it ended already (cancelled).
+  bool Give();
+  // Ends the task (unless it ended already); runs the callbacks on the
+  // calling thread. False if it had ended.
+  bool Resolve(Raw raw, bool cancelled = false);
+
+  void set_index(size_t index) { index_ = index; }
+  const std::string& name() const { return name_; }
+
+ private:
+  enum class Phase { kPending, kGiven, kDone };
+  // Runs the queued callbacks, in order, until none is left.
+  void RunCallbacks();
+
+  ExecutorCore* const core_;  // outlives every undone task
+  const std::shared_ptr<CallbackFailures> failures_;
+  const std::string name_;
+  std::atomic<size_t> index_{0};  // in the pool; set before any Give
+  mutable absl::Mutex mu_;
+  Phase phase_ ABSL_GUARDED_BY(mu_) = Phase::kPending;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  Raw raw_ ABSL_GUARDED_BY(mu_) = absl::UnknownError("not done");
+  std::deque<Callback> callbacks_ ABSL_GUARDED_BY(mu_);
+  // A thread is running callbacks_: new ones join its queue.
+  bool running_callbacks_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+class ExecutorCore {
+ public:
+  // Starts the thread and waits for its workers. Throws
+  // std::invalid_argument / std::runtime_error.
+  explicit ExecutorCore(PoolConfig config);
+  ~ExecutorCore();  // Shutdown(kWait) must have returned
+
+  // The index the next Submit will get (for its default name).
+  size_t next_index() const { return submitted_.load(); }
+  std::shared_ptr<TaskState> Submit(PoolInput input);
+  // Asks the thread to kill a task a worker has (or to drop it).
+  void Kill(size_t index);
+  // Idempotent; the first call joins the thread and then throws a
+  // BackgroundFailure if any callback threw (unless `quiet`).
+  // `cancel_pending`: tasks no worker has are cancelled; `kill_running`:
+  // those that run too.
+  void Shutdown(bool cancel_pending, bool kill_running, bool quiet);
+
+ private:
+  struct Incoming {
+    std::shared_ptr<TaskState> state;
+    PoolInput input;
+  };
+  struct Ended {
+    std::shared_ptr<TaskState> state;
+    TaskState::Raw raw;
+    bool cancelled;
+  };
+  void Loop(PoolConfig config);
+  // The thread's work between turns: new tasks, kills, shutdown. False
+  // when the loop should end.
+  bool TakeRequests(WorkerPool& pool);
+  void Wake();
+  void OnDone(size_t index, const StepReport& report);
+
+  UniqueFd wake_;  // an eventfd the loop polls
+  std::atomic<size_t> submitted_{0};
+  absl::Mutex mu_;
+  std::deque<Incoming> incoming_ ABSL_GUARDED_BY(mu_);
+  std::vector<size_t> kills_ ABSL_GUARDED_BY(mu_);
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status start_status_ ABSL_GUARDED_BY(mu_);
+  bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;  // the loop ended
+  bool cancel_pending_ ABSL_GUARDED_BY(mu_) = false;
+  bool kill_running_ ABSL_GUARDED_BY(mu_) = false;
+  int interrupt_signal_ ABSL_GUARDED_BY(mu_) = 0;
+  std::atomic<bool> wake_pending_{false};
+  const std::shared_ptr<CallbackFailures> failures_ =
+      std::make_shared<CallbackFailures>();
+  bool shut_down_ = false;  // Shutdown() ran (caller's thread)
+  // The loop's thread only: the state of each pool index (reset as each
+  // ends), and whether a kCancelPending/kKillRunning shutdown cancelled them.
+  std::vector<std::shared_ptr<TaskState>> states_;
+  bool cancelled_for_shutdown_ = false;
+  WorkerPool* pool_ = nullptr;
+  // Tasks that ended after an interrupt: resolved only if the re-raised
+  // signal did not end the process.
+  std::vector<Ended> interrupted_;
+  std::thread thread_;
+};
+
+// AsCompleted's range: indices as their futures end.
+class CompletionRange {
+ public:
+  explicit CompletionRange(const std::vector<TaskState*>& states);
+
+  class iterator {
+   public:
+    using value_type = size_t;
+    using difference_type = std::ptrdiff_t;
+    using reference = size_t;
+    using pointer = void;
+    using iterator_category = std::input_iterator_tag;
+    size_t operator*() const { return range_->current_; }
+    iterator& operator++() {
+      range_->Advance();
+      return *this;
+    }
+    bool operator==(const iterator& other) const {
+      return (range_ == nullptr || range_->ended()) ==
+             (other.range_ == nullptr || other.range_->ended());
+    }
+    bool operator!=(const iterator& other) const { return !(*this == other); }
+
+   private:
+    friend class CompletionRange;
+    explicit iterator(CompletionRange* range) : range_(range) {}
+    CompletionRange* range_;
+  };
+  iterator begin() {
+    if (!begun_) {
+      begun_ = true;
+      Advance();
+    }
+    return iterator(this);
+  }
+  iterator end() { return iterator(nullptr); }
+
+ private:
+  struct Queue {
+    absl::Mutex mu;
+    std::deque<size_t> done ABSL_GUARDED_BY(mu);
+  };
+  void Advance();
+  bool ended() const { return taken_ > total_; }
+
+  std::shared_ptr<Queue> queue_;
+  size_t total_;
+  size_t taken_ = 0;  // indices handed out, plus one once past the last
+  size_t current_ = 0;
+  bool begun_ = false;
+};
+
+}  // namespace internal
+}  // namespace parallel
+
+#endif  // PARALLEL_INTERNAL_EXECUTOR_STATE_H_
