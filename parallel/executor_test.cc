@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -370,22 +371,22 @@ TEST(Executor, CallbacksRunInOrderAndOneThatThrowsIsRaisedByShutdown) {
   OutputFile out;
   ProcessPoolExecutor executor(Into(out, 2));
   std::vector<std::string> calls;
-  absl::Mutex mu;
+  std::mutex mu;
   Future<int> future = executor.Submit(Square, 4);
   future.OnDone([&](const absl::StatusOr<int>& got) {
-    absl::MutexLock lock(&mu);
+    std::lock_guard<std::mutex> lock(mu);
     calls.push_back(absl::StrCat("first ", *got));
   });
   future.OnDone([](const absl::StatusOr<int>&) {
     throw std::logic_error("callback broke");
   });
   future.OnDone([&](const absl::StatusOr<int>& got) {
-    absl::MutexLock lock(&mu);
+    std::lock_guard<std::mutex> lock(mu);
     calls.push_back(absl::StrCat("third ", *got));
   });
   ASSERT_TRUE(future.Get().ok());
   future.OnDone([&](const absl::StatusOr<int>&) {  // done: runs at once
-    absl::MutexLock lock(&mu);
+    std::lock_guard<std::mutex> lock(mu);
     calls.push_back("late");
   });
   EXPECT_EQ(*executor.Submit(Square, 2).Get(), 4);  // not hung
@@ -398,7 +399,7 @@ TEST(Executor, CallbacksRunInOrderAndOneThatThrowsIsRaisedByShutdown) {
     EXPECT_EQ(failure.exc_infos()[0].message, "callback broke");
     EXPECT_EQ(failure.exc_infos()[0].step, "callback of task 0 (4)");
   }
-  absl::MutexLock lock(&mu);
+  std::lock_guard<std::mutex> lock(mu);
   EXPECT_THAT(calls, ElementsAre("first 16", "third 16", "late"));
 }
 

@@ -14,6 +14,8 @@ packages=(
   make              # the jobserver test runs a real make -j
   parallel          # GNU parallel, a peer in tools/bench/
   python3           # tools/bench/ scripts and report parsing in tests
+  python3-pebble    # a peer in tools/bench/executor_vs_python.sh
+  python3-joblib    # vendors loky, a peer in tools/bench/executor_vs_python.sh
   clang             # libFuzzer targets (tools/fuzz/run.sh)
   libclang-rt-14-dev  # libFuzzer's runtime (only recommended by clang)
   procps            # ps, used by the tool's tests

@@ -62,17 +62,17 @@ absl::Status CorruptValue(const absl::Status& decode_error) {
 // TaskState.
 
 bool TaskState::done() const {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   return phase_ == Phase::kDone;
 }
 
 bool TaskState::cancelled() const {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   return cancelled_;
 }
 
 bool TaskState::Give() {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   // kGiven: a worker that died before starting it gave it back.
   if (phase_ == Phase::kDone) return false;
   phase_ = Phase::kGiven;
@@ -83,7 +83,7 @@ bool TaskState::Cancel(bool kill_if_running) {
   std::vector<Callback> callbacks;
   bool given;
   {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     if (phase_ == Phase::kDone) return cancelled_;
     given = phase_ == Phase::kGiven;
     if (given && !kill_if_running) return false;
@@ -92,6 +92,7 @@ bool TaskState::Cancel(bool kill_if_running) {
     raw_ = absl::CancelledError(absl::StrCat(name_, " was cancelled"));
     running_callbacks_ = true;
   }
+  done_.notify_all();
   if (given) core_->Kill(index_.load());
   RunCallbacks();
   return true;
@@ -99,42 +100,42 @@ bool TaskState::Cancel(bool kill_if_running) {
 
 bool TaskState::Resolve(Raw raw, bool cancelled) {
   {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     if (phase_ == Phase::kDone) return false;
     phase_ = Phase::kDone;
     cancelled_ = cancelled;
     raw_ = std::move(raw);
     running_callbacks_ = true;
   }
+  done_.notify_all();
   RunCallbacks();
   return true;
 }
 
 bool TaskState::WaitFor(absl::Duration timeout) const {
-  absl::MutexLock lock(&mu_);
-  auto done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return phase_ == Phase::kDone;
-  };
-  return mu_.AwaitWithTimeout(absl::Condition(&done), timeout);
+  std::unique_lock<std::mutex> lock(mu_);
+  auto done = [this] { return phase_ == Phase::kDone; };
+  if (timeout == absl::InfiniteDuration()) {
+    done_.wait(lock, done);
+    return true;
+  }
+  return done_.wait_for(lock, absl::ToChronoNanoseconds(timeout), done);
 }
 
 const TaskState::Raw& TaskState::Wait() const {
-  absl::MutexLock lock(&mu_);
-  auto done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return phase_ == Phase::kDone;
-  };
-  mu_.Await(absl::Condition(&done));
+  std::unique_lock<std::mutex> lock(mu_);
+  done_.wait(lock, [this] { return phase_ == Phase::kDone; });
   return raw_;  // never written again
 }
 
 void TaskState::AddCallback(Callback callback) {
   bool closed;
   {
-    absl::MutexLock lock(&failures_->mu);
+    std::lock_guard<std::mutex> lock(failures_->mu);
     closed = failures_->closed;
   }
   {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     // While the completing thread runs callbacks, it runs this one after
     // them: registration order holds.
     if (phase_ != Phase::kDone || running_callbacks_) {
@@ -159,7 +160,7 @@ void TaskState::RunCallbacks() {
   while (true) {
     Callback callback;
     {
-      absl::MutexLock lock(&mu_);
+      std::lock_guard<std::mutex> lock(mu_);
       if (callbacks_.empty()) {
         running_callbacks_ = false;
         return;
@@ -178,7 +179,7 @@ void TaskState::RunCallbacks() {
       continue;
     }
     error.step = absl::StrCat("callback of ", name_);
-    absl::MutexLock lock(&failures_->mu);
+    std::lock_guard<std::mutex> lock(failures_->mu);
     failures_->failures.push_back(std::move(error));
   }
 }
@@ -196,8 +197,8 @@ ExecutorCore::ExecutorCore(PoolConfig config)
   });
   absl::Status status;
   {
-    absl::MutexLock lock(&mu_);
-    mu_.Await(absl::Condition(&started_));
+    std::unique_lock<std::mutex> lock(mu_);
+    started_cv_.wait(lock, [this] { return started_; });
     status = start_status_;
   }
   if (status.ok()) return;
@@ -218,7 +219,7 @@ std::shared_ptr<TaskState> ExecutorCore::Submit(PoolInput input) {
   auto state = std::make_shared<TaskState>(this, failures_, input.label);
   absl::Status refused;
   {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     if (interrupt_signal_ != 0) {
       refused = absl::AbortedError(absl::StrCat(
           "the executor was stopped by signal ", interrupt_signal_));
@@ -239,7 +240,7 @@ std::shared_ptr<TaskState> ExecutorCore::Submit(PoolInput input) {
 
 void ExecutorCore::Kill(size_t index) {
   {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     kills_.push_back(index);
   }
   Wake();
@@ -261,7 +262,7 @@ bool ExecutorCore::TakeRequests(WorkerPool& pool) {
   bool cancel_pending;
   bool kill_running;
   {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     incoming.swap(incoming_);
     kills.swap(kills_);
     shutting_down = shutting_down_;
@@ -332,10 +333,11 @@ void ExecutorCore::Loop(PoolConfig config) {
       },
       std::move(config));
   {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     started_ = true;
     start_status_ = started.status();
   }
+  started_cv_.notify_all();
   if (!started.ok()) return;
   WorkerPool& pool = **started;
   pool_ = &pool;
@@ -348,7 +350,7 @@ void ExecutorCore::Loop(PoolConfig config) {
   started->reset();  // the caller's signal dispositions are back
   std::deque<Incoming> late;  // came while the pool was stopping
   {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     stopped_ = true;
     interrupt_signal_ = signo;
     late.swap(incoming_);
@@ -374,7 +376,7 @@ void ExecutorCore::Shutdown(bool cancel_pending, bool kill_running,
   if (shut_down_) return;
   shut_down_ = true;
   {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     shutting_down_ = true;
     cancel_pending_ = cancel_pending;
     kill_running_ = kill_running;
@@ -383,7 +385,7 @@ void ExecutorCore::Shutdown(bool cancel_pending, bool kill_running,
   if (thread_.joinable()) thread_.join();
   std::vector<ExceptionInfo> failures;
   {
-    absl::MutexLock lock(&failures_->mu);
+    std::lock_guard<std::mutex> lock(failures_->mu);
     failures_->closed = true;
     failures.swap(failures_->failures);
   }
@@ -396,7 +398,7 @@ CompletionRange::CompletionRange(const std::vector<TaskState*>& states)
     : queue_(std::make_shared<Queue>()), total_(states.size()) {
   std::vector<size_t> pending;
   {
-    absl::MutexLock lock(&queue_->mu);
+    std::lock_guard<std::mutex> lock(queue_->mu);
     for (size_t i = 0; i < states.size(); ++i) {
       if (states[i]->done()) {
         queue_->done.push_back(i);
@@ -407,8 +409,11 @@ CompletionRange::CompletionRange(const std::vector<TaskState*>& states)
   }
   for (size_t i : pending) {
     states[i]->AddCallback([queue = queue_, i](const TaskState::Raw&) {
-      absl::MutexLock lock(&queue->mu);
-      queue->done.push_back(i);
+      {
+        std::lock_guard<std::mutex> lock(queue->mu);
+        queue->done.push_back(i);
+      }
+      queue->ready.notify_one();
     });
   }
 }
@@ -418,11 +423,8 @@ void CompletionRange::Advance() {
     taken_ = total_ + 1;
     return;
   }
-  absl::MutexLock lock(&queue_->mu);
-  auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(queue_->mu) {
-    return !queue_->done.empty();
-  };
-  queue_->mu.Await(absl::Condition(&ready));
+  std::unique_lock<std::mutex> lock(queue_->mu);
+  queue_->ready.wait(lock, [this] { return !queue_->done.empty(); });
   current_ = queue_->done.front();
   queue_->done.pop_front();
   ++taken_;

@@ -13,20 +13,20 @@
 #define PARALLEL_INTERNAL_EXECUTOR_STATE_H_
 
 #include <atomic>
+#include <condition_variable>
 #include <cstddef>
 #include <deque>
 #include <functional>
 #include <iterator>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "parallel/failure.h"
 #include "parallel/internal/fd.h"
@@ -42,9 +42,9 @@ class ExecutorCore;
 // closed (after Shutdown), a callback registered on a done future runs
 // unguarded: its exception reaches the caller of OnDone.
 struct CallbackFailures {
-  absl::Mutex mu;
-  std::vector<ExceptionInfo> failures ABSL_GUARDED_BY(mu);
-  bool closed ABSL_GUARDED_BY(mu) = false;
+  std::mutex mu;
+  std::vector<ExceptionInfo> failures;
+  bool closed = false;
 };
 
 // A status that carries `info`, and `info` read back (GetExceptionInfo).
@@ -88,13 +88,14 @@ class TaskState {
   const std::shared_ptr<CallbackFailures> failures_;
   const std::string name_;
   std::atomic<size_t> index_{0};  // in the pool; set before any Give
-  mutable absl::Mutex mu_;
-  Phase phase_ ABSL_GUARDED_BY(mu_) = Phase::kPending;
-  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
-  Raw raw_ ABSL_GUARDED_BY(mu_) = absl::UnknownError("not done");
-  std::deque<Callback> callbacks_ ABSL_GUARDED_BY(mu_);
+  mutable std::mutex mu_;
+  mutable std::condition_variable done_;  // phase_ became kDone
+  Phase phase_ = Phase::kPending;
+  bool cancelled_ = false;
+  Raw raw_ = absl::UnknownError("not done");
+  std::deque<Callback> callbacks_;
   // A thread is running callbacks_: new ones join its queue.
-  bool running_callbacks_ ABSL_GUARDED_BY(mu_) = false;
+  bool running_callbacks_ = false;
 };
 
 class ExecutorCore {
@@ -134,16 +135,17 @@ class ExecutorCore {
 
   UniqueFd wake_;  // an eventfd the loop polls
   std::atomic<size_t> submitted_{0};
-  absl::Mutex mu_;
-  std::deque<Incoming> incoming_ ABSL_GUARDED_BY(mu_);
-  std::vector<size_t> kills_ ABSL_GUARDED_BY(mu_);
-  bool started_ ABSL_GUARDED_BY(mu_) = false;
-  absl::Status start_status_ ABSL_GUARDED_BY(mu_);
-  bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
-  bool stopped_ ABSL_GUARDED_BY(mu_) = false;  // the loop ended
-  bool cancel_pending_ ABSL_GUARDED_BY(mu_) = false;
-  bool kill_running_ ABSL_GUARDED_BY(mu_) = false;
-  int interrupt_signal_ ABSL_GUARDED_BY(mu_) = 0;
+  std::mutex mu_;
+  std::deque<Incoming> incoming_;
+  std::vector<size_t> kills_;
+  std::condition_variable started_cv_;
+  bool started_ = false;
+  absl::Status start_status_;
+  bool shutting_down_ = false;
+  bool stopped_ = false;  // the loop ended
+  bool cancel_pending_ = false;
+  bool kill_running_ = false;
+  int interrupt_signal_ = 0;
   std::atomic<bool> wake_pending_{false};
   const std::shared_ptr<CallbackFailures> failures_ =
       std::make_shared<CallbackFailures>();
@@ -198,8 +200,9 @@ class CompletionRange {
 
  private:
   struct Queue {
-    absl::Mutex mu;
-    std::deque<size_t> done ABSL_GUARDED_BY(mu);
+    std::mutex mu;
+    std::condition_variable ready;
+    std::deque<size_t> done;
   };
   void Advance();
   bool ended() const { return taken_ > total_; }
