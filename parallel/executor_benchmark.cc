@@ -108,6 +108,7 @@ class Baseline {
       pids_[w] = fork();
       if (pids_[w] == 0) {
         close(pair[0]);
+        for (int earlier = 0; earlier < w; ++earlier) close(sockets_[earlier]);
         BaselineWorker(pair[1]);
       }
       close(pair[1]);

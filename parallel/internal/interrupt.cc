@@ -24,7 +24,11 @@ struct sigaction
 std::atomic<int> g_waiters{0};
 std::atomic<int> g_wake_read{-1};
 std::atomic<int> g_wake_write{-1};
-volatile sig_atomic_t g_pending = 0;
+// Lock-free, so async-signal-safe. The handler stores it after writing the
+// wake byte (release) and the loop loads it (acquire): what the handler did
+// happens before whatever the loop does next — closing the pipe included.
+std::atomic<int> g_pending{0};
+static_assert(std::atomic<int>::is_always_lock_free);
 
 class SpinLock {
  public:
@@ -65,12 +69,13 @@ void OnSignal(int signo, siginfo_t* info, void* context) {
   if (g_waiters.load(std::memory_order_relaxed) == 0) {
     ForwardToCaller(signo, info, context);
   } else {
-    if (g_pending == 0) g_pending = signo;
     const int fd = g_wake_write.load(std::memory_order_relaxed);
     if (fd >= 0) {
       const char byte = 1;
       (void)!::write(fd, &byte, 1);
     }
+    int none = 0;
+    g_pending.compare_exchange_strong(none, signo, std::memory_order_release);
   }
   errno = saved_errno;
 }
@@ -80,7 +85,7 @@ void OnSignal(int signo, siginfo_t* info, void* context) {
 InterruptScope::InterruptScope() {
   SpinLock lock;
   if (g_scopes++ > 0) return;
-  g_pending = 0;
+  g_pending.store(0);
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC | O_NONBLOCK) == 0) {
     g_wake_read.store(fds[0]);
@@ -108,12 +113,14 @@ InterruptScope::~InterruptScope() {
 
 int InterruptScope::wake_fd() const { return g_wake_read.load(); }
 
-int InterruptScope::pending() { return g_pending; }
+int InterruptScope::pending() {
+  return g_pending.load(std::memory_order_acquire);
+}
 
 void InterruptScope::ForgetInChild() {
   g_lock.clear();
   g_scopes = 0;
-  g_pending = 0;
+  g_pending.store(0);
   g_waiters.store(0);
   const int read_fd = g_wake_read.exchange(-1);
   const int write_fd = g_wake_write.exchange(-1);
