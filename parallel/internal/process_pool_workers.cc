@@ -287,7 +287,9 @@ void ProcessPool::OnEnded(size_t slot, const ProcessExit& exit,
   worker.assigned.clear();
   worker.socket.reset();
   for (Lane& lane : worker.lanes) lane = Lane();
-  if (!worker.ever_started) ++worker.barren_starts;
+  // Only a death of its own counts: one the pool caused (a cancel, a
+  // recycle) says nothing about whether workers can start.
+  if (!worker.ever_started && why == KillReason::kNone) ++worker.barren_starts;
   if (worker.initializer_failed) InitializerFailed();
   if (stopped()) {
     DropWaiting();
