@@ -109,6 +109,15 @@ TEST(Demo, ProcessPoolTask) {
                BackgroundFailure);
 }
 
+TEST(Demo, ExecutorTask) {
+  parallel::ProcessPoolExecutor executor;
+  parallel::Future<int> future = executor.Submit(+[](int i) {
+    EXPECT_EQ(i, 2) << "marker-executor";
+    return i;
+  }, 1);
+  EXPECT_FALSE(future.Get().ok());  // the task failed: its assertion did
+}
+
 class Counter {
  public:
   virtual ~Counter() = default;

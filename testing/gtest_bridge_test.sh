@@ -72,6 +72,10 @@ grep -q "^\[in input 1 (1) (pid [0-9]*)\]" "$work/TaskRunnerInput.txt" || fail "
 run ProcessPoolTask 1
 expect_at ProcessPoolTask marker-pool
 
+run ExecutorTask 1
+expect_at ExecutorTask marker-executor
+grep -q "^\[in task 0 (1) (pid [0-9]*)\]" "$work/ExecutorTask.txt" || fail "executor task not named"
+
 run MockExpectationInAStep 1
 expect_at MockExpectationInAStep marker-mock 2  # the unexpected call, the unmet expectation
 
