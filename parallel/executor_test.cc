@@ -163,8 +163,8 @@ TEST(Executor, AWorkerThatDiesFailsOnlyItsTaskAndIsReplaced) {
 }
 
 TEST(Executor, OutOfMemoryUnderAnRlimitFailsOnlyThatTask) {
-#ifdef __SANITIZE_THREAD__
-  GTEST_SKIP() << "TSan's shadow memory does not fit under RLIMIT_AS";
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "a sanitizer's shadow memory does not fit under RLIMIT_AS";
 #endif
   OutputFile out;
   ProcessPoolExecutor executor(Into(out, 2));
