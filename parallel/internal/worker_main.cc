@@ -178,6 +178,7 @@ class Worker {
   const int dev_null_;
   // The output pipes by lane: {stdout, stderr or -1}.
   int lanes_[kLanes][2] = {{-1, -1}, {-1, -1}};
+  int onexit_pipes_[2] = {-1, -1};
   // What goes to the parent next: kStarted, then the value or failure and
   // kDone. When the next input is already here as one ends, its kStarted
   // goes out with the last one's kDone: one message, one wake-up of the
@@ -244,8 +245,12 @@ int* Worker::Begin(const Record& record, uint64_t* id, uint64_t* entry,
     return nullptr;
   }
   // The parent never gives a lane whose input has no kDone yet, so this is
-  // not the ended unit's lane.
-  int* pipes = lanes_[lane];
+  // not the ended unit's lane. Onexit's pipes have a place of their own:
+  // the ended input may be on lane 0, and its kDone must look at its own
+  // pipe (it once looked at onexit's, said "empty", and the parent skipped
+  // the read that would have taken the input's last bytes).
+  int* pipes =
+      record.kind == RecordKind::kFinish ? onexit_pipes_ : lanes_[lane];
   if (new_pipes) {
     for (int i = 0; i < 2; ++i) {
       if (pipes[i] >= 0) ::close(pipes[i]);
