@@ -121,7 +121,9 @@ struct ExecutorOptions {
 };
 
 struct TaskOptions {
-  std::string name;  // in failures; default "task N (args)"
+  // In failures. Default "task N (args)", N the number of Submit() calls
+  // before it (two threads submitting at once may both see the same N).
+  std::string name;
   absl::Duration timeout = absl::InfiniteDuration();  // tighter than task_timeout
 };
 

@@ -61,5 +61,33 @@ TEST(ExecutorResources, NothingIsLeftBehind) {
   EXPECT_EQ(testing::CountDirEntries(dir), 0);
 }
 
+// 64 MiB from one task arrive whole and in order, behind a task that is
+// still running when it is written (so it waits on disk, not in memory).
+TEST(ExecutorResources, HugeOutputIsKeptWhole) {
+  testing::OutputFile out;
+  ExecutorOptions options;
+  options.max_workers = 2;
+  options.output_fd = out.fd();
+  {
+    ProcessPoolExecutor executor(options);
+    executor.Submit(+[](int) {
+      usleep(300000);
+      testing::Say("first\n");
+      return 0;
+    }, 0);
+    executor.Submit(+[](int) {
+      const std::string chunk(1 << 20, 'x');
+      for (int i = 0; i < 64; ++i) testing::Say(chunk);
+      testing::Say("end\n");
+      return 0;
+    }, 1);
+  }
+  const std::string got = out.Contents();
+  ASSERT_EQ(got.size(), 6 + (size_t{64} << 20) + 4);
+  EXPECT_EQ(got.substr(0, 6), "first\n");
+  EXPECT_EQ(got.find_first_not_of('x', 6), got.size() - 4);
+  EXPECT_EQ(got.substr(got.size() - 4), "end\n");
+}
+
 }  // namespace
 }  // namespace parallel

@@ -281,16 +281,20 @@ void ProcessPool::Cancel(size_t index) {
 }
 
 void ProcessPool::Conclude(size_t slot, size_t unit, StepReport& report,
-                           const JudgeInput& given, bool pipes_empty) {
+                           absl::Duration timeout, const UnitEnd& end) {
   Worker& worker = workers_[slot];
-  JudgeInput in = given;
-  in.timeout = config_.timeout;
-  if (unit < inputs_.size() && &report == &inputs_[unit].report) {
-    in.timeout = std::min(in.timeout, inputs_[unit].timeout);
-  }
+  JudgeInput in;
+  in.who = absl::StrCat(report.name, " (worker pid ", report.pid, ")");
+  in.why = end.why;
+  in.exit = end.exit;
+  in.result = &worker.result;
+  in.timeout = std::min(config_.timeout, timeout);
   in.silent_timeout = config_.silent_timeout;
+  in.stop_signal = supervisor_.stop_signal(slot);
+  report.exit_code = end.exit.exit_code();
+  report.signal = end.exit.signal();
   const bool halted = in.why == KillReason::kHalt;
-  replayer_.Close(unit, /*drop=*/halted, pipes_empty);
+  replayer_.Close(unit, /*drop=*/halted, end.pipes_empty);
   in.capture_error = replayer_.capture_error(unit);
   supervisor_.Disarm(slot);
   Verdict verdict = Judge(in);

@@ -102,7 +102,6 @@ class ProcessPool : public WorkerPool, public SupervisorClient {
   void MaybeRecycle(size_t slot);
   // A worker whose initializer threw has ended.
   void InitializerFailed();
-  std::string Who(size_t slot) const;
   void OwnFds(std::vector<int>* fds) const;
 
   // process_pool.cc
@@ -124,10 +123,17 @@ class ProcessPool : public WorkerPool, public SupervisorClient {
   bool stopped() const {
     return supervisor_.stopping() != KillReason::kNone || killed_;
   }
-  // The unit (input index, or an onexit's) that the worker runs now.
-  // `pipes_empty`: the worker saw the input's lane empty at its end.
+  // How a unit ended: a clean end (the worker's kDone) or its process's.
+  struct UnitEnd {
+    ProcessExit exit = ProcessExit::Exited(0);
+    KillReason why = KillReason::kNone;
+    // The worker saw the input's lane empty at its end (no last read).
+    bool pipes_empty = false;
+  };
+  // Judges the unit (input index, or an onexit's) the worker ran and fills
+  // its report; `timeout` is the unit's own (the pool's applies too).
   void Conclude(size_t slot, size_t unit, StepReport& report,
-                const JudgeInput& in, bool pipes_empty = false);
+                absl::Duration timeout, const UnitEnd& end);
   void SendFinish();
 
   TaskBody task_;

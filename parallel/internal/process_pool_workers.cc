@@ -104,10 +104,6 @@ size_t ProcessPool::OneShotSlot() {
   return supervisor_.AddSlot();
 }
 
-std::string ProcessPool::Who(size_t slot) const {
-  return absl::StrCat("worker pid ", supervisor_.child(slot).pid());
-}
-
 void ProcessPool::ReadFrom(size_t slot) {
   Worker& worker = workers_[slot];
   char buffer[1 << 16];
@@ -179,11 +175,7 @@ void ProcessPool::HandleOnexit(size_t slot, RecordKind kind) {
     return;
   }
   worker.onexit_started = false;
-  JudgeInput in;
-  in.who = absl::StrCat("onexit of worker ", slot, " (", Who(slot), ")");
-  in.exit = ProcessExit::Exited(0);
-  in.result = &worker.result;
-  Conclude(slot, unit, onexit_reports_[slot], in);
+  Conclude(slot, unit, onexit_reports_[slot], config_.timeout, UnitEnd());
 }
 
 void ProcessPool::HandleDone(size_t slot, const Record& record) {
@@ -198,12 +190,9 @@ void ProcessPool::HandleDone(size_t slot, const Record& record) {
   worker.front_started = false;
   worker.last_input = id;
   ++worker.inputs_done;
-  JudgeInput in;
-  in.who = absl::StrCat(input.report.name, " (", Who(slot), ")");
-  in.exit = ProcessExit::Exited(0);
-  in.result = &worker.result;
-  input.report.exit_code = 0;
-  Conclude(slot, id, input.report, in, pipes_empty);
+  UnitEnd end;
+  end.pipes_empty = pipes_empty;
+  Conclude(slot, id, input.report, input.timeout, end);
   // Conclude took the lane's bytes. A process the task left may still hold
   // the lane: the next input gets fresh pipes, and the leftover's later
   // writes fail (EPIPE) as they would on a closed step's pipe.
@@ -246,28 +235,12 @@ void ProcessPool::OnEnded(size_t slot, const ProcessExit& exit,
     worker.assigned.pop_front();
     Input& input = inputs_[index];
     input.report.duration = absl::Now() - input.started;
-    JudgeInput in;
-    in.who = absl::StrCat(input.report.name, " (worker pid ",
-                          input.report.pid, ")");
-    in.why = why;
-    in.exit = exit;
-    in.result = &worker.result;
-    in.stop_signal = supervisor_.stop_signal(slot);
-    input.report.exit_code = exit.exit_code();
-    input.report.signal = exit.signal();
-    Conclude(slot, index, input.report, in);
+    Conclude(slot, index, input.report, input.timeout, UnitEnd{exit, why});
     MarkDone(index);
   }
   if (worker.onexit_started) {
-    JudgeInput in;
-    in.who = absl::StrCat("onexit of worker ", slot, " (worker pid ",
-                          onexit_reports_[slot].pid, ")");
-    in.why = why;
-    in.exit = exit;
-    in.result = &worker.result;
-    onexit_reports_[slot].exit_code = exit.exit_code();
-    onexit_reports_[slot].signal = exit.signal();
-    Conclude(slot, onexit_units_[slot], onexit_reports_[slot], in);
+    Conclude(slot, onexit_units_[slot], onexit_reports_[slot],
+             config_.timeout, UnitEnd{exit, why});
   } else if (worker.finish_sent) {
     // Its onexit ended (a no-op Close) or never began: nothing more to
     // replay from it; a replacement gets an onexit unit of its own.
