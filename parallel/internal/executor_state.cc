@@ -279,11 +279,12 @@ bool ExecutorCore::TakeRequests(WorkerPool& pool) {
   if (!shutting_down) return true;
   if (cancel_pending && !cancelled_for_shutdown_) {
     cancelled_for_shutdown_ = true;
-    const bool kill = kill_running;
     for (size_t index = 0; index < states_.size(); ++index) {
-      // A copy: a cancel may end it (on_done) and reset the slot.
+      // A copy: a cancel may end it (on_done) and reset the slot. The pool
+      // drops a pending one at once, rather than when a worker frees up;
+      // the kill a running one's cancel queued then finds it ending.
       if (std::shared_ptr<TaskState> state = states_[index]) {
-        if (state->Cancel(kill) && kill) pool.Cancel(index);
+        if (state->Cancel(kill_running)) pool.Cancel(index);
       }
     }
   }
