@@ -74,12 +74,15 @@ flags:
   --dump_json_test_results=FILE
                               results in gtest-parallel's JSON format
   --junit=FILE                results as JUnit XML
-  --timeout=SECONDS           kill a test (a batch) that runs longer
-  --batch_size=N              run up to N tests per process (default 1:
-                              each alone); faster when the binary's start
-                              dominates, but the tests of a batch share a
-                              process; a crash or timeout reruns the rest of
-                              its batch alone, retries run alone
+  --timeout=SECONDS           kill a test that runs longer (each test then
+                              runs alone unless --batch_size is given, and
+                              the timeout is for the whole batch)
+  --batch_size=N|auto         tests per process; auto (the default): about
+                              one process per worker, balanced by the
+                              saved times, or 1 with --timeout; 1: each
+                              test alone (gtest-parallel's isolation). A
+                              crash or hang reruns the rest of its batch
+                              one test per process; retries run alone
   --help                      show this help
 )";
 
@@ -103,9 +106,9 @@ int ParseCount(const std::string& flag, const std::string& value, int min) {
 void Validate(const Options& options) {
   if (options.binaries.empty()) UsageError("no test binary given");
   if (options.shard_index >= options.shard_count) {
-    UsageError(absl::StrCat("--shard_index=", options.shard_index,
-                            " must be below --shard_count=",
-                            options.shard_count));
+    UsageError(
+        absl::StrCat("--shard_index=", options.shard_index,
+                     " must be below --shard_count=", options.shard_count));
   }
   for (const std::string& binary : options.binaries) {
     if (::access(binary.c_str(), X_OK) != 0) {
@@ -173,15 +176,26 @@ Options ParseFlags(int argc, char** argv) {
     } else if (name == "--dump_json_test_results") {
       options.json = take();
     } else if (name == "--batch_size") {
-      options.batch_size = ParseCount(name, take(), 1);
+      const std::string text = take();
+      if (text == "auto") {
+        options.batch_size = Options::kAutoBatch;
+      } else if (!absl::SimpleAtoi(text, &options.batch_size) ||
+                 options.batch_size < 1) {
+        UsageError(absl::StrCat(name,
+                                " wants a whole number >= 1 or 'auto', "
+                                "got '",
+                                text, "'"));
+      }
     } else if (name == "--junit") {
       options.junit = take();
     } else if (name == "--timeout") {
       double seconds = 0;
       const std::string text = take();
       if (!absl::SimpleAtod(text, &seconds) || seconds <= 0) {
-        UsageError(absl::StrCat(name, " wants a positive number of seconds, "
-                                      "got '", text, "'"));
+        UsageError(absl::StrCat(name,
+                                " wants a positive number of seconds, "
+                                "got '",
+                                text, "'"));
       }
       options.timeout = absl::Seconds(seconds);
     } else {

@@ -2,8 +2,8 @@
 
 #include <fcntl.h>
 #include <limits.h>
-#include <string.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -65,8 +65,8 @@ class Progress {
   void Ended(const std::string& test, absl::Duration duration) {
     ++done_;
     if (!shown_) return;
-    std::string line = absl::StrCat("\r\x1b[K[", done_, "/", total_, "] ",
-                                    test, " (", Milliseconds(duration), ")");
+    std::string line = absl::StrCat("\r\x1b[K[", done_, "/", total_, "] ", test,
+                                    " (", Milliseconds(duration), ")");
     std::fputs(line.c_str(), stdout);
     std::fflush(stdout);
   }
@@ -227,10 +227,10 @@ absl::StatusOr<std::vector<Task>> FindTasks(const Options& options) {
         ReadRange(listing_fd, 0, static_cast<uint64_t>(st.st_size));
     ::close(listing_fd);
     if (!report.ok() || report->failed_count() != 0) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "cannot list the tests of '", given, "': ",
-          !report.ok() ? std::string(report.status().message())
-                       : report->steps[0].error->message));
+      return absl::FailedPreconditionError(
+          absl::StrCat("cannot list the tests of '", given, "': ",
+                       !report.ok() ? std::string(report.status().message())
+                                    : report->steps[0].error->message));
     }
     std::vector<std::string> tests = ParseTestList(listing);
     std::vector<std::string> suites;
@@ -254,14 +254,67 @@ absl::StatusOr<std::vector<Task>> FindTasks(const Options& options) {
   }
   // Never timed first (they may be slow), then slowest first, so that the
   // short ones fill in at the end.
-  std::stable_sort(tasks.begin(), tasks.end(),
-                   [](const Task& a, const Task& b) {
-                     if (a.last_seconds.has_value() != b.last_seconds.has_value())
-                       return !a.last_seconds.has_value();
-                     return a.last_seconds.value_or(0) >
-                            b.last_seconds.value_or(0);
-                   });
+  std::stable_sort(
+      tasks.begin(), tasks.end(), [](const Task& a, const Task& b) {
+        if (a.last_seconds.has_value() != b.last_seconds.has_value())
+          return !a.last_seconds.has_value();
+        return a.last_seconds.value_or(0) > b.last_seconds.value_or(0);
+      });
   return tasks;
+}
+
+std::vector<std::vector<size_t>> MakeBatches(const std::vector<Task>& tasks,
+                                             const std::vector<size_t>& indices,
+                                             int batch, int workers) {
+  double known_sum = 0;
+  int known = 0;
+  for (size_t i : indices) {
+    if (tasks[i].last_seconds.has_value()) {
+      known_sum += *tasks[i].last_seconds;
+      ++known;
+    }
+  }
+  const double unknown = known > 0 ? known_sum / known : 1.0;
+  auto seconds = [&](size_t i) {
+    return tasks[i].last_seconds.value_or(unknown);
+  };
+  size_t per_job = static_cast<size_t>(std::max(batch, 1));
+  if (batch == Options::kAutoBatch) {
+    const size_t jobs = static_cast<size_t>(std::max(workers, 1));
+    per_job = (indices.size() + jobs - 1) / jobs;
+  }
+  // Each group (binary, repetition) gets ceil(size / per_job) jobs; a task
+  // goes to its group's least loaded job that still has room.
+  std::map<std::pair<std::string, int>, std::vector<size_t>> groups;
+  for (size_t i : indices) {
+    groups[{tasks[i].binary, tasks[i].repetition}].push_back(i);
+  }
+  std::vector<std::vector<size_t>> jobs;
+  std::vector<double> load;
+  for (const auto& [key, members] : groups) {
+    const size_t first = jobs.size();
+    const size_t count = (members.size() + per_job - 1) / per_job;
+    jobs.resize(first + count);
+    load.resize(first + count, 0.0);
+    for (size_t i : members) {  // in the given order: longest first
+      size_t best = jobs.size();
+      for (size_t j = first; j < jobs.size(); ++j) {
+        if (jobs[j].size() < per_job &&
+            (best == jobs.size() || load[j] < load[best])) {
+          best = j;
+        }
+      }
+      jobs[best].push_back(i);
+      load[best] += seconds(i);
+    }
+  }
+  std::vector<size_t> order(jobs.size());
+  for (size_t j = 0; j < order.size(); ++j) order[j] = j;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return load[a] > load[b]; });
+  std::vector<std::vector<size_t>> sorted;
+  for (size_t j : order) sorted.push_back(std::move(jobs[j]));
+  return sorted;
 }
 
 Runner::Runner(Options options, std::vector<Task> tasks)
@@ -273,10 +326,14 @@ int Runner::Run() {
   for (size_t i = 0; i < pending.size(); ++i) pending[i] = i;
   int interrupted = 0;
   int batch = options_.batch_size;
+  if (batch == Options::kAutoBatch &&
+      options_.timeout != absl::InfiniteDuration()) {
+    batch = 1;  // a timeout is per test: each test alone
+  }
   for (int round = 0; !pending.empty();) {
     std::vector<size_t> not_run;
     if (!RunRound(pending, batch, &not_run, &interrupted)) break;
-    batch = 1;  // reruns and retries run alone
+    batch = 1;               // reruns and retries run alone
     if (!not_run.empty()) {  // kept from running by a batch mate: not a retry
       pending = std::move(not_run);
       continue;
@@ -304,19 +361,8 @@ bool Runner::RunRound(const std::vector<size_t>& indices, int batch,
     std::perror("gtest_parallel: cannot create a scratch file");
     std::exit(255);
   }
-  // Jobs: up to `batch` tasks of one binary and repetition per process.
-  std::vector<std::vector<size_t>> jobs;
-  std::map<std::pair<std::string, int>, size_t> open_job;
-  for (size_t i : indices) {
-    const Task& task = tasks_[i];
-    auto [it, added] =
-        open_job.try_emplace({task.binary, task.repetition}, jobs.size());
-    if (added || jobs[it->second].size() >= static_cast<size_t>(batch)) {
-      it->second = jobs.size();
-      jobs.emplace_back();
-    }
-    jobs[it->second].push_back(i);
-  }
+  const std::vector<std::vector<size_t>> jobs =
+      MakeBatches(tasks_, indices, batch, options_.workers);
   std::vector<parallel::Step> steps;
   for (const std::vector<size_t>& job : jobs) {
     const Task& first = tasks_[job.front()];
@@ -330,10 +376,10 @@ bool Runner::RunRound(const std::vector<size_t>& indices, int batch,
       argv.push_back("--gtest_also_run_disabled_tests");
     }
     steps.push_back(parallel::Step::Command(
-        std::move(argv), job.size() == 1
-                             ? first.test
-                             : absl::StrCat(first.test, " and ",
-                                            job.size() - 1, " more")));
+        std::move(argv),
+        job.size() == 1
+            ? first.test
+            : absl::StrCat(first.test, " and ", job.size() - 1, " more")));
   }
   parallel::ParallelOptions run;
   run.max_parallel = options_.workers;
@@ -364,8 +410,8 @@ bool Runner::RunRound(const std::vector<size_t>& indices, int batch,
     }
     Attempt attempt;
     attempt.passed = step.outcome == parallel::StepOutcome::kSucceeded;
-    attempt.timed_out = step.error.has_value() &&
-                        step.error->type == parallel::kProcessTimeout;
+    attempt.timed_out =
+        step.error.has_value() && step.error->type == parallel::kProcessTimeout;
     attempt.exit_code = step.exit_code;
     attempt.signal = step.signal;
     attempt.duration = step.duration;
@@ -389,8 +435,7 @@ void Runner::JudgeBatch(const std::vector<size_t>& job,
   std::vector<std::string> names;
   for (size_t i : job) names.push_back(tasks_[i].test);
   std::vector<BatchResult> results = SplitBatchOutput(output, names);
-  const bool process_passed =
-      step.outcome == parallel::StepOutcome::kSucceeded;
+  const bool process_passed = step.outcome == parallel::StepOutcome::kSucceeded;
   bool any_failed = false;
   for (const BatchResult& result : results) {
     any_failed |= result.state == BatchResult::kFailed ||

@@ -43,9 +43,13 @@ struct Options {
   std::string json;
   std::string junit;
   absl::Duration timeout = absl::InfiniteDuration();
-  // Tests per process (1: each alone, as gtest-parallel). Retries and tests
-  // a crash or timeout kept from running always run alone.
-  int batch_size = 1;
+  // Tests per process. kAutoBatch (the default): with a timeout, each test
+  // alone (a timeout is per test); without, each round's tests are dealt
+  // into about one process per worker, balanced by the saved times (see
+  // MakeBatches). 1: each alone, as gtest-parallel. Retries and tests a
+  // crash or timeout kept from running always run alone.
+  static constexpr int kAutoBatch = 0;
+  int batch_size = kAutoBatch;
 };
 
 // The test names in `--gtest_list_tests` output ("Suite.Test", typed and
@@ -98,6 +102,15 @@ class TestTimes {
   std::string path_;
   std::map<std::pair<std::string, std::string>, double> times_;
 };
+
+// The processes of one round: tasks[indices] grouped by binary and
+// repetition, at most `batch` per process; kAutoBatch deals them into about
+// one process per worker (as gtest's and Bazel's sharding), each task to the least loaded one of its group by
+// its saved time (longest first, so this is LPT scheduling; an unknown time
+// counts as the mean of the known ones). Returned longest first.
+std::vector<std::vector<size_t>> MakeBatches(const std::vector<Task>& tasks,
+                                             const std::vector<size_t>& indices,
+                                             int batch, int workers);
 
 // Lists each binary's tests (filter, disabled, sharding, repetitions) and
 // orders them: never timed first, then slowest first. An error names a

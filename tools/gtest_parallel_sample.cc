@@ -12,6 +12,15 @@
 
 namespace {
 
+// Appends a line per process start to the file named by $SAMPLE_STARTS, so
+// that a test can count the processes gtest_parallel started.
+const bool kStartCounted = [] {
+  if (const char* path = std::getenv("SAMPLE_STARTS")) {
+    std::ofstream(path, std::ios::app) << getpid() << "\n";
+  }
+  return true;
+}();
+
 TEST(Pass, One) { std::printf("output of Pass.One\n"); }
 TEST(Pass, Two) { usleep(50000); }
 TEST(Pass, DISABLED_Skipped) { std::printf("disabled test ran\n"); }

@@ -75,6 +75,39 @@ log=$(ls batch_logs/*Pass.One-1-1.log)
 grep -q "output of Pass.One" "$log" || fail "batch log of Pass.One: $(cat "$log")"
 grep -q "Pass.Two\|Fail.Expect" "$log" && fail "another test's output in Pass.One's log: $(cat "$log")"
 
+# The default without --timeout: a few processes for many tests (one per
+# worker), with every test's result as when each runs alone.
+rm -f "$FLAKY_COUNTER"
+no_hang='-Hang.*'
+"$tool" -w 2 --batch_size=1 --gtest_filter="$no_hang" \
+  --dump_json_test_results=alone.json "$sample" >alone.txt 2>&1
+expect_eq "each alone: exit status" 1 $?
+rm -f "$FLAKY_COUNTER" starts
+SAMPLE_STARTS="$work/starts" "$tool" -w 2 --gtest_filter="$no_hang" \
+  --dump_json_test_results=auto.json "$sample" >auto.txt 2>&1
+expect_eq "auto batches: exit status" 1 $?
+# The listing, two batches, and the lone reruns of Crash.Abort's batch
+# mates that it kept from running (at most the 5 others of its batch).
+starts=$(wc -l <starts)
+((starts >= 3 && starts <= 8)) || fail "auto batches started $starts processes"
+python3 - <<'PY' || fail "auto batches give other results: $(cat auto.json)"
+import json
+def actual(path):
+    out = {}
+    def walk(node, prefix):
+        for k, v in node.items():
+            if "actual" in v: out[prefix + k] = v["actual"]
+            else: walk(v, prefix + k + ".")
+    walk(json.load(open(path))["tests"], "")
+    return out
+assert len(actual("auto.json")) == 11, actual("auto.json")
+assert actual("auto.json") == actual("alone.json"), (actual("auto.json"), actual("alone.json"))
+PY
+"$tool" --batch_size=0 "$sample" >/dev/null 2>err.txt
+expect_eq "bad --batch_size" 255 $?
+grep -q "^gtest_parallel: --batch_size wants a whole number >= 1 or 'auto', got '0'" err.txt ||
+  fail "bad --batch_size message: $(cat err.txt)"
+
 # Passing tests only: exit 0; gtest's sharding variables never reach them.
 GTEST_SHARD_INDEX=1 GTEST_TOTAL_SHARDS=3 GTEST_OUTPUT="xml:$work/gtest.xml" \
   "$tool" -w 2 --gtest_filter='Pass.*:Numbers/*:Typed/*:Env.*' "$sample" >pass.txt 2>&1
