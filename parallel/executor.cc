@@ -44,6 +44,8 @@ internal::PoolConfig ToPoolConfig(const ExecutorOptions& options) {
   config.output_fd = options.output_fd;
   config.combine_stderr = options.combine_stderr;
   config.error_fd = options.error_fd;
+  config.replay_in_completion_order =
+      options.replay_order == ReplayOrder::kCompletion;
   config.temp_dir = internal::ResolveTempDir(options.temp_dir);
   config.keep_values = true;
   config.initializer = options.initializer;

@@ -58,7 +58,8 @@
 //
 // Output: each task's stdout and stderr are captured and replayed as one
 // block each, in Submit() order, the earliest unfinished task's streamed
-// live — as RunTasksInProcessPool. A future is done when its task ends, even
+// live — as RunTasksInProcessPool; or, with ReplayOrder::kCompletion, in the
+// order the tasks end, each whole when it ends (none live). A future is done when its task ends, even
 // while its output still waits behind an earlier task's.
 //
 // Threads: the executor has one thread of its own that runs the event loop
@@ -101,6 +102,12 @@ enum class CancelMode { kIfPending, kKillIfRunning };
 // running ones (cancelled).
 enum class ShutdownMode { kWait, kCancelPending, kKillRunning };
 
+// The order in which tasks' output is replayed.
+enum class ReplayOrder {
+  kSubmit,      // Submit() order, the earliest unfinished task live
+  kCompletion,  // each task's output when it ends, whole
+};
+
 struct ExecutorOptions {
   // 0 = CPUs this process may use; < 0 → std::invalid_argument.
   int max_workers = 0;
@@ -118,6 +125,7 @@ struct ExecutorOptions {
   bool combine_stderr = true;
   int error_fd = 2;
   std::string temp_dir;
+  ReplayOrder replay_order = ReplayOrder::kSubmit;
 };
 
 struct TaskOptions {

@@ -1,6 +1,7 @@
 // ProcessPoolExecutor gives back everything it took: descriptors, child
 // processes (workers, one-shot processes, what tasks started), temp files
-// and its thread — after crashes, timeouts, cancels and every shutdown mode.
+// and its thread — after crashes, timeouts, cancels and every shutdown mode;
+// and its tasks' output arrives whole, in submit or completion order.
 
 #include <signal.h>
 #include <unistd.h>
@@ -10,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -87,6 +89,39 @@ TEST(ExecutorResources, HugeOutputIsKeptWhole) {
   EXPECT_EQ(got.substr(0, 6), "first\n");
   EXPECT_EQ(got.find_first_not_of('x', 6), got.size() - 4);
   EXPECT_EQ(got.substr(got.size() - 4), "end\n");
+}
+
+// Each task begins, sleeps (later tasks less) and ends: `order` decides
+// whose block comes first.
+std::string RunSleepers(ReplayOrder order) {
+  testing::OutputFile out;
+  ExecutorOptions options;
+  options.max_workers = 4;
+  options.output_fd = out.fd();
+  options.replay_order = order;
+  {
+    ProcessPoolExecutor executor(options);
+    for (int i = 0; i < 4; ++i) {
+      executor.Submit(
+          [](int n) {
+            testing::Say(absl::StrCat("begin ", n, "\n"));
+            usleep((4 - n) * 150000);  // later tasks end first
+            testing::Say(absl::StrCat("end ", n, "\n"));
+          },
+          i);
+    }
+  }
+  return out.Contents();
+}
+
+TEST(ExecutorOutput, ReplayedPerTaskInSubmitOrder) {
+  EXPECT_EQ(RunSleepers(ReplayOrder::kSubmit),
+            "begin 0\nend 0\nbegin 1\nend 1\nbegin 2\nend 2\nbegin 3\nend 3\n");
+}
+
+TEST(ExecutorOutput, ReplayedPerTaskInCompletionOrderWhenAsked) {
+  EXPECT_EQ(RunSleepers(ReplayOrder::kCompletion),
+            "begin 3\nend 3\nbegin 2\nend 2\nbegin 1\nend 1\nbegin 0\nend 0\n");
 }
 
 }  // namespace

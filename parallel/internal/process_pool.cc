@@ -41,7 +41,8 @@ ProcessPool::ProcessPool(TaskBody task, PoolConfig config)
             config_.keep_values, config_.combine_stderr, false},
       replayer_(ReplayOptions{config_.output_fd, config_.combine_stderr,
                               config_.error_fd, config_.temp_dir,
-                              config_.tag_lines, nullptr}),
+                              config_.tag_lines, nullptr,
+                              config_.replay_in_completion_order}),
       supervisor_(&replayer_, this) {}
 
 size_t ProcessPool::FreeWorker() const {

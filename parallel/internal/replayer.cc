@@ -21,6 +21,7 @@ Replayer::Replayer(ReplayOptions options)
 size_t Replayer::Add(std::string tag) {
   units_.emplace_back();
   units_.back().tag = std::move(tag);
+  if (!options_.completion_order) order_.push_back(size() - 1);
   return size() - 1;
 }
 
@@ -51,7 +52,7 @@ void Replayer::Attach(size_t index, int out_r, int err_r) {
 }
 
 void Replayer::Reopen(size_t index) {
-  if (index < first_) return;
+  if (!pending(index)) return;
   Unit& unit = this->unit(index);
   for (auto* stream : {&unit.out, &unit.err}) {
     if (*stream) (*stream)->Release(pool_);
@@ -61,9 +62,9 @@ void Replayer::Reopen(size_t index) {
 }
 
 void Replayer::Drain(size_t index) {
-  if (index < first_) return;
+  if (!pending(index)) return;
   Unit& unit = this->unit(index);
-  if (index != first_ || unit.drop) {
+  if (!is_head(index) || unit.drop) {
     if (unit.out) unit.out->Drain(pool_);
     if (unit.err) unit.err->Drain(pool_);
     return;
@@ -87,16 +88,17 @@ void Replayer::Drain(size_t index) {
 }
 
 void Replayer::Close(size_t index, bool drop, bool known_empty) {
-  if (index < first_) return;
+  if (!pending(index)) return;
   Unit& unit = this->unit(index);
   if (unit.state == State::kClosed) return;
   unit.state = State::kClosed;
+  if (options_.completion_order) order_.push_back(index);
   unit.drop = drop;
   if (unit.out) unit.out->Close(pool_, known_empty);
   if (unit.err) unit.err->Close(pool_, known_empty);
   if (drop) {
     Retire(unit);
-  } else if (index != first_) {
+  } else if (!is_head(index)) {
     Hold(unit);
   }
 }
@@ -203,8 +205,8 @@ bool Replayer::Emit(Unit& unit, StreamCapture& stream, Sink& sink) {
 }
 
 void Replayer::Pump() {
-  while (!units_.empty()) {
-    Unit& unit = units_.front();
+  while (!order_.empty()) {
+    Unit& unit = this->unit(order_.front());
     if (unit.state == State::kWaiting) return;
     bool done = true;
     if (!unit.drop) {
@@ -213,26 +215,30 @@ void Replayer::Pump() {
     }
     if (unit.state == State::kOpen || !done) return;  // live head, or full
     Retire(unit);
-    units_.pop_front();
-    ++first_;
+    unit.state = State::kReplayed;
+    order_.pop_front();
+    while (!units_.empty() && units_.front().state == State::kReplayed) {
+      units_.pop_front();
+      ++first_;
+    }
   }
 }
 
 uint64_t Replayer::total(size_t index) const {
-  if (index < first_) return 0;
+  if (!pending(index)) return 0;
   const Unit& unit = this->unit(index);
   return (unit.out ? unit.out->total() : 0) +
          (unit.err ? unit.err->total() : 0);
 }
 
 std::string Replayer::Tail(size_t index) const {
-  if (index < first_) return "";
+  if (!pending(index)) return "";
   const Unit& unit = this->unit(index);
   return unit.out ? unit.out->Tail() : "";
 }
 
 int Replayer::capture_error(size_t index) const {
-  if (index < first_) return 0;
+  if (!pending(index)) return 0;
   const Unit& unit = this->unit(index);
   for (const auto* stream : {&unit.out, &unit.err}) {
     if (*stream && (*stream)->error() != 0) return (*stream)->error();

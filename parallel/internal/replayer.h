@@ -10,6 +10,9 @@
 //   replayer.Close(unit, /*drop=*/false);                // the child is done
 //   replayer.Pump();                                     // write what can go
 //
+// With completion_order, a unit takes its place in the order when it is
+// closed instead of when it is added.
+//
 // Line tagging, the before_output hook and the broken-output latch live here
 // and nowhere else. Writing never blocks (sink.h): a full pipe or terminal
 // only makes Pump() stop early; the supervisor polls the sink and calls it
@@ -50,6 +53,9 @@ struct ReplayOptions {
   bool tag_lines = false;
   // Called before replayed bytes are written.
   std::function<void()> before_output;
+  // false: units replay in Add() order, the earliest unfinished one live.
+  // true: in the order they are closed, each whole (none is live).
+  bool completion_order = false;
 };
 
 class Replayer {
@@ -117,7 +123,7 @@ class Replayer {
   void AppendFds(std::vector<int>* fds) const;
 
  private:
-  enum class State { kWaiting, kOpen, kClosed };
+  enum class State { kWaiting, kOpen, kClosed, kReplayed };
   struct Unit {
     State state = State::kWaiting;
     bool drop = false;
@@ -134,14 +140,26 @@ class Replayer {
   void Hold(Unit& unit);
   Unit& unit(size_t index) { return units_[index - first_]; }
   const Unit& unit(size_t index) const { return units_[index - first_]; }
+  // A unit that was added and is not yet replayed.
+  bool pending(size_t index) const {
+    return index >= first_ && index < size() &&
+           unit(index).state != State::kReplayed;
+  }
+  bool is_head(size_t index) const {
+    return !order_.empty() && order_.front() == index;
+  }
 
   const ReplayOptions options_;
   Sink out_;
   std::unique_ptr<Sink> err_;  // when !combine_stderr
   SpillPool pool_;
-  // Units not yet replayed; units_.front() is the head, unit `first_`.
+  // Units from the earliest not yet replayed (unit `first_`) on; in
+  // completion order some after it may be replayed already (kReplayed).
   std::deque<Unit> units_;
   size_t first_ = 0;
+  // The replay order of the units not yet replayed: the front is the head.
+  // Every unit enters it once (at Add, or at Close in completion order).
+  std::deque<size_t> order_;
   size_t held_ = 0;
   UniqueFd spool_;
   uint64_t spool_end_ = 0;

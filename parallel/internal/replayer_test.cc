@@ -5,6 +5,8 @@
 
 #include <cstdlib>
 #include <string>
+#include <vector>
+#include <algorithm>
 
 #include "gtest/gtest.h"
 
@@ -67,6 +69,93 @@ TEST(Replayer, HeadIsLiveOthersWaitTheirTurnInOrder) {
   replayer.Pump();
   EXPECT_EQ(reader.Take(), "a2\nb1\n");
   EXPECT_TRUE(replayer.all_replayed());
+}
+
+TEST(Replayer, InCompletionOrderEachUnitGoesOutWholeWhenClosed) {
+  Reader reader;
+  ReplayOptions options{reader.write_end.get(), true, 2, TempDir(), false,
+                        nullptr};
+  options.completion_order = true;
+  Replayer replayer(options);
+  const size_t a = replayer.Add("a");
+  const size_t b = replayer.Add("b");
+  const size_t c = replayer.Add("c");
+  UniqueFd out[3], err[3];
+  for (size_t unit : {a, b, c}) {
+    ASSERT_TRUE(replayer.Open(unit, &out[unit], &err[unit]).ok());
+  }
+  Say(out[a], "a1\n");
+  Say(out[b], "b1\n");
+  Say(out[c], "c1\n");
+  for (size_t unit : {a, b, c}) replayer.Drain(unit);
+  replayer.Pump();
+  EXPECT_EQ(reader.Take(), "");  // nothing is live in completion order
+  out[c].reset();
+  replayer.Close(c, false);
+  EXPECT_EQ(replayer.total(c), 3u);
+  replayer.Pump();
+  EXPECT_EQ(reader.Take(), "c1\n");
+  EXPECT_FALSE(replayer.all_replayed());
+  Say(out[a], "a2\n");
+  out[a].reset();
+  replayer.Close(a, false);
+  out[b].reset();
+  replayer.Close(b, /*drop=*/true);
+  replayer.Pump();
+  EXPECT_EQ(reader.Take(), "a1\na2\n");
+  EXPECT_TRUE(replayer.all_replayed());
+  // A late call about a replayed unit is ignored.
+  replayer.Drain(c);
+  EXPECT_EQ(replayer.total(c), 0u);
+}
+
+TEST(Replayer, InCompletionOrderManyFinishedUnitsWaitForABlockedSink) {
+  // More units close than kMaxHeld while the reader takes nothing: they are
+  // spooled, then all come out, each whole, in the order they closed.
+  Reader reader;
+  ReplayOptions options{reader.write_end.get(), true, 2, TempDir(), false,
+                        nullptr};
+  options.completion_order = true;
+  Replayer replayer(options);
+  const size_t n = Replayer::kMaxHeld * 2;
+  std::vector<size_t> units;
+  for (size_t i = 0; i < n; ++i) units.push_back(replayer.Add(""));
+  std::string expected;
+  const std::string big(70000, 'x');  // more than a pipe holds: blocks
+  for (size_t k = 0; k < n; ++k) {
+    const size_t unit = units[n - 1 - k];  // the last added closes first
+    UniqueFd out, err;
+    ASSERT_TRUE(replayer.Open(unit, &out, &err).ok());
+    const std::string text =
+        (k == 0 ? big : "") + "unit " + std::to_string(unit) + "\n";
+    size_t written = 0;
+    while (written < text.size()) {  // the pipe holds 64 KiB: drain as we go
+      const ssize_t w = write(out.get(), text.data() + written,
+                              std::min<size_t>(4096, text.size() - written));
+      ASSERT_GT(w, 0);
+      written += w;
+      replayer.Drain(unit);
+    }
+    out.reset();
+    replayer.Close(unit, false);
+    replayer.Pump();
+    expected += text;
+  }
+  std::string got;
+  for (int round = 0; round < 10000 && !replayer.all_replayed(); ++round) {
+    got += reader.Take();
+    std::vector<pollfd> fds;
+    std::vector<size_t> owners;
+    replayer.AppendPollFds(&fds, &owners);
+    for (size_t i = 0; i < fds.size(); ++i) {
+      if (owners[i] == Replayer::kSinkOwner) replayer.SinkWritable(fds[i].fd);
+    }
+    replayer.Pump();
+  }
+  ASSERT_TRUE(replayer.all_replayed());
+  got += reader.Take();
+  EXPECT_EQ(got.size(), expected.size());
+  EXPECT_TRUE(got == expected);
 }
 
 TEST(Replayer, BytesQueuedInAPipeSurviveTheReuseOfTheirSpillFile) {

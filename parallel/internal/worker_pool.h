@@ -62,6 +62,9 @@ struct PoolConfig : ProcessOptions {
   bool halt_on_error = false;
   bool keep_values = false;
   bool tag_lines = false;
+  // Replay each input's output when it ends, in the order they end, instead
+  // of in Put()/Submit() order (none is then streamed live).
+  bool replay_in_completion_order = false;
   std::function<void()> onexit;
   // Runs in each worker before its first input, captured with that input;
   // if it throws, the input fails with its exception and the worker is
