@@ -12,6 +12,7 @@ packages=(
   libgmock-dev
   libbenchmark-dev
   make              # the jobserver test runs a real make -j
+  cmake             # the non-Bazel build (CMakeLists.txt, tools/cmake/)
   parallel          # GNU parallel, a peer in tools/bench/
   python3           # tools/bench/ scripts and report parsing in tests
   python3-pebble    # a peer in tools/bench/executor_vs_python.sh
