@@ -186,8 +186,47 @@ TEST_P(InterruptTest, SignalToParentKillsStepsReplaysAndEndsTheParent) {
   EXPECT_EQ(out.Contents(), "before the signal\n");
 }
 
+// The job-control and termination signals, and fatal-by-default ones the
+// caller left at their default (SIGUSR1, SIGALRM, SIGXCPU, ...): without
+// the library they would end the process and leave the steps' groups.
 INSTANTIATE_TEST_SUITE_P(Signals, InterruptTest,
-                         ::testing::Values(SIGINT, SIGTERM, SIGHUP, SIGQUIT));
+                         ::testing::Values(SIGINT, SIGTERM, SIGHUP, SIGQUIT,
+                                           SIGUSR1, SIGALRM, SIGXCPU));
+
+TEST(Robustness, ASignalIgnoredAtTheStartStaysIgnored) {
+  // nohup's SIGHUP, a background job's SIGINT, a caller's
+  // signal(SIGTERM, SIG_IGN): the run goes on, and its steps (functions and
+  // commands) get the signal ignored too, as make and sh give it.
+  struct sigaction ignore = {}, previous;
+  ignore.sa_handler = SIG_IGN;
+  sigaction(SIGTERM, &ignore, &previous);
+  OutputFile out;
+  PidPipe pids;
+  const pid_t self = getpid();
+  std::thread killer([&pids, self] {
+    ReadPids(pids.read_end, 1);
+    kill(self, SIGTERM);
+  });
+  std::vector<Step> steps;
+  steps.push_back(Step::Function([]() -> absl::StatusOr<std::string> {
+    (void)!write(9, "1\n", 2);
+    usleep(300000);  // the parent's SIGTERM lands meanwhile
+    struct sigaction now;
+    sigaction(SIGTERM, nullptr, &now);
+    Say(now.sa_handler == SIG_IGN ? "ignored\n" : "not ignored\n");
+    return std::string();
+  }));
+  steps.push_back(Step::Shell("kill -TERM $$; echo survived"));
+  ParallelOptions options = Into(out);
+  options.max_parallel = 1;
+  absl::StatusOr<RunReport> report = RunSteps(std::move(steps), options);
+  killer.join();
+  sigaction(SIGTERM, &previous, nullptr);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->interrupt_signal, 0);
+  EXPECT_EQ(report->failed_count(), 0u);
+  EXPECT_EQ(out.Contents(), "ignored\nsurvived\n");
+}
 
 TEST(Robustness, CallerHandlerRunsAndTheRunReportsTheInterrupt) {
   // A caller with its own SIGTERM handler keeps it: the library restores it,

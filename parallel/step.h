@@ -83,7 +83,9 @@ struct StepReport {
   // Set exactly when outcome == kFailed.
   std::optional<ExceptionInfo> error;
   // For failed steps: the last few KiB of their output (for summaries and CI
-  // reports); empty otherwise. Raw bytes; when cut, it starts on a UTF-8
+  // reports); empty otherwise. With combine_stderr, of the one stream, in
+  // the order written; without, stdout's tail then stderr's (their relative
+  // order is not known). Raw bytes; when cut, each part starts on a UTF-8
   // character boundary (never inside a multi-byte character).
   std::string output_tail;
   // The step's encoded return value, when options.return_values.

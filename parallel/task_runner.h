@@ -13,7 +13,10 @@
 //
 // The workers are forked when the runner is constructed, so a task sees the
 // caller's memory as it was then (the fork contract of run_parallel_steps.h
-// applies). Arguments and results travel through parallel::Codec; an
+// applies) — except in a worker forked later to replace one that died or
+// timed out: that one sees the caller's memory as it is when it is forked.
+// A task should depend only on its arguments and on what the caller set up
+// before constructing the runner and no longer changes. Arguments and results travel through parallel::Codec; an
 // argument type without a Codec is a compile-time error naming it.
 //
 // Output is captured per input — not per worker, as chromite does — and
@@ -22,7 +25,10 @@
 // (parallel::ProcessUnexpectedExit, signal named) and is replaced; the other
 // inputs go on. Nothing hangs where Python's Pool.map would.
 //
-// Thread-safety: a runner is used from the thread that created it.
+// Thread-safety: a runner is used from the thread that created it; Put()
+// from another thread throws std::logic_error (it would race the event
+// loop, which runs inside Put() and Wait()). For submitting from several
+// threads use ProcessPoolExecutor (executor.h).
 
 #ifndef PARALLEL_TASK_RUNNER_H_
 #define PARALLEL_TASK_RUNNER_H_
@@ -33,6 +39,7 @@
 #include <exception>
 #include <functional>
 #include <memory>
+#include <thread>
 #include <stdexcept>
 #include <string>
 #include <tuple>
@@ -169,6 +176,12 @@ class BackgroundTaskRunner {
   // parallel::ProcessStartError. Throws std::logic_error after Wait().
   void Put(Args... args) {
     if (waited_) throw std::logic_error("parallel: Put() after Wait()");
+    if (std::this_thread::get_id() != owner_) {
+      throw std::logic_error(
+          "parallel: BackgroundTaskRunner::Put() from a thread other than the "
+          "one that created the runner (use ProcessPoolExecutor to submit "
+          "from several threads)");
+    }
     std::tuple<std::decay_t<Args>...> encoded(args...);
     pool_->Put(Encode(encoded), internal::InputLabel(inputs_++, args...));
   }
@@ -196,6 +209,7 @@ class BackgroundTaskRunner {
   std::unique_ptr<internal::WorkerPool> pool_;
   const int uncaught_;
   const bool halt_on_error_;
+  const std::thread::id owner_ = std::this_thread::get_id();
   bool waited_ = false;
   size_t inputs_ = 0;
 };

@@ -369,6 +369,73 @@ TEST(BackgroundTaskRunner, HaltOnErrorStopsTheRest) {
   EXPECT_THAT(testing::ChildPids(), IsEmpty());
 }
 
+TEST(BackgroundTaskRunner, PutFromAnotherThreadIsALogicError) {
+  OutputFile out;
+  using Runner = BackgroundTaskRunner<int>;
+  Runner runner([](int i) { Say(absl::StrCat(i, "\n")); },
+                Into<Runner>(out, 1));
+  runner.Put(1);
+  std::string error;
+  std::thread other([&] {
+    try {
+      runner.Put(2);
+    } catch (const std::logic_error& e) {
+      error = e.what();
+    }
+  });
+  other.join();
+  EXPECT_THAT(error, HasSubstr("from a thread other than the one that created"));
+  runner.Wait();
+  EXPECT_EQ(out.Contents(), "1\n");
+}
+
+// An input that closes its stdout and stderr hurts only itself: the next
+// inputs on the same worker print as usual.
+TEST(BackgroundTaskRunner, AnInputThatClosesItsOutputHurtsOnlyItself) {
+  OutputFile out;
+  {
+    using Runner = BackgroundTaskRunner<int>;
+    Runner runner(
+        [](int i) {
+          if (i == 1) {
+            close(1);
+            close(2);
+            return;
+          }
+          Say(absl::StrCat(i, "\n"));
+        },
+        Into<Runner>(out, 1));
+    for (int i = 0; i < 4; ++i) runner.Put(i);
+  }
+  EXPECT_EQ(out.Contents(), "0\n2\n3\n");
+}
+
+// What the header says of memory: the first workers see the caller's memory
+// as at construction; a replacement worker, as when it is forked.
+int g_generation = 0;
+TEST(BackgroundTaskRunner, AReplacementWorkerSeesTheCallersMemoryOfItsFork) {
+  OutputFile out;
+  g_generation = 1;
+  try {
+    using Runner = BackgroundTaskRunner<int>;
+    Runner runner(
+        [](int i) {
+          if (i == 1) raise(SIGKILL);
+          Say(absl::StrCat(i, ":", g_generation, "\n"));
+        },
+        Into<Runner>(out, 1));
+    runner.Put(0);
+    g_generation = 2;  // the worker was forked already
+    runner.Put(1);     // kills it: its replacement is forked after this
+    runner.Put(2);
+    runner.Wait();
+    FAIL() << "expected BackgroundFailure";
+  } catch (const BackgroundFailure& failure) {
+    EXPECT_EQ(failure.exc_infos().size(), 1u);
+  }
+  EXPECT_EQ(out.Contents(), "0:1\n2:2\n");
+}
+
 TEST(BackgroundTaskRunner, PutAfterWaitIsALogicError) {
   BackgroundTaskRunner<int> runner([](int) {});
   runner.Wait();

@@ -17,6 +17,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -31,6 +32,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "parallel/parallel.h"
@@ -137,8 +139,20 @@ Flags ParseFlags(int argc, char** argv) {
       has_value = true;
     }
     auto take_value = [&]() -> std::string {
-      if (has_value) return value;
+      if (has_value) {
+        if (value.empty()) {
+          UsageError(absl::StrCat("--", name, "= needs a value after '='"));
+        }
+        return value;
+      }
       if (i + 1 >= argc) UsageError(absl::StrCat("--", name, " needs a value"));
+      // `--json --` or `--json --tag`: a flag, not a value (a value that
+      // starts with '-' is written --json=-x).
+      if (argv[i + 1][0] == '-' && argv[i + 1][1] != '\0') {
+        UsageError(absl::StrCat("--", name, " needs a value, got the flag '",
+                                argv[i + 1], "' (write --", name,
+                                "=VALUE for a value that starts with '-')"));
+      }
       return argv[++i];
     };
     auto no_value = [&] {
@@ -199,14 +213,29 @@ std::vector<std::string> ReadCommands(std::istream& in) {
   return commands;
 }
 
+// The longest prefix of `text` of at most `size` bytes that does not end
+// inside a multi-byte UTF-8 character.
+absl::string_view Utf8Prefix(absl::string_view text, size_t size) {
+  if (text.size() <= size) return text;
+  while (size > 0 && (static_cast<unsigned char>(text[size]) & 0xC0) == 0x80) {
+    --size;
+  }
+  return text.substr(0, size);
+}
+
 // The ninja-style status line: "[done/total] N running: <command>", redrawn
-// in place on stderr, erased before any output and at the end.
+// in place on stderr, erased before any output and at the end. On a
+// terminal that cannot erase (TERM=dumb or unset) it is only returned to
+// and overwritten with spaces: no escape codes.
 class StatusLine {
  public:
   explicit StatusLine(const std::vector<std::string>& commands)
       : commands_(commands),
         running_(commands.size(), false),
-        stopped_(commands.size(), false) {}
+        stopped_(commands.size(), false) {
+    const char* term = std::getenv("TERM");
+    dumb_ = term == nullptr || *term == '\0' || std::string(term) == "dumb";
+  }
 
   void Started(size_t index) {
     running_[index] = true;
@@ -232,8 +261,10 @@ class StatusLine {
   }
   void Erase() {
     if (!shown_) return;
-    Write("\r\x1b[K");
+    Write(dumb_ ? absl::StrCat("\r", std::string(width_, ' '), "\r")
+                : "\r\x1b[K");
     shown_ = false;
+    width_ = 0;
   }
 
  private:
@@ -246,18 +277,29 @@ class StatusLine {
         shortest = &commands_[i];
       }
     }
-    std::string line = absl::StrCat("\r\x1b[K[", done_, "/", commands_.size(),
-                                    "] ", active_, " running");
+    std::string line =
+        absl::StrCat("[", done_, "/", commands_.size(), "] ", active_,
+                     " running");
     if (stopped_count_ > 0) {
       absl::StrAppend(&line, ", ", stopped_count_, " stopped");
     }
     if (shortest != nullptr) {
       std::string command = *shortest;
       std::replace(command.begin(), command.end(), '\n', ' ');
-      if (command.size() > 60) command = command.substr(0, 57) + "...";
+      if (command.size() > 60) {
+        command = absl::StrCat(Utf8Prefix(command, 57), "...");
+      }
       absl::StrAppend(&line, ": ", command);
     }
-    Write(line);
+    if (dumb_) {
+      // Spaces cover what is left of a longer line before.
+      const size_t width = line.size();
+      if (width < width_) line.append(width_ - width, ' ');
+      Write(absl::StrCat("\r", line));
+      width_ = width;
+    } else {
+      Write(absl::StrCat("\r\x1b[K", line));
+    }
     shown_ = true;
   }
   static void Write(const std::string& text) {
@@ -277,6 +319,8 @@ class StatusLine {
   size_t stopped_count_ = 0;
   size_t done_ = 0;
   bool shown_ = false;
+  bool dumb_ = false;
+  size_t width_ = 0;  // bytes of the line shown, when dumb_
 };
 
 // A command as the summary shows it: on one line, and cut (on a UTF-8
@@ -286,11 +330,8 @@ std::string SummaryName(const std::string& name) {
   std::string shown = name;
   std::replace(shown.begin(), shown.end(), '\n', ' ');
   if (shown.size() <= kMaxShown) return shown;
-  size_t cut = kMaxShown - 3;
-  while (cut > 0 && (static_cast<unsigned char>(shown[cut]) & 0xC0) == 0x80) {
-    --cut;  // not inside a multi-byte character
-  }
-  return absl::StrCat(shown.substr(0, cut), "... (", name.size(), " bytes)");
+  return absl::StrCat(Utf8Prefix(shown, kMaxShown - 3), "... (", name.size(),
+                      " bytes)");
 }
 
 // "0ms" rather than absl's bare "0" for a command that took no time.
@@ -401,6 +442,10 @@ int main(int argc, char** argv) {
   CheckReportPath("junit", flags.junit);
   if (!flags.commands_given) {
     if (::fcntl(STDIN_FILENO, F_GETFD) == -1) UsageError("stdin is closed");
+    struct stat st;
+    if (::fstat(STDIN_FILENO, &st) == 0 && S_ISDIR(st.st_mode)) {
+      UsageError("stdin is a directory, not a list of commands");
+    }
     flags.commands = ReadCommands(std::cin);
   }
 

@@ -126,7 +126,13 @@ if [[ "${TSAN_OPTIONS:-}" != "" ]]; then
   echo "note: SIGINT/SIGTERM checks skipped under ThreadSanitizer" >&2
 else
 rm -f pids
-"$tool" -- 'echo started; echo $$ >>pids; sleep 60' 'echo $$ >>pids; sleep 60' >int.txt 2>&1 &
+# A background job of a script has SIGINT ignored, and the tool leaves an
+# ignored signal ignored: give it SIGINT's default first, as a foreground
+# job has.
+python3 -c 'import os, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_DFL)
+os.execv(sys.argv[1], sys.argv[1:])' \
+  "$tool" -- 'echo started; echo $$ >>pids; sleep 60' 'echo $$ >>pids; sleep 60' >int.txt 2>&1 &
 tool_pid=$!
 for _ in $(seq 1 100); do
   [[ -s pids && $(wc -l <pids) -ge 2 ]] && break
@@ -147,7 +153,51 @@ sleep 0.2
 kill -TERM "$tool_pid"
 wait "$tool_pid"
 expect_eq "SIGTERM exit status" 143 $?
+
+# A signal ignored when the tool starts (nohup, a background job's SIGINT)
+# stays ignored, for the tool and for its commands, as make and sh leave it.
+(trap '' HUP; exec "$tool" -- 'sleep 0.6; kill -HUP $$; echo survived') >hup.txt 2>&1 &
+tool_pid=$!
+sleep 0.2
+kill -HUP "$tool_pid"
+wait "$tool_pid"
+expect_eq "SIGHUP ignored at the start: exit status" 0 $?
+grep -q survived hup.txt || fail "a command did not inherit SIGHUP ignored: $(cat hup.txt)"
+
+# A signal whose default action ends the tool (SIGUSR1 here) kills the
+# commands' process groups first, then ends the tool as that signal would.
+"$tool" -- 'sleep 9.3125 & wait' >/dev/null 2>&1 &
+tool_pid=$!
+for _ in $(seq 1 100); do pgrep -f "sleep 9.3125" >/dev/null && break; sleep 0.05; done
+kill -USR1 "$tool_pid"
+wait "$tool_pid"
+expect_eq "SIGUSR1 exit status" 138 $?
+for _ in $(seq 1 100); do pgrep -f "sleep 9.3125" >/dev/null || break; sleep 0.05; done
+pgrep -f "sleep 9.3125" >/dev/null && fail "SIGUSR1 left a command's group running"
+pkill -f "sleep 9.3125" 2>/dev/null
 fi
+
+# A script without "#!" runs through /bin/sh, as execvp, sh and make run it.
+printf 'echo from a script without a shebang\n' >noshebang.sh
+chmod 755 noshebang.sh
+out=$("$tool" -- ./noshebang.sh 2>&1)
+expect_eq "script without #!" "from a script without a shebang" "$out"
+
+# A failed command's stderr is in the summary and the JUnit report (where
+# ls, compilers and test runners write their errors).
+"$tool" --junit=ls.xml -- 'ls /nonexistent-dir-of-the-test' >/dev/null 2>err.txt
+grep -q "    | ls: cannot access '/nonexistent-dir-of-the-test'" err.txt ||
+  fail "stderr not in the summary: $(cat err.txt)"
+grep -q "cannot access" ls.xml || fail "stderr not in the JUnit failure: $(cat ls.xml)"
+
+# TERM=dumb: a status line without escape codes; a long command is cut on a
+# UTF-8 character boundary.
+long_utf8="echo $(printf 'é%.0s' $(seq 1 40))"
+TERM=dumb "$tool" --progress -- "sleep 0.2; $long_utf8" 'true' >/dev/null 2>dumb.txt
+grep -q $'\x1b' dumb.txt && fail "escape codes with TERM=dumb: $(od -c dumb.txt | head)"
+grep -q "1 running: sleep 0.2; echo é" dumb.txt || fail "TERM=dumb status line: $(cat dumb.txt)"
+python3 -c 'import sys; open(sys.argv[1], "rb").read().decode("utf-8")' dumb.txt ||
+  fail "the status line split a UTF-8 character: $(od -c dumb.txt | head)"
 
 # Commands without shell syntax are executed directly (no /bin/sh).
 out=$("$tool" -- 'ps -o comm= -p $$' 'cat /proc/self/comm')
@@ -190,7 +240,8 @@ python3 - "$tool" <<'PY' || fail "status line on a pseudo-terminal"
 import os, pty, subprocess, sys
 master, slave = pty.openpty()
 proc = subprocess.Popen([sys.argv[1], "--", "sleep 0.2; echo one", "echo two"],
-                        stdout=subprocess.PIPE, stderr=slave, stdin=subprocess.DEVNULL)
+                        stdout=subprocess.PIPE, stderr=slave, stdin=subprocess.DEVNULL,
+                        env=dict(os.environ, TERM="xterm"))
 os.close(slave)
 out = proc.stdout.read()
 proc.wait()
@@ -272,6 +323,19 @@ grep -q "malformed jobserver" err.txt || fail "malformed jobserver message: $(ca
 # --help lists the flags; --version answers; --no-progress wins over a TTY.
 "$tool" --help >help.txt
 expect_eq "--help exit" 0 $?
+# Flag nits: a flag is not a value, an empty value is refused, and a
+# directory is not a list of commands.
+"$tool" --json -- true >/dev/null 2>err.txt
+expect_eq "--json --: exit status" 255 $?
+[[ -e -- ]] && fail "a report named '--' was written"
+grep -q "^parallel_steps: --json needs a value, got the flag '--'" err.txt || fail "--json --: $(cat err.txt)"
+"$tool" --json= -- true >/dev/null 2>err.txt
+expect_eq "--json=: exit status" 255 $?
+grep -q "^parallel_steps: --json= needs a value after '='" err.txt || fail "--json=: $(cat err.txt)"
+"$tool" <. >/dev/null 2>err.txt
+expect_eq "a directory as stdin: exit status" 255 $?
+grep -q "^parallel_steps: stdin is a directory" err.txt || fail "directory as stdin: $(cat err.txt)"
+
 for flag in --jobs --halt-on-error --timeout --silent-timeout --json --junit --tag --progress --temp-dir; do
   grep -q -- "$flag" help.txt || fail "--help does not list $flag"
 done

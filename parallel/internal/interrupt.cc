@@ -12,7 +12,13 @@ namespace parallel {
 namespace internal {
 namespace {
 
-constexpr int kSignals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+// The first kAlwaysCaught are caught unless ignored (a caller's handler
+// still runs when no loop waits); the others, whose default action also
+// ends the process, only while they have that default.
+constexpr int kSignals[] = {SIGINT,  SIGTERM,   SIGHUP,  SIGQUIT,
+                            SIGUSR1, SIGUSR2,   SIGALRM, SIGVTALRM,
+                            SIGPROF, SIGXCPU,   SIGXFSZ};
+constexpr int kAlwaysCaught = 4;
 constexpr int kSignalCount = sizeof(kSignals) / sizeof(kSignals[0]);
 
 // A spin lock rather than a mutex: a child forked while another thread held
@@ -21,6 +27,7 @@ std::atomic_flag g_lock = ATOMIC_FLAG_INIT;
 int g_scopes = 0;  // guarded by g_lock
 struct sigaction
     g_saved[kSignalCount];  // written under g_lock, read by handlers
+bool g_caught[kSignalCount];  // guarded by g_lock
 std::atomic<int> g_waiters{0};
 std::atomic<int> g_wake_read{-1};
 std::atomic<int> g_wake_write{-1};
@@ -96,15 +103,25 @@ InterruptScope::InterruptScope() {
   action.sa_flags = SA_SIGINFO | SA_RESTART;
   sigemptyset(&action.sa_mask);
   for (int i = 0; i < kSignalCount; ++i) {
-    ::sigaction(kSignals[i], &action, &g_saved[i]);
+    struct sigaction& previous = g_saved[i];
+    ::sigaction(kSignals[i], nullptr, &previous);
+    const bool is_default = (previous.sa_flags & SA_SIGINFO) == 0 &&
+                            previous.sa_handler == SIG_DFL;
+    const bool ignored = (previous.sa_flags & SA_SIGINFO) == 0 &&
+                         previous.sa_handler == SIG_IGN;
+    // Ignored stays ignored (nohup, a background job's SIGINT), as make,
+    // sh and GNU parallel leave it.
+    g_caught[i] = !ignored && (i < kAlwaysCaught || is_default);
+    if (g_caught[i]) ::sigaction(kSignals[i], &action, nullptr);
   }
 }
 
 InterruptScope::~InterruptScope() {
   SpinLock lock;
   if (--g_scopes > 0) return;
-  for (int i = 0; i < kSignalCount; ++i)
-    ::sigaction(kSignals[i], &g_saved[i], nullptr);
+  for (int i = 0; i < kSignalCount; ++i) {
+    if (g_caught[i]) ::sigaction(kSignals[i], &g_saved[i], nullptr);
+  }
   const int read_fd = g_wake_read.exchange(-1);
   const int write_fd = g_wake_write.exchange(-1);
   if (read_fd >= 0) ::close(read_fd);
@@ -131,6 +148,13 @@ void InterruptScope::ForgetInChild() {
 InterruptWait::InterruptWait() { g_waiters.fetch_add(1); }
 
 InterruptWait::~InterruptWait() { g_waiters.fetch_sub(1); }
+
+bool MayBeCaught(int signo) {
+  for (int caught : kSignals) {
+    if (caught == signo) return true;
+  }
+  return false;
+}
 
 void ReraiseSignal(int signo) {
   struct sigaction current;

@@ -1,7 +1,10 @@
 // Interrupt handling while runs are in progress.
 //
-// While an InterruptScope lives, SIGINT, SIGTERM, SIGHUP and SIGQUIT are caught
-// process-wide by a handler that does one of two things:
+// While an InterruptScope lives, SIGINT, SIGTERM, SIGHUP and SIGQUIT — and
+// SIGUSR1, SIGUSR2, SIGALRM, SIGVTALRM, SIGPROF, SIGXCPU and SIGXFSZ while
+// their disposition is the default, which would end the process and leave
+// the children's process groups running — are caught process-wide by a
+// handler that does one of two things:
 //  - if some thread is inside an InterruptWait (an event loop about to poll,
 //    or polling), it records the signal and writes a byte to a self-pipe that
 //    the loop polls (the self-pipe trick: a signal that lands between the
@@ -10,7 +13,11 @@
 //    previous disposition would: calls the caller's handler, ignores it, or
 //    restores the default and lets the signal end the process (children die
 //    with it through PR_SET_PDEATHSIG).
-// Destroying the last scope restores the caller's dispositions.
+// A signal ignored (SIG_IGN) when the first scope is created is not caught:
+// it stays ignored, for the run and for its children (nohup, a background
+// job's SIGINT, a caller's signal(SIGTERM, SIG_IGN)), as make, sh and GNU
+// parallel leave it. Destroying the last scope restores the caller's
+// dispositions.
 //
 // Thread-safety: scopes and waits may be created concurrently from several
 // threads; the handlers are installed by the first scope, removed by the last.
@@ -52,6 +59,9 @@ class InterruptWait {
   InterruptWait(const InterruptWait&) = delete;
   InterruptWait& operator=(const InterruptWait&) = delete;
 };
+
+// Whether an InterruptScope may catch `signo` (see above).
+bool MayBeCaught(int signo);
 
 // Ends the process as `signo` says: raises it with the caller's disposition
 // (restored by then). Returns only if that disposition is a handler, which

@@ -129,14 +129,20 @@ sigset_t NonDefaultSignals() {
   sigemptyset(&set);
   for (int signo = 1; signo < NSIG; ++signo) {
     struct sigaction current;
-    if (::sigaction(signo, nullptr, &current) == 0 &&
-        (current.sa_handler != SIG_DFL ||
-         (current.sa_flags & SA_NOCLDWAIT) != 0)) {
+    if (::sigaction(signo, nullptr, &current) != 0) continue;
+    const bool ignored = (current.sa_flags & SA_SIGINFO) == 0 &&
+                         current.sa_handler == SIG_IGN;
+    // An ignored signal stays ignored in children (exec keeps SIG_IGN), as
+    // make and sh leave it — except SIGPIPE and SIGCHLD, which would break
+    // ordinary programs (`yes | head`, a child's own waitpid).
+    if (ignored && signo != SIGPIPE && signo != SIGCHLD) continue;
+    // A signal an interrupt scope may catch (now or once a run starts) has
+    // the parent's handler in a forked child.
+    if (current.sa_handler != SIG_DFL || (current.sa_flags & SA_SIGINFO) ||
+        (current.sa_flags & SA_NOCLDWAIT) != 0 || MayBeCaught(signo) ||
+        signo == SIGPIPE || signo == SIGCHLD) {
       sigaddset(&set, signo);
     }
-  }
-  for (int signo : {SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD}) {
-    sigaddset(&set, signo);
   }
   return set;
 }
@@ -265,9 +271,15 @@ void ForgetProgram(const std::string& file) {
   ProgramCache().erase(ProgramCacheKey(file));
 }
 
+constexpr char kShell[] = "/bin/sh";
+
 struct SpawnRequest {
   const char* path;
   char* const* argv;
+  // {"/bin/sh", path, argv[1], ...}: what runs a file execve refuses as
+  // not a binary (ENOEXEC: a script without "#!"), as execvp, sh and make
+  // do.
+  char* const* sh_argv;
   const ChildSetup* setup;
   pid_t parent;
   // Written by the child (shared memory) if it fails before or in execve.
@@ -282,6 +294,7 @@ int SpawnTrampoline(void* arg) {
   request->error = PrepareChild(*request->setup, request->parent);
   if (request->error.call != nullptr) ::_exit(kExitSetupFailed);
   ::execve(request->path, request->argv, environ);
+  if (errno == ENOEXEC) ::execve(kShell, request->sh_argv, environ);
   request->error = {"execve", errno};
   ::_exit(127);
 }
@@ -295,6 +308,9 @@ absl::StatusOr<Child> SpawnOnce(const std::vector<std::string>& argv,
   for (const std::string& arg : argv)
     args.push_back(const_cast<char*>(arg.c_str()));
   args.push_back(nullptr);
+  std::vector<char*> sh_args = {const_cast<char*>(kShell),
+                                const_cast<char*>(path->c_str())};
+  sh_args.insert(sh_args.end(), args.begin() + 1, args.end());
 
   // Like glibc's posix_spawn: clone(CLONE_VM | CLONE_VFORK) onto a small
   // stack, so nothing of the caller's memory is copied, and the caller is
@@ -303,7 +319,8 @@ absl::StatusOr<Child> SpawnOnce(const std::vector<std::string>& argv,
   void* stack = ::mmap(nullptr, kStackSize, PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
   if (stack == MAP_FAILED) return StartError(errno, "mmap spawn stack");
-  SpawnRequest request = {path->c_str(), args.data(), &setup, ::getpid(), {}};
+  SpawnRequest request = {path->c_str(), args.data(), sh_args.data(), &setup,
+                          ::getpid(), {}};
   sigset_t all, saved;
   sigfillset(&all);
   ::pthread_sigmask(SIG_SETMASK, &all, &saved);

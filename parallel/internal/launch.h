@@ -51,9 +51,10 @@ struct ChildSetup {
   const std::vector<int>* fds_to_close = nullptr;
 };
 
-// The signals whose disposition is not SIG_DFL in this process now, plus
-// SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT and SIGCHLD: what a child must
-// reset.
+// What a child must reset to SIG_DFL: the signals whose disposition is not
+// SIG_DFL in this process now, those an interrupt scope may catch
+// (interrupt.h), SIGPIPE and SIGCHLD — but not a signal ignored now (other
+// than SIGPIPE and SIGCHLD): that one the child inherits ignored.
 sigset_t NonDefaultSignals();
 
 // Forks a child that runs `child_main` after the preparation and _exits with

@@ -234,7 +234,16 @@ uint64_t Replayer::total(size_t index) const {
 std::string Replayer::Tail(size_t index) const {
   if (!pending(index)) return "";
   const Unit& unit = this->unit(index);
-  return unit.out ? unit.out->Tail() : "";
+  std::string tail = unit.out ? unit.out->Tail() : "";
+  // Streams captured apart: which line came first between them is not
+  // known, so stderr's tail follows stdout's (a compiler's or ls's error is
+  // there, not in stdout).
+  if (unit.err) {
+    std::string err = unit.err->Tail();
+    if (!tail.empty() && !err.empty() && tail.back() != '\n') tail += '\n';
+    tail += err;
+  }
+  return tail;
 }
 
 int Replayer::capture_error(size_t index) const {

@@ -94,7 +94,8 @@ class Replayer {
   size_t size() const { return first_ + units_.size(); }
   // Bytes the unit wrote to stdout and stderr together.
   uint64_t total(size_t unit) const;
-  // The last few KiB of the unit's stdout (combined stream).
+  // The last few KiB of the unit's output: the combined stream's, or, when
+  // stderr is captured apart, stdout's followed by stderr's.
   std::string Tail(size_t unit) const;
   // The first capture error of the unit (ENOSPC, EMFILE in the temp dir),
   // or 0.
