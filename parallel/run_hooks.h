@@ -48,6 +48,13 @@ struct RunHooks {
   // only while this is set. A stopped step with no timeout set waits until
   // someone continues or kills it, as under make.
   std::function<void(size_t index, bool stopped)> on_stopped;
+  // A terminal (e.g. open("/dev/tty")), not owned: each step gets it as
+  // stdin, and its process group is the terminal's foreground group while
+  // it runs, so that it may read and prompt (GNU parallel's --tty; a step
+  // that reads the terminal otherwise stops on SIGTTIN). The caller's group
+  // gets the foreground back after each step. Needs max_parallel == 1
+  // (else kInvalidArgument).
+  int terminal_fd = -1;
   // Called before replayed bytes are written (e.g. to erase a status line).
   std::function<void()> before_output;
   // Prefix every replayed line with "<step name>\t" (GNU parallel's --tag).

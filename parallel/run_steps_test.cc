@@ -72,6 +72,18 @@ TEST(RunSteps, ReportsEveryStep) {
   EXPECT_EQ(report->failures().size(), 3u);
 }
 
+TEST(RunSteps, ATerminalForStepsNeedsOneStepAtATime) {
+  RunHooks hooks;
+  hooks.terminal_fd = 0;  // checked before it is used
+  ParallelOptions options;
+  options.max_parallel = 2;
+  absl::StatusOr<RunReport> report =
+      RunSteps({Step::Shell("true")}, options, hooks);
+  EXPECT_TRUE(absl::IsInvalidArgument(report.status()));
+  EXPECT_THAT(std::string(report.status().message()),
+              HasSubstr("terminal_fd needs max_parallel == 1"));
+}
+
 TEST(RunSteps, InvalidOptionsAreAStatusAndNothingRuns) {
   ParallelOptions options;
   options.max_parallel = -3;

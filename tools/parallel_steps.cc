@@ -65,6 +65,9 @@ flags:
   --json=FILE           write a JSON report, one object per command
   --junit=FILE          write a JUnit XML report, one testcase per command
   --tag                 prefix each output line with its command and a tab
+  --tty                 one command at a time, with the terminal (/dev/tty)
+                        as its stdin and in the foreground, so that it may
+                        prompt and read (GNU parallel's --tty); implies -j 1
   --progress            a [done/total] status line on stderr (default: on
                         when stderr is a terminal); --no-progress: never
   --temp-dir=DIR        where output is captured (default: $TMPDIR or /tmp)
@@ -77,10 +80,19 @@ interrupted; killed by SIGPIPE (141) when the reader of stdout goes away;
 255 on bad usage.
 )";
 
+// The terminal of --tty, closed at the end.
+struct UniqueTerminal {
+  int fd = -1;
+  ~UniqueTerminal() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
 struct Flags {
   int jobs = 0;
   bool jobs_given = false;
   bool tag = false;
+  bool tty = false;
   int progress = -1;  // -1: when stderr is a terminal
   bool halt_on_error = false;
   absl::Duration timeout = absl::InfiniteDuration();
@@ -174,6 +186,9 @@ Flags ParseFlags(int argc, char** argv) {
     } else if (name == "tag") {
       no_value();
       flags.tag = true;
+    } else if (name == "tty") {
+      no_value();
+      flags.tty = true;
     } else if (name == "progress" || name == "no-progress") {
       no_value();
       flags.progress = name == "progress" ? 1 : 0;
@@ -454,6 +469,21 @@ int main(int argc, char** argv) {
   for (const std::string& command : flags.commands) {
     steps.push_back(parallel::Step::Shell(command));
   }
+  // --tty: one command at a time has the terminal.
+  UniqueTerminal terminal;
+  if (flags.tty) {
+    if (flags.jobs_given && flags.jobs != 1) {
+      UsageError("--tty runs one command at a time: it cannot go with -j " +
+                 std::to_string(flags.jobs));
+    }
+    flags.jobs = 1;
+    flags.jobs_given = true;  // not make's jobserver either
+    terminal.fd = ::open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY);
+    if (terminal.fd < 0) {
+      UsageError(absl::StrCat("--tty: cannot open the terminal /dev/tty: ",
+                              std::strerror(errno)));
+    }
+  }
   std::unique_ptr<tools::JobserverClient> jobserver = MakeJobserver(flags);
 
   parallel::ParallelOptions options;
@@ -468,6 +498,7 @@ int main(int argc, char** argv) {
 
   StatusLine status(flags.commands);
   parallel::RunHooks hooks = MakeHooks(flags, jobserver.get(), &status);
+  hooks.terminal_fd = terminal.fd;
   absl::StatusOr<parallel::RunReport> report =
       parallel::RunSteps(std::move(steps), options, hooks);
   status.Erase();

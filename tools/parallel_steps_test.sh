@@ -336,10 +336,69 @@ grep -q "^parallel_steps: --json= needs a value after '='" err.txt || fail "--js
 expect_eq "a directory as stdin: exit status" 255 $?
 grep -q "^parallel_steps: stdin is a directory" err.txt || fail "directory as stdin: $(cat err.txt)"
 
-for flag in --jobs --halt-on-error --timeout --silent-timeout --json --junit --tag --progress --temp-dir; do
+for flag in --jobs --halt-on-error --timeout --silent-timeout --json --junit --tag --tty --progress --temp-dir; do
   grep -q -- "$flag" help.txt || fail "--help does not list $flag"
 done
 grep -q "^parallel_steps [0-9]" <("$tool" --version) || fail "--version"
+
+# --tty: on a terminal of its own (the tool leads a session on a new pty),
+# each command in turn reads the terminal as its stdin, in the foreground;
+# without --tty a command that reads /dev/tty stops (SIGTTIN) and is shown
+# as stopped, not hung in silence. No terminal: a one-line error.
+python3 - "$tool" <<'PY' || fail "--tty on a pseudo-terminal"
+import os, pty, select, sys, time
+
+def run(args, typed, seconds=20):
+    pid, master = pty.fork()
+    if pid == 0:
+        os.environ["TERM"] = "dumb"
+        os.execv(args[0], args)
+    out, deadline, sent = b"", time.time() + seconds, False
+    while time.time() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.1)
+        if not sent and time.time() > deadline - seconds + 0.5:
+            os.write(master, typed)  # once the commands wait for it
+            sent = True
+        if ready:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the terminal's last user is gone
+                chunk = b""
+            if not chunk:
+                return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), out
+            out += chunk
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            try:
+                while True:
+                    chunk = os.read(master, 4096)
+                    if not chunk:
+                        break
+                    out += chunk
+            except OSError:
+                pass
+            return os.waitstatus_to_exitcode(status), out
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    return None, out
+
+tool = sys.argv[1]
+code, out = run([tool, "--tty", "--", "read -r a; echo first got $a",
+                 "read -r b </dev/tty; echo second got $b"], b"one\ntwo\n")
+assert code == 0, (code, out)
+assert b"first got one" in out and b"second got two" in out, out
+code, out = run([tool, "--progress", "--timeout=3s", "--",
+                 "read -r a </dev/tty; echo got $a"], b"", seconds=15)
+assert code == 1, (code, out)
+assert b"1 stopped" in out, out
+PY
+"$tool" --tty -- true </dev/null >/dev/null 2>err.txt
+if [[ $? == 255 ]]; then
+  grep -q "^parallel_steps: --tty: cannot open the terminal /dev/tty" err.txt ||
+    fail "--tty without a terminal: $(cat err.txt)"
+fi
+"$tool" --tty -j 2 -- true >/dev/null 2>err.txt
+expect_eq "--tty -j 2: exit status" 255 $?
 python3 - "$tool" <<'PY' || fail "--no-progress on a pseudo-terminal"
 import os, pty, subprocess, sys
 master, slave = pty.openpty()

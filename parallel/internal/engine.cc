@@ -236,7 +236,9 @@ absl::Status Engine::Launch(size_t index, absl::Time now) {
     }
   }
   ChildSetup setup;
-  setup.stdin_fd = supervisor_.dev_null();
+  setup.stdin_fd =
+      hooks_.terminal_fd >= 0 ? hooks_.terminal_fd : supervisor_.dev_null();
+  setup.foreground_tty_fd = hooks_.terminal_fd;
   setup.stdout_fd = out_w.get();
   setup.stderr_fd = err_w.valid() ? err_w.get() : out_w.get();
   setup.result_fd = result.get();
@@ -278,6 +280,7 @@ void Engine::OnEnded(size_t slot, const ProcessExit& exit, KillReason why) {
   start_blocked_ = false;
   StepReport& report = reports_[index];
   report.duration = absl::Now() - run.started;
+  TakeTerminalBack(hooks_.terminal_fd);
   report.exit_code = exit.exit_code();
   report.signal = exit.signal();
   replayer_.Close(index, /*drop=*/why == KillReason::kHalt);
@@ -385,6 +388,11 @@ absl::StatusOr<RunReport> RunEngine(std::vector<Step> steps,
                                     const RunHooks& hooks) {
   if (absl::Status status = ValidateOptions(options); !status.ok())
     return status;
+  if (hooks.terminal_fd >= 0 && options.max_parallel != 1) {
+    return absl::InvalidArgumentError(
+        "parallel: RunHooks::terminal_fd needs max_parallel == 1 (one step "
+        "at a time has the terminal)");
+  }
   if (InProcessMode())
     return RunInProcessEngine(std::move(steps), options, hooks);
   std::string temp_dir = ResolveTempDir(options.temp_dir);

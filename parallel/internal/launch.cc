@@ -74,6 +74,16 @@ int Redirect(int from, int to) {
 SetupError PrepareChild(const ChildSetup& setup, pid_t parent) {
   auto failed = [](const char* call) { return SetupError{call, errno}; };
   if (::setpgid(0, 0) != 0) return failed("setpgid");
+  if (setup.foreground_tty_fd >= 0) {
+    // A background group's tcsetpgrp raises SIGTTOU unless it is blocked.
+    sigset_t ttou, saved;
+    sigemptyset(&ttou);
+    sigaddset(&ttou, SIGTTOU);
+    ::sigprocmask(SIG_BLOCK, &ttou, &saved);
+    const int rc = ::tcsetpgrp(setup.foreground_tty_fd, ::getpid());
+    ::sigprocmask(SIG_SETMASK, &saved, nullptr);
+    if (rc != 0) return failed("tcsetpgrp");
+  }
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) return failed("prctl");
   // The parent may have died before prctl took effect.
   if (::getppid() != parent) return SetupError{"getppid", ESRCH};
@@ -123,6 +133,16 @@ void ReportSetupError(int fd, const SetupError& error) {
 }
 
 }  // namespace
+
+void TakeTerminalBack(int tty_fd) {
+  if (tty_fd < 0) return;
+  sigset_t ttou, saved;
+  sigemptyset(&ttou);
+  sigaddset(&ttou, SIGTTOU);
+  ::pthread_sigmask(SIG_BLOCK, &ttou, &saved);
+  (void)::tcsetpgrp(tty_fd, ::getpgrp());
+  ::pthread_sigmask(SIG_SETMASK, &saved, nullptr);
+}
 
 sigset_t NonDefaultSignals() {
   sigset_t set;

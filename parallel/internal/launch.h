@@ -49,7 +49,14 @@ struct ChildSetup {
   // task runner during RunParallelSteps) are close-on-exec, so commands never
   // see them, but a forked closure holds them until it ends.
   const std::vector<int>* fds_to_close = nullptr;
+  // A terminal whose foreground process group the child's new group becomes
+  // (tcsetpgrp, before exec: the child never stops on SIGTTIN); -1: none.
+  int foreground_tty_fd = -1;
 };
+
+// Gives the terminal's foreground back to this process's group (SIGTTOU
+// blocked meanwhile, as a background process must).
+void TakeTerminalBack(int tty_fd);
 
 // What a child must reset to SIG_DFL: the signals whose disposition is not
 // SIG_DFL in this process now, those an interrupt scope may catch
