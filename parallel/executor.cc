@@ -47,6 +47,7 @@ internal::PoolConfig ToPoolConfig(const ExecutorOptions& options) {
   config.replay_in_completion_order =
       options.replay_order == ReplayOrder::kCompletion;
   config.temp_dir = internal::ResolveTempDir(options.temp_dir);
+  config.trace_file = options.trace_file;
   config.keep_values = true;
   config.initializer = options.initializer;
   config.pipeline_depth = 1;  // only idle workers get tasks: kIfPending holds

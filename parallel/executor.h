@@ -126,6 +126,9 @@ struct ExecutorOptions {
   int error_fd = 2;
   std::string temp_dir;
   ReplayOrder replay_order = ReplayOrder::kSubmit;
+  // As ProcessOptions::trace_file: a Chrome trace-event JSON file of every
+  // task, written when the executor shuts down (trace.h).
+  std::string trace_file;
 };
 
 struct TaskOptions {

@@ -1,6 +1,10 @@
 #include "parallel/options.h"
 
 #include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
 
@@ -38,6 +42,18 @@ absl::Status ValidateOptions(const ProcessOptions& options) {
   if (!options.combine_stderr && !IsOpenFd(options.error_fd)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "error_fd ", options.error_fd, " is not an open file descriptor"));
+  }
+  if (!options.trace_file.empty()) {
+    const std::string& path = options.trace_file;
+    const size_t slash = path.rfind('/');
+    const std::string dir = slash == std::string::npos ? "."
+                            : slash == 0               ? "/"
+                                                       : path.substr(0, slash);
+    if (::access(dir.c_str(), W_OK) != 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("trace_file ", path, ": cannot write in '", dir,
+                       "': ", std::strerror(errno)));
+    }
   }
   return absl::OkStatus();
 }

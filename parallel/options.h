@@ -47,6 +47,13 @@ struct ProcessOptions {
   int error_fd = 2;
   // Directory for spill files; "" = $TMPDIR, else /tmp.
   std::string temp_dir;
+  // If set, a Chrome trace-event JSON file of the run (trace.h: one event
+  // per unit on a lane per slot, running/queued counters) is written here
+  // at its end — on every way out: success, failure, halt, interrupt —
+  // atomically (a temp file renamed). Its directory must be writable when
+  // the run starts (else kInvalidArgument); a write that fails at the end is
+  // reported as the run's output_error (parallel::OutputLost).
+  std::string trace_file;
 };
 
 struct ParallelOptions : ProcessOptions {

@@ -21,5 +21,6 @@
 #include "parallel/step.h"                // IWYU pragma: export
 #include "parallel/step_observer.h"       // IWYU pragma: export
 #include "parallel/task_runner.h"         // IWYU pragma: export
+#include "parallel/trace.h"               // IWYU pragma: export
 
 #endif  // PARALLEL_PARALLEL_H_

@@ -90,6 +90,14 @@ struct StepReport {
   std::string output_tail;
   // The step's encoded return value, when options.return_values.
   std::string value;
+  // For traces and timelines (trace.h): when it could have started (the
+  // run's start; a pool input's Put or Submit), when it started, and the
+  // slot it ran in (RunSteps: 0 <= slot < max_parallel; pools: the worker's
+  // slot, one-shot processes after the pooled ones); InfinitePast and -1 if
+  // it never started.
+  absl::Time queued_time = absl::InfinitePast();
+  absl::Time start_time = absl::InfinitePast();
+  int slot = -1;
 };
 
 struct RunReport {
@@ -104,6 +112,11 @@ struct RunReport {
   std::optional<ExceptionInfo> output_error;
   // The errno behind output_error (EPIPE, ENOSPC, ...), or 0.
   int output_errno = 0;
+  // The run's start and end, and how many slots it had (max_parallel, the
+  // pool's processes): for traces and timelines.
+  absl::Time start_time = absl::InfinitePast();
+  absl::Time end_time = absl::InfinitePast();
+  int slots = 0;
 
   size_t failed_count() const;
   // The error of every failed step, in step order.

@@ -74,6 +74,9 @@ flags:
   --dump_json_test_results=FILE
                               results in gtest-parallel's JSON format
   --junit=FILE                results as JUnit XML
+  --trace=FILE                a Chrome trace-event JSON of the test
+                              processes (Perfetto, chrome://tracing)
+  --timeline=FILE             the same as one self-contained HTML timeline
   --timeout=SECONDS           kill a test that runs longer (each test then
                               runs alone unless --batch_size is given, and
                               the timeout is for the whole batch)
@@ -188,6 +191,10 @@ Options ParseFlags(int argc, char** argv) {
       }
     } else if (name == "--junit") {
       options.junit = take();
+    } else if (name == "--trace") {
+      options.trace = take();
+    } else if (name == "--timeline") {
+      options.timeline = take();
     } else if (name == "--timeout") {
       double seconds = 0;
       const std::string text = take();

@@ -397,10 +397,16 @@ bool Runner::RunRound(const std::vector<size_t>& indices, int batch,
                  std::string(report.status().message()).c_str());
     std::exit(255);
   }
+  if (processes_.start_time == absl::InfinitePast()) {
+    processes_.start_time = report->start_time;
+  }
+  processes_.end_time = report->end_time;
+  processes_.slots = options_.workers;
   // Replayed in step order: each step's bytes follow the previous ones'.
   uint64_t offset = 0;
   for (size_t k = 0; k < jobs.size(); ++k) {
     const parallel::StepReport& step = report->steps[k];
+    processes_.steps.push_back(step);
     std::string output = ReadRange(capture, offset, step.output_bytes);
     offset += step.output_bytes;
     if (!step.started) continue;  // interrupted before it began

@@ -42,6 +42,10 @@ struct Options {
   int shard_index = 0;
   std::string json;
   std::string junit;
+  // --trace / --timeline: every test process of every round (a batch is one
+  // event, named by its first test), as parallel/trace.h writes them.
+  std::string trace;
+  std::string timeline;
   absl::Duration timeout = absl::InfiniteDuration();
   // Tests per process. kAutoBatch (the default): with a timeout, each test
   // alone (a timeout is per test); without, each round's tests are dealt
@@ -152,6 +156,8 @@ class Runner {
 
   const Options options_;
   std::vector<Task> tasks_;
+  // Every round's processes, for --trace and --timeline.
+  parallel::RunReport processes_;
   bool interrupted_ = false;
   absl::Duration elapsed_;
 };

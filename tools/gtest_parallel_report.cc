@@ -163,15 +163,20 @@ std::string Runner::JsonResults() const {
 bool Runner::WriteReports() const {
   bool ok = true;
   auto write = [&ok](const std::string& path, const std::string& text) {
-    std::ofstream out(path);
-    out << text;
-    if (!out.flush()) {
-      std::fprintf(stderr, "gtest_parallel: cannot write '%s'\n",
-                   path.c_str());
+    const absl::Status status = parallel::WriteFileAtomically(path, text);
+    if (!status.ok()) {
+      std::fprintf(stderr, "gtest_parallel: %s\n",
+                   std::string(status.message()).c_str());
       ok = false;
     }
   };
   if (!options_.json.empty()) write(options_.json, JsonResults());
+  if (!options_.trace.empty()) {
+    write(options_.trace, parallel::ChromeTraceJson(processes_));
+  }
+  if (!options_.timeline.empty()) {
+    write(options_.timeline, parallel::TimelineHtml(processes_, "gtest_parallel"));
+  }
   if (!options_.junit.empty()) {
     parallel::RunReport report;
     for (const Task& task : tasks_) {

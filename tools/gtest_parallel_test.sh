@@ -108,6 +108,20 @@ expect_eq "bad --batch_size" 255 $?
 grep -q "^gtest_parallel: --batch_size wants a whole number >= 1 or 'auto', got '0'" err.txt ||
   fail "bad --batch_size message: $(cat err.txt)"
 
+# --trace and --timeline: an event and a bar per test process.
+"$tool" -w 2 --batch_size=1 --gtest_filter='Pass.*:Numbers/*' --trace=tests.json \
+  --timeline=tests.html "$sample" >/dev/null 2>&1
+expect_eq "--trace: exit status" 0 $?
+python3 - <<'PY' || fail "--trace: $(cat tests.json)"
+import json
+events = json.load(open("tests.json"))["traceEvents"]
+spans = [e for e in events if e["ph"] == "X"]
+assert sorted(e["name"] for e in spans) == ["Numbers/Param.Even/0", "Numbers/Param.Even/1",
+    "Numbers/Param.Even/2", "Pass.One", "Pass.Two"], spans
+assert all(e["tid"] in (0, 1) and e["args"]["status"] == "succeeded" for e in spans), spans
+PY
+expect_eq "--timeline bars" 5 "$(grep -o '<rect class="bar ok"' tests.html | wc -l)"
+
 # Passing tests only: exit 0; gtest's sharding variables never reach them.
 GTEST_SHARD_INDEX=1 GTEST_TOTAL_SHARDS=3 GTEST_OUTPUT="xml:$work/gtest.xml" \
   "$tool" -w 2 --gtest_filter='Pass.*:Numbers/*:Typed/*:Env.*' "$sample" >pass.txt 2>&1

@@ -64,6 +64,10 @@ flags:
   --silent-timeout=D    kill a command that prints nothing for D
   --json=FILE           write a JSON report, one object per command
   --junit=FILE          write a JUnit XML report, one testcase per command
+  --trace=FILE          write a Chrome trace-event JSON of the run (Perfetto,
+                        chrome://tracing): a lane per slot, an event per
+                        command, running/queued counters
+  --timeline=FILE       write the run as one self-contained HTML timeline
   --tag                 prefix each output line with its command and a tab
   --tty                 one command at a time, with the terminal (/dev/tty)
                         as its stdin and in the foreground, so that it may
@@ -99,6 +103,8 @@ struct Flags {
   absl::Duration silent_timeout = absl::InfiniteDuration();
   std::string json;
   std::string junit;
+  std::string trace;
+  std::string timeline;
   std::string temp_dir;
   std::vector<std::string> commands;
   bool commands_given = false;
@@ -203,6 +209,10 @@ Flags ParseFlags(int argc, char** argv) {
       flags.json = take_value();
     } else if (name == "junit") {
       flags.junit = take_value();
+    } else if (name == "trace") {
+      flags.trace = take_value();
+    } else if (name == "timeline") {
+      flags.timeline = take_value();
     } else if (name == "temp-dir") {
       flags.temp_dir = take_value();
     } else {
@@ -226,16 +236,6 @@ std::vector<std::string> ReadCommands(std::istream& in) {
   }
   if (in.bad()) UsageError("cannot read commands from stdin");
   return commands;
-}
-
-// The longest prefix of `text` of at most `size` bytes that does not end
-// inside a multi-byte UTF-8 character.
-absl::string_view Utf8Prefix(absl::string_view text, size_t size) {
-  if (text.size() <= size) return text;
-  while (size > 0 && (static_cast<unsigned char>(text[size]) & 0xC0) == 0x80) {
-    --size;
-  }
-  return text.substr(0, size);
 }
 
 // The ninja-style status line: "[done/total] N running: <command>", redrawn
@@ -274,6 +274,8 @@ class StatusLine {
     stopped ? ++stopped_count_ : --stopped_count_;
     Draw();
   }
+  // Whether the line was ever drawn (progress was on).
+  bool ever_shown() const { return ever_shown_; }
   void Erase() {
     if (!shown_) return;
     Write(dumb_ ? absl::StrCat("\r", std::string(width_, ' '), "\r")
@@ -302,7 +304,7 @@ class StatusLine {
       std::string command = *shortest;
       std::replace(command.begin(), command.end(), '\n', ' ');
       if (command.size() > 60) {
-        command = absl::StrCat(Utf8Prefix(command, 57), "...");
+        command = absl::StrCat(parallel::Utf8Prefix(command, 57), "...");
       }
       absl::StrAppend(&line, ": ", command);
     }
@@ -316,6 +318,7 @@ class StatusLine {
       Write(absl::StrCat("\r\x1b[K", line));
     }
     shown_ = true;
+    ever_shown_ = true;
   }
   static void Write(const std::string& text) {
     size_t done = 0;
@@ -334,6 +337,7 @@ class StatusLine {
   size_t stopped_count_ = 0;
   size_t done_ = 0;
   bool shown_ = false;
+  bool ever_shown_ = false;
   bool dumb_ = false;
   size_t width_ = 0;  // bytes of the line shown, when dumb_
 };
@@ -345,7 +349,7 @@ std::string SummaryName(const std::string& name) {
   std::string shown = name;
   std::replace(shown.begin(), shown.end(), '\n', ' ');
   if (shown.size() <= kMaxShown) return shown;
-  return absl::StrCat(Utf8Prefix(shown, kMaxShown - 3), "... (", name.size(),
+  return absl::StrCat(parallel::Utf8Prefix(shown, kMaxShown - 3), "... (", name.size(),
                       " bytes)");
 }
 
@@ -415,7 +419,8 @@ bool WriteReports(const Flags& flags, const parallel::RunReport& report) {
   bool written = true;
   for (const auto& [path, write] :
        {std::make_pair(flags.json, &tools::WriteJsonReport),
-        std::make_pair(flags.junit, &tools::WriteJunitReport)}) {
+        std::make_pair(flags.junit, &tools::WriteJunitReport),
+        std::make_pair(flags.timeline, &tools::WriteTimelineReport)}) {
     if (path.empty()) continue;
     if (absl::Status status = write(report, path); !status.ok()) {
       std::cerr << "parallel_steps: " << status.message() << "\n";
@@ -455,6 +460,8 @@ int main(int argc, char** argv) {
   Flags flags = ParseFlags(argc, argv);
   CheckReportPath("json", flags.json);
   CheckReportPath("junit", flags.junit);
+  CheckReportPath("trace", flags.trace);
+  CheckReportPath("timeline", flags.timeline);
   if (!flags.commands_given) {
     if (::fcntl(STDIN_FILENO, F_GETFD) == -1) UsageError("stdin is closed");
     struct stat st;
@@ -495,6 +502,7 @@ int main(int argc, char** argv) {
   options.output_fd = STDOUT_FILENO;
   options.error_fd = STDERR_FILENO;
   options.temp_dir = flags.temp_dir;
+  options.trace_file = flags.trace;
 
   StatusLine status(flags.commands);
   parallel::RunHooks hooks = MakeHooks(flags, jobserver.get(), &status);
@@ -506,6 +514,10 @@ int main(int argc, char** argv) {
   if (!report.ok()) {
     std::cerr << "parallel_steps: " << report.status().message() << "\n";
     return kUsageError;
+  }
+  if (status.ever_shown()) {
+    // Where the time went, in one line, where the status line was.
+    std::cerr << tools::RunSummaryLine(*report) << "\n";
   }
   PrintSummary(*report);
   const bool reports_written = WriteReports(flags, *report);

@@ -199,6 +199,71 @@ grep -q "1 running: sleep 0.2; echo é" dumb.txt || fail "TERM=dumb status line:
 python3 -c 'import sys; open(sys.argv[1], "rb").read().decode("utf-8")' dumb.txt ||
   fail "the status line split a UTF-8 character: $(od -c dumb.txt | head)"
 
+# --trace: Chrome trace-event JSON, checked field by field; --timeline: one
+# HTML file with a bar per command (failed ones red), rendered by headless
+# Chromium to a PNG; --progress ends with a one-line account of the time.
+"$tool" --progress --trace=run.json --timeline=run.html -j 2 -- \
+  'sleep 0.3' 'sleep 0.1; exit 3' 'echo hi' 'sleep 0.2' >/dev/null 2>trace_err.txt
+expect_eq "--trace run: exit status" 1 $?
+grep -q "4 steps in [0-9.]* s, parallelism [0-9.]* of 2, longest: sleep 0.3 0.3 s$" trace_err.txt ||
+  fail "no time summary line: $(cat trace_err.txt)"
+python3 - <<'PY' || fail "--trace JSON: $(cat run.json)"
+import json
+trace = json.load(open("run.json"))
+assert trace["displayTimeUnit"] == "ms"
+events = trace["traceEvents"]
+for e in events:
+    assert e["ph"] in ("X", "M", "C"), e
+    assert isinstance(e["pid"], int) and isinstance(e["name"], str), e
+spans = [e for e in events if e["ph"] == "X"]
+assert sorted(e["name"] for e in spans) == sorted(
+    ["sleep 0.3", "sleep 0.1; exit 3", "echo hi", "sleep 0.2"]), spans
+for e in spans:
+    assert e["cat"] == "unit" and e["tid"] in (0, 1), e
+    assert isinstance(e["ts"], int) and e["ts"] >= 0, e
+    assert isinstance(e["dur"], int) and e["dur"] >= 0, e
+    a = e["args"]
+    assert set(a) >= {"status", "exit_code", "signal", "output_bytes", "pid"}, a
+    assert a["pid"] > 0, a
+by = {e["name"]: e for e in spans}
+assert by["sleep 0.3"]["dur"] >= 300000, by["sleep 0.3"]
+assert by["echo hi"]["args"]["output_bytes"] == 3, by["echo hi"]
+failed = by["sleep 0.1; exit 3"]["args"]
+assert failed["status"] == "failed" and failed["exit_code"] == 3, failed
+assert failed["failure_type"] == "parallel::ProcessUnexpectedExit", failed
+assert "exited with code 3" in failed["message"], failed
+# No two commands on one lane at once.
+for tid in (0, 1):
+    lane = sorted((e["ts"], e["ts"] + e["dur"]) for e in spans if e["tid"] == tid)
+    assert all(a[1] <= b[0] + 1000 for a, b in zip(lane, lane[1:])), lane
+names = {e["tid"]: e["args"]["name"] for e in events
+         if e["ph"] == "M" and e["name"] == "thread_name"}
+assert names == {0: "slot 0", 1: "slot 1"}, names
+counters = [e for e in events if e["ph"] == "C"]
+assert counters and all(e["name"] == "parallelism" for e in counters), counters
+assert [e["ts"] for e in counters] == sorted(e["ts"] for e in counters)
+assert max(e["args"]["running"] for e in counters) == 2, counters
+assert counters[0]["args"]["queued"] == 4 and counters[-1]["args"] == {"running": 0, "queued": 0}, counters
+PY
+bars=$(grep -o '<rect class="bar [a-z]*"' run.html | wc -l)
+expect_eq "--timeline: a bar per command" 4 "$bars"
+expect_eq "--timeline: the failed one red" 1 "$(grep -o '<rect class="bar failed"' run.html | wc -l)"
+grep -q "parallelism 1\.[0-9]* of 2" run.html || fail "--timeline header: $(grep summary run.html)"
+grep -qi "<script\|https\?://[a-z]" <(sed 's|http://www.w3.org/2000/svg||' run.html) &&
+  fail "--timeline is not self-contained"
+if ! command -v chromium >/dev/null; then
+  fail "chromium is not installed (tools/setup.sh installs it)"
+else
+  mkdir -p home
+  HOME="$work/home" timeout 60 chromium --headless --no-sandbox --disable-gpu \
+    --disable-dev-shm-usage --hide-scrollbars --window-size=1100,300 \
+    --screenshot="$work/run.png" "file://$work/run.html" >chromium.txt 2>&1
+  python3 - <<'PY' || fail "the timeline did not render: $(tail -5 chromium.txt)"
+png = open("run.png", "rb").read()
+assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000, len(png)
+PY
+fi
+
 # Commands without shell syntax are executed directly (no /bin/sh).
 out=$("$tool" -- 'ps -o comm= -p $$' 'cat /proc/self/comm')
 expect_eq "direct exec vs shell" $'sh\ncat' "$out"
@@ -257,7 +322,10 @@ while True:
 assert out == b"one\ntwo\n", out
 assert b"[0/2] 2 running: echo two" in err, err
 assert b"[2/2] 0 running" in err, err
-assert err.endswith(b"\r\x1b[K"), err  # erased at the end
+# Erased at the end, then one line on where the time went.
+import re
+assert re.search(rb"\r\x1b\[K2 steps in [0-9.]+ s, parallelism [0-9.]+ of [0-9]+, "
+                 rb"longest: sleep 0.2; echo one 0.2 s\r\n$", err), err
 PY
 
 # Under make -j3 the jobserver decides: never more than 3 commands at once,

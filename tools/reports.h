@@ -10,13 +10,12 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "parallel/report_text.h"
 #include "parallel/step.h"
 
 namespace tools {
 
-// `text` as a JSON string literal, quoted, always valid UTF-8: bytes that are
-// not become U+FFFD.
-std::string JsonString(absl::string_view text);
+using ::parallel::JsonString;  // report_text.h
 
 // "exit code 3", "signal 9 (SIGKILL)", "timed out", "not started", ...
 std::string DescribeEnd(const parallel::StepReport& step);
@@ -32,6 +31,14 @@ absl::Status WriteJsonReport(const parallel::RunReport& report,
                              const std::string& path);
 absl::Status WriteJunitReport(const parallel::RunReport& report,
                               const std::string& path);
+// --timeline: parallel::TimelineHtml, atomically.
+absl::Status WriteTimelineReport(const parallel::RunReport& report,
+                                 const std::string& path);
+
+// "12 steps in 3.4 s, parallelism 1.8 of 2, longest: make -C a 2.1 s"
+// (`noun` names the units; the longest is cut at 60 bytes).
+std::string RunSummaryLine(const parallel::RunReport& report,
+                           absl::string_view noun = "steps");
 
 }  // namespace tools
 

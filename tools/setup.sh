@@ -13,6 +13,7 @@ packages=(
   libbenchmark-dev
   make              # the jobserver test runs a real make -j
   cmake             # the non-Bazel build (CMakeLists.txt, tools/cmake/)
+  chromium          # renders the --timeline HTML headless in a test
   parallel          # GNU parallel, a peer in tools/bench/
   python3           # tools/bench/ scripts and report parsing in tests
   python3-pebble    # a peer in tools/bench/executor_vs_python.sh

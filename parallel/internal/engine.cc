@@ -19,6 +19,7 @@
 #include "parallel/internal/result.h"
 #include "parallel/internal/supervisor.h"
 #include "parallel/step_observer_internal.h"
+#include "parallel/trace.h"
 
 namespace parallel {
 namespace internal {
@@ -81,6 +82,7 @@ class Engine : public SupervisorClient {
   std::vector<Running> running_;  // by supervisor slot
   std::vector<size_t> free_slots_;
   size_t limit_ = 0;
+  const absl::Time run_start_ = absl::Now();
   size_t next_start_ = 0;
   size_t tokens_held_ = 0;  // permissions from hooks_.throttle
   bool waiting_for_token_ = false;
@@ -129,8 +131,15 @@ absl::StatusOr<RunReport> Engine::Run() {
   RunReport report;
   report.interrupt_signal = supervisor_.interrupt_signal();
   replayer_.ReportOutputError(&report);
+  report.start_time = run_start_;
+  report.end_time = absl::Now();
+  report.slots = static_cast<int>(std::min(limit_, steps_.size()));
   report.steps.reserve(reports_.size());
-  for (StepReport& step : reports_) report.steps.push_back(std::move(step));
+  for (StepReport& step : reports_) {
+    if (!step.started) step.queued_time = run_start_;
+    report.steps.push_back(std::move(step));
+  }
+  WriteTraceFile(options_.trace_file, &report);
   return report;
 }
 
@@ -264,6 +273,9 @@ absl::Status Engine::Launch(size_t index, absl::Time now) {
   report.started = true;
   report.pid = child->pid();
   const size_t slot = TakeSlot();
+  report.queued_time = run_start_;
+  report.start_time = now;
+  report.slot = static_cast<int>(slot);
   running_[slot] = Running{index, std::move(result), now};
   supervisor_.Launch(slot, *std::move(child),
                      SlotOptions{options_.timeout, options_.silent_timeout,

@@ -20,6 +20,7 @@
 #include "parallel/internal/launch.h"
 #include "parallel/options.h"
 #include "parallel/step_observer_internal.h"
+#include "parallel/trace.h"
 
 namespace parallel {
 namespace internal {
@@ -206,6 +207,7 @@ size_t ProcessPool::Add(PoolInput given) {
   inputs_.emplace_back();
   Input& input = inputs_[index];
   input.report.name = std::move(given.label);
+  input.report.queued_time = absl::Now();
   replayer_.Add(input.report.name);
   ++unfinished_;
   if (stopped() || finishing_) {
@@ -371,6 +373,10 @@ const RunReport& ProcessPool::Finish() {
   }
   report_.interrupt_signal = supervisor_.interrupt_signal();
   replayer_.ReportOutputError(&report_);
+  report_.start_time = start_time_;
+  report_.end_time = absl::Now();
+  report_.slots = config_.processes;
+  WriteTraceFile(config_.trace_file, &report_);
   inputs_.clear();
   finished_ = true;
   return report_;

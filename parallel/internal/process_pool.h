@@ -156,6 +156,7 @@ class ProcessPool : public WorkerPool, public SupervisorClient {
   bool killed_ = false;
   RunReport report_;
   sigset_t signals_to_reset_;
+  const absl::Time start_time_ = absl::Now();
 };
 
 }  // namespace internal

@@ -160,6 +160,8 @@ void ProcessPool::HandleRecord(size_t slot, const Record& record) {
   input.state = Input::kRunning;
   input.started = now;
   input.report.started = true;
+  input.report.start_time = now;
+  input.report.slot = static_cast<int>(slot);
   input.args.clear();
   input.args.shrink_to_fit();
   supervisor_.Arm(slot, id, now, input.timeout);
@@ -171,7 +173,11 @@ void ProcessPool::HandleOnexit(size_t slot, RecordKind kind) {
   if (kind == RecordKind::kStarted) {
     worker.onexit_started = true;
     worker.ever_started = true;
-    supervisor_.Arm(slot, unit, absl::Now());
+    const absl::Time now = absl::Now();
+    onexit_reports_[slot].queued_time = now;
+    onexit_reports_[slot].start_time = now;
+    onexit_reports_[slot].slot = static_cast<int>(slot);
+    supervisor_.Arm(slot, unit, now);
     return;
   }
   worker.onexit_started = false;
