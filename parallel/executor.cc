@@ -50,7 +50,11 @@ internal::PoolConfig ToPoolConfig(const ExecutorOptions& options) {
   config.trace_file = options.trace_file;
   config.keep_values = true;
   config.initializer = options.initializer;
-  config.pipeline_depth = 1;  // only idle workers get tasks: kIfPending holds
+  // A worker gets its next task while it runs one (one wake-up of the loop
+  // per task, not two); such a task is withdrawn exactly if cancelled before
+  // the worker reaches it (claims.h), so kIfPending holds.
+  config.pipeline_depth = 2;
+  config.withdrawable = true;
   config.max_inputs_per_worker = options.max_tasks_per_worker;
   config.max_worker_rss_bytes = options.max_worker_rss_bytes;
   return config;

@@ -331,6 +331,35 @@ TEST(Executor, CancelRacingCompletionIsAlwaysOneOrTheOther) {
   std::printf("%d of 1000 cancelled\n", cancelled);
 }
 
+// A task waits in its worker's socket while the one before it runs: a
+// Cancel(kIfPending) that says yes means it never ran — withdrawn through
+// its claim word (claims.h) — whichever side was first, 300 times.
+char g_marks[256];
+void Mark(int i) {
+  std::ofstream(absl::StrCat(g_marks, "/", i));
+}
+void Briefly(int i) { usleep(i % 5 * 100); }
+TEST(Executor, CancelOfATaskQueuedBehindAnotherIsExact) {
+  const std::string dir = MakeTempDir();
+  std::snprintf(g_marks, sizeof(g_marks), "%s", dir.c_str());
+  OutputFile out;
+  ProcessPoolExecutor executor(Into(out, 1));  // workers fork: g_marks set
+  int withdrawn = 0;
+  for (int i = 0; i < 300; ++i) {
+    Future<void> before = executor.Submit(Briefly, i);
+    Future<void> queued = executor.Submit(Mark, i);
+    if (i % 3 == 0) usleep(i % 7 * 50);
+    const bool said = queued.Cancel(CancelMode::kIfPending);
+    ASSERT_TRUE(before.Get().ok());
+    const bool ran = queued.Get().ok();
+    executor.Submit(Nothing).Get().IgnoreError();  // the worker moved on
+    ASSERT_EQ(said, !ran) << i;
+    ASSERT_EQ(Exists(absl::StrCat(dir, "/", i)), ran) << i;
+    withdrawn += said;
+  }
+  std::printf("%d of 300 withdrawn\n", withdrawn);
+}
+
 TEST(Executor, EightThreadsSubmitAtOnce) {
   OutputFile out;
   ProcessPoolExecutor executor(Into(out, 2));

@@ -71,11 +71,12 @@ bool TaskState::cancelled() const {
   return cancelled_;
 }
 
-bool TaskState::Give() {
+bool TaskState::Give(ClaimWord* claim) {
   std::lock_guard<std::mutex> lock(mu_);
   // kGiven: a worker that died before starting it gave it back.
   if (phase_ == Phase::kDone) return false;
   phase_ = Phase::kGiven;
+  claim_ = claim;
   return true;
 }
 
@@ -86,6 +87,12 @@ bool TaskState::Cancel(bool kill_if_running) {
     std::lock_guard<std::mutex> lock(mu_);
     if (phase_ == Phase::kDone) return cancelled_;
     given = phase_ == Phase::kGiven;
+    // Sent to a worker that has not started it: withdrawn, it never will.
+    // (The word is not reused for another task before this one is done:
+    // that needs mu_, held here.)
+    if (given && claim_ != nullptr && ClaimWithdraw(claim_, index_.load())) {
+      given = false;
+    }
     if (given && !kill_if_running) return false;
     phase_ = Phase::kDone;
     cancelled_ = true;
@@ -327,7 +334,9 @@ void ExecutorCore::Loop(PoolConfig config) {
   config.on_done = [this](size_t index, const StepReport& report) {
     OnDone(index, report);
   };
-  config.may_start = [this](size_t index) { return states_[index]->Give(); };
+  config.may_start = [this](size_t index, ClaimWord* claim) {
+    return states_[index]->Give(claim);
+  };
   absl::StatusOr<std::unique_ptr<WorkerPool>> started = WorkerPool::Start(
       [](absl::string_view) -> absl::StatusOr<std::string> {
         return absl::InternalError("executor task without code");

@@ -70,8 +70,10 @@ class TaskState {
   void AddCallback(Callback callback);
 
   // The executor's thread, as a worker is about to get the task: false if
-  // it ended already (cancelled).
-  bool Give();
+  // it ended already (cancelled). `claim`: the task's claim word while it
+  // waits in the worker's socket (claims.h), or null — a Cancel withdraws
+  // it there, exactly, as long as the worker has not started it.
+  bool Give(ClaimWord* claim);
   // Ends the task (unless it ended already); runs the callbacks on the
   // calling thread. False if it had ended.
   bool Resolve(Raw raw, bool cancelled = false);
@@ -91,6 +93,7 @@ class TaskState {
   mutable std::mutex mu_;
   mutable std::condition_variable done_;  // phase_ became kDone
   Phase phase_ = Phase::kPending;
+  ClaimWord* claim_ = nullptr;  // while kGiven, if withdrawable
   bool cancelled_ = false;
   Raw raw_ = absl::UnknownError("not done");
   std::deque<Callback> callbacks_;

@@ -38,21 +38,39 @@ ProcessPool::ProcessPool(TaskBody task, PoolConfig config)
     : task_(std::move(task)),
       config_(std::move(config)),
       depth_(std::min<size_t>(DepthOf(config_), kLanes)),
-      spec_{&task_, &config_.onexit, &config_.initializer,
-            config_.keep_values, config_.combine_stderr, false},
+      claims_(config_.withdrawable
+                  ? static_cast<size_t>(config_.processes) * kLanes
+                  : 0),
+      spec_{&task_,
+            &config_.onexit,
+            &config_.initializer,
+            config_.keep_values,
+            config_.combine_stderr,
+            false,
+            claims_.words(),
+            claims_.size()},
       replayer_(ReplayOptions{config_.output_fd, config_.combine_stderr,
                               config_.error_fd, config_.temp_dir,
                               config_.tag_lines, nullptr,
                               config_.replay_in_completion_order}),
       supervisor_(&replayer_, this) {}
 
-size_t ProcessPool::FreeWorker() const {
+size_t ProcessPool::FreeWorker(bool idle_ok) const {
   size_t best = workers_.size();
   for (size_t i = 0; i < static_cast<size_t>(config_.processes); ++i) {
     const Worker& worker = workers_[i];
     if (!supervisor_.active(i) ||
         supervisor_.kill_reason(i) != KillReason::kNone || worker.finish_sent ||
-        worker.assigned.size() >= depth_) {
+        worker.assigned.size() >= depth_ ||
+        (!idle_ok && worker.assigned.empty())) {
+      continue;
+    }
+    // Recycling: never more than its quota, and, under an RSS limit (known
+    // only after each input), nothing queued behind a running input.
+    const size_t held = worker.inputs_done + worker.assigned.size();
+    if ((config_.max_inputs_per_worker > 0 &&
+         held >= static_cast<size_t>(config_.max_inputs_per_worker)) ||
+        (config_.max_worker_rss_bytes > 0 && !worker.assigned.empty())) {
       continue;
     }
     if (best == workers_.size() ||
@@ -69,6 +87,12 @@ size_t ProcessPool::Busy() const {
   return busy;
 }
 
+size_t ProcessPool::BusyProcesses() const {
+  size_t busy = 0;
+  for (const Worker& worker : workers_) busy += !worker.assigned.empty();
+  return busy;
+}
+
 bool ProcessPool::AnyWorkerAlive() const {
   for (size_t i = 0; i < workers_.size(); ++i) {
     if (supervisor_.active(i)) return true;
@@ -82,11 +106,25 @@ bool ProcessPool::DispatchWaiting() {
     const size_t index = waiting_.front();
     Input& input = inputs_[index];
     if (Busy() >= capacity) return false;  // one-shot processes count too
+    // At most `processes` processes at work (one-shot ones included); an
+    // input may also wait in a busy worker's socket.
+    const bool may_add_process =
+        BusyProcesses() < static_cast<size_t>(config_.processes);
     const bool own = static_cast<bool>(input.own_body);
-    const size_t slot = own ? OneShotSlot() : FreeWorker();
+    if (own && !may_add_process) return false;
+    const size_t slot = own ? OneShotSlot() : FreeWorker(may_add_process);
     if (slot == workers_.size()) return false;
     waiting_.pop_front();
-    if (config_.may_start && !config_.may_start(index)) {
+    // A pooled worker's lane has a claim word (when withdrawable): queued
+    // before anyone may withdraw the input.
+    const uint32_t lane = own ? 0 : FreeLane(workers_[slot]);
+    const size_t claim_index = slot * kLanes + lane;
+    ClaimWord* claim =
+        !own && claim_index < claims_.size() ? &claims_.words()[claim_index]
+                                              : nullptr;
+    if (claim != nullptr) claim->store(ClaimValue(index, ClaimState::kQueued));
+    if (config_.may_start && !config_.may_start(index, claim)) {
+      if (claim != nullptr) claim->store(0);
       EndUnstarted(index, StepOutcome::kHalted);
       continue;
     }
@@ -100,7 +138,8 @@ bool ProcessPool::DispatchWaiting() {
         continue;
       }
     }
-    Dispatch(slot, index);
+    Dispatch(slot, index, lane,
+             claim != nullptr ? static_cast<uint32_t>(claim_index) : kNoClaim);
   }
   return true;
 }
@@ -161,10 +200,12 @@ uint32_t ProcessPool::FreeLane(const Worker& worker) const {
   return 0;  // unreachable: kLanes >= depth_
 }
 
-void ProcessPool::Dispatch(size_t slot, size_t index) {
+void ProcessPool::Dispatch(size_t slot, size_t index, uint32_t lane_index,
+                           uint32_t claim) {
   Worker& worker = workers_[slot];
   Input& input = inputs_[index];
-  input.lane = FreeLane(worker);
+  input.lane = lane_index;
+  input.claim = claim;
   Lane& lane = worker.lanes[input.lane];
   // A lane's pipes travel to the worker once, with its first input.
   UniqueFd out_w;
@@ -189,7 +230,8 @@ void ProcessPool::Dispatch(size_t slot, size_t index) {
   std::string frame;
   AppendRecord(RecordKind::kInput,
                Encode(std::make_tuple(static_cast<uint64_t>(index), input.lane,
-                                      new_pipes, input.entry, input.args)),
+                                      new_pipes, input.entry, input.args,
+                                      input.claim)),
                &frame);
   const int fds[2] = {out_w.get(), err_w.get()};
   input.state = Input::kQueued;

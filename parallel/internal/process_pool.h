@@ -87,6 +87,7 @@ class ProcessPool : public WorkerPool, public SupervisorClient {
     absl::Duration timeout = absl::InfiniteDuration();
     bool cancelled = false;
     uint32_t lane = 0;  // while with a worker
+    uint32_t claim = kNoClaim;  // while with a worker
     StepReport report;
     absl::Time started;
   };
@@ -106,7 +107,9 @@ class ProcessPool : public WorkerPool, public SupervisorClient {
 
   // process_pool.cc
   size_t Add(PoolInput input);
-  void Dispatch(size_t slot, size_t input);
+  // Sends the input to the worker on `lane` (FreeLane), with its claim
+  // word's index or kNoClaim.
+  void Dispatch(size_t slot, size_t input, uint32_t lane, uint32_t claim);
   uint32_t FreeLane(const Worker& worker) const;
   bool DispatchWaiting();
   void FailWaitingIfNoWorker();
@@ -117,8 +120,12 @@ class ProcessPool : public WorkerPool, public SupervisorClient {
                     std::optional<ExceptionInfo> error = std::nullopt);
   // Every end of an input goes through here.
   void MarkDone(size_t index);
-  size_t FreeWorker() const;
+  // The pooled worker with room and the fewest inputs; an idle one only if
+  // `idle_ok`. workers_.size() if none.
+  size_t FreeWorker(bool idle_ok) const;
+  // Inputs with workers; workers (one-shot ones too) with inputs.
   size_t Busy() const;
+  size_t BusyProcesses() const;
   bool AnyWorkerAlive() const;
   bool stopped() const {
     return supervisor_.stopping() != KillReason::kNone || killed_;
@@ -139,6 +146,8 @@ class ProcessPool : public WorkerPool, public SupervisorClient {
   TaskBody task_;
   const PoolConfig config_;
   const size_t depth_;  // inputs per worker at once
+  // A claim word per pooled worker lane when config_.withdrawable.
+  ClaimBoard claims_;
   const WorkerSpec spec_;
   Replayer replayer_;
   Supervisor supervisor_;

@@ -193,6 +193,12 @@ void ProcessPool::HandleDone(size_t slot, const Record& record) {
   if (worker.assigned.empty() || worker.assigned.front() != id) return;
   Input& input = inputs_[id];
   worker.assigned.pop_front();
+  if (!worker.front_started) {
+    // No kStarted: it was withdrawn (claims.h) and the worker skipped it.
+    worker.last_input = id;
+    EndUnstarted(id, StepOutcome::kHalted);
+    return;
+  }
   worker.front_started = false;
   worker.last_input = id;
   ++worker.inputs_done;

@@ -158,8 +158,9 @@ class Worker {
   // Takes the unit's lane (and its pipes if new), points fds 1 and 2 at it
   // and queues kStarted. Returns the lane's pipes, or nullptr if the record
   // is garbage.
+  // *skipped: the input was withdrawn (claims.h): it must not run.
   int* Begin(const Record& record, uint64_t* id, uint64_t* entry,
-             std::string* args);
+             std::string* args, bool* skipped);
   // Runs the task (or onexit), its value or failure into the outbox.
   void RunUnit(uint64_t id, uint64_t entry, const std::string& args);
   // The unit is the worker's last (onexit, one-shot, failed initializer):
@@ -194,11 +195,12 @@ int Worker::Run() {
     uint64_t id = kOnexitId;
     uint64_t entry = 0;
     std::string args;
-    int* pipes = Begin(record, &id, &entry, &args);
+    bool skipped = false;
+    int* pipes = Begin(record, &id, &entry, &args, &skipped);
     if (pipes == nullptr) return Corrupt();
     if (!channel_.Send(outbox_)) return 0;
     outbox_.clear();
-    RunUnit(id, entry, args);
+    if (!skipped) RunUnit(id, entry, args);
     // Every byte of the task is in its lane before kDone goes.
     std::fflush(stdout);
     std::fflush(stderr);
@@ -233,14 +235,20 @@ void Worker::SendLast() {
 }
 
 int* Worker::Begin(const Record& record, uint64_t* id, uint64_t* entry,
-                   std::string* args) {
+                   std::string* args, bool* skipped) {
   uint32_t lane = 0;
   bool new_pipes = true;
   if (record.kind == RecordKind::kInput) {
-    std::tuple<uint64_t, uint32_t, bool, uint64_t, std::string> input;
+    std::tuple<uint64_t, uint32_t, bool, uint64_t, std::string, uint32_t>
+        input;
     if (!DecodeInto(record.payload, &input).ok()) return nullptr;
-    std::tie(*id, lane, new_pipes, *entry, *args) = std::move(input);
+    uint32_t claim = kNoClaim;
+    std::tie(*id, lane, new_pipes, *entry, *args, claim) = std::move(input);
     if (lane >= kLanes) return nullptr;
+    if (claim != kNoClaim) {
+      if (claim >= spec_.claim_count) return nullptr;
+      *skipped = !ClaimStart(&spec_.claims[claim], *id);
+    }
   } else if (record.kind != RecordKind::kFinish) {
     return nullptr;
   }
@@ -266,7 +274,7 @@ int* Worker::Begin(const Record& record, uint64_t* id, uint64_t* entry,
     if (pipes[1] >= 0) ::close(pipes[1]);
     pipes[0] = pipes[1] = -1;
   }
-  AppendRecord(RecordKind::kStarted, Encode(*id), &outbox_);
+  if (!*skipped) AppendRecord(RecordKind::kStarted, Encode(*id), &outbox_);
   return pipes;
 }
 
@@ -340,7 +348,7 @@ class InlinePool : public WorkerPool {
     StepReport& report = report_.steps.emplace_back();
     report.name = std::move(input.label);
     if (halted_ || finished_ ||
-        (config_.may_start && !config_.may_start(index))) {
+        (config_.may_start && !config_.may_start(index, nullptr))) {
       report.outcome = StepOutcome::kHalted;
     } else {
       const bool ok = RunStepInProcess(

@@ -3,7 +3,9 @@
 // seam (in_process.h).
 //
 // Protocol on the worker's socket (record.h): the parent sends kInput
-// (id, lane, new_pipes, entry, args) or kFinish. A worker has kLanes pairs of
+// (id, lane, new_pipes, entry, args, claim) or kFinish. An input with a
+// claim (claims.h) that was withdrawn before the worker came to it is
+// skipped: its kDone comes without a kStarted. A worker has kLanes pairs of
 // output pipes ("lanes"), used by its inputs in turn: the parent sends a
 // lane's pipe(s) (SCM_RIGHTS) with the first input that uses it, or fresh
 // ones after a task left processes behind (new_pipes), and kFinish comes
@@ -30,6 +32,7 @@
 #include <limits>
 #include <memory>
 
+#include "parallel/internal/claims.h"
 #include "parallel/internal/worker_pool.h"
 
 namespace parallel {
@@ -53,6 +56,9 @@ struct WorkerSpec {
   bool combine_stderr = true;
   // Ends after its first input (a capturing callable's own process).
   bool one_shot = false;
+  // The pool's claim words (claims.h), shared memory; null: none.
+  ClaimWord* claims = nullptr;
+  size_t claim_count = 0;
 };
 
 // Runs inputs until told to finish (or the parent is gone); returns the

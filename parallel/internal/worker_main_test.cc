@@ -74,7 +74,7 @@ TEST(WorkerMain, KDoneOfTheInputBeforeOnexitLooksAtItsOwnPipe) {
   std::string frame;
   AppendRecord(RecordKind::kInput,
                Encode(std::make_tuple(uint64_t{7}, uint32_t{0}, true,
-                                      uint64_t{0}, std::string())),
+                                      uint64_t{0}, std::string(), kNoClaim)),
                &frame);
   int fds[1] = {lane_w.get()};
   ASSERT_EQ(SendFully(sockets[0], frame.data(), frame.size(), fds, 1), 0);

@@ -29,6 +29,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "parallel/internal/claims.h"
 #include "parallel/options.h"
 #include "parallel/step.h"
 
@@ -85,7 +86,13 @@ struct PoolConfig : ProcessOptions {
   std::function<void(size_t index, const StepReport& report)> on_done;
   // Called just before an input goes to a worker: false drops it (it ends
   // as kHalted, its on_done called) — a cancelled input never starts.
-  std::function<bool(size_t index)> may_start;
+  // `claim` is the input's claim word when it is withdrawable (else null):
+  // until the worker starts it, ClaimWithdraw(claim, index) keeps it from
+  // starting (it then ends as kHalted).
+  std::function<bool(size_t index, ClaimWord* claim)> may_start;
+  // Inputs sent to a pooled worker carry a claim (claims.h), so that an
+  // input waiting in a worker's socket can still be withdrawn.
+  bool withdrawable = false;
 };
 
 inline constexpr int kMaxInitializerFailures = 3;
