@@ -24,6 +24,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -31,11 +32,13 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "parallel/parallel.h"
+#include "tools/gnu_args.h"
 #include "tools/jobserver.h"
 #include "tools/reports.h"
 
@@ -50,11 +53,22 @@ constexpr int kBrokenPipeExit = 128 + SIGPIPE;
 
 constexpr char kUsage[] =
     R"(usage: parallel_steps [flags] [--] [command ...]
+       parallel_steps [flags] [--] template ::: arg ... [::: arg ...] [:::: file ...]
+       ... | parallel_steps [flags] [--] template-with-{}
 
 Runs each command (a shell command line) as a step in its own process group,
 several at once, and prints each command's output grouped and in order, as if
 they had run one after another. Without commands after the flags, reads one
 command per line from stdin (blank lines and lines starting with # skipped).
+
+As GNU parallel: the words before ::: (or ::::) form a command template, run
+once per argument after :::, per line of each file after ::::, or per stdin
+line when the template has a replacement string and no ::: is given. In the
+template {} is the argument, {.} without extension, {/} its base name, {//}
+its directory, {/.} the base name without extension, {#} the job number,
+{N} (and {N.}, {N/}, ...) the N-th source's argument; arguments are
+shell-quoted; a template without any gets them appended. Several sources
+give their cross product; --link takes them side by side.
 
 flags:
   -j N, -jN, --jobs=N   run at most N commands at once (default: number of
@@ -69,6 +83,8 @@ flags:
                         command, running/queued counters
   --timeline=FILE       write the run as one self-contained HTML timeline
   --tag                 prefix each output line with its command and a tab
+  --link                with several ::: / :::: sources, take their
+                        arguments side by side instead of every combination
   --tty                 one command at a time, with the terminal (/dev/tty)
                         as its stdin and in the foreground, so that it may
                         prompt and read (GNU parallel's --tty); implies -j 1
@@ -96,6 +112,7 @@ struct Flags {
   int jobs = 0;
   bool jobs_given = false;
   bool tag = false;
+  bool link = false;
   bool tty = false;
   int progress = -1;  // -1: when stderr is a terminal
   bool halt_on_error = false;
@@ -195,6 +212,9 @@ Flags ParseFlags(int argc, char** argv) {
     } else if (name == "tty") {
       no_value();
       flags.tty = true;
+    } else if (name == "link") {
+      no_value();
+      flags.link = true;
     } else if (name == "progress" || name == "no-progress") {
       no_value();
       flags.progress = name == "progress" ? 1 : 0;
@@ -220,6 +240,73 @@ Flags ParseFlags(int argc, char** argv) {
     }
   }
   return flags;
+}
+
+// Every line of `in`, as GNU parallel takes arguments (a line may be
+// empty; a trailing \r is dropped).
+std::vector<std::string> ReadLines(std::istream& in, const std::string& what) {
+  std::vector<std::string> lines;
+  std::string line;
+  for (size_t number = 1; std::getline(in, line); ++number) {
+    if (line.find('\0') != std::string::npos) {
+      UsageError(absl::StrCat("line ", number, " of ", what, " has a NUL byte"));
+    }
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    lines.push_back(std::move(line));
+  }
+  if (in.bad()) UsageError(absl::StrCat("cannot read ", what));
+  return lines;
+}
+
+// GNU parallel's forms (gnu_args.h): `template ::: args`, `:::: files`, or
+// a template with a replacement string fed by stdin lines. Returns false
+// if the words are plain commands.
+bool ExpandTemplate(const Flags& flags, std::vector<std::string>* commands) {
+  const std::vector<std::string>& words = flags.commands;
+  const auto first = std::find_if(words.begin(), words.end(), [](const auto& w) {
+    return w == ":::" || w == "::::";
+  });
+  const bool any_replacement = std::any_of(
+      words.begin(), words.end(), [](const std::string& word) {
+        return tools::HasReplacementString(word);
+      });
+  if (first == words.end() && !any_replacement) return false;
+  const std::string command =
+      absl::StrJoin(words.begin(), first, " ");
+  if (command.empty()) UsageError(absl::StrCat(*first, " needs a command before it"));
+  std::vector<std::vector<std::string>> sources;
+  if (first == words.end()) {
+    struct stat st;
+    if (::fstat(STDIN_FILENO, &st) != 0) UsageError("stdin is closed");
+    if (S_ISDIR(st.st_mode)) UsageError("stdin is a directory, not a list of arguments");
+    sources.push_back(ReadLines(std::cin, "stdin"));
+  }
+  bool files = false;
+  for (auto it = first; it != words.end(); ++it) {
+    if (*it == ":::" || *it == "::::") {
+      files = *it == "::::";
+      if (it + 1 == words.end() || *(it + 1) == ":::" || *(it + 1) == "::::") {
+        UsageError(absl::StrCat(*it, " with nothing after it"));
+      }
+      if (!files) sources.emplace_back();
+      continue;
+    }
+    if (!files) {
+      sources.back().push_back(*it);
+      continue;
+    }
+    std::ifstream file(*it);
+    if (!file) {
+      UsageError(absl::StrCat(":::: ", *it, ": cannot read it: ",
+                              std::strerror(errno)));
+    }
+    sources.push_back(ReadLines(file, absl::StrCat("'", *it, "'")));
+  }
+  absl::StatusOr<std::vector<std::string>> expanded =
+      tools::ExpandTemplate(command, sources, flags.link);
+  if (!expanded.ok()) UsageError(std::string(expanded.status().message()));
+  *commands = *std::move(expanded);
+  return true;
 }
 
 std::vector<std::string> ReadCommands(std::istream& in) {
@@ -462,7 +549,11 @@ int main(int argc, char** argv) {
   CheckReportPath("junit", flags.junit);
   CheckReportPath("trace", flags.trace);
   CheckReportPath("timeline", flags.timeline);
-  if (!flags.commands_given) {
+  if (std::vector<std::string> expanded; ExpandTemplate(flags, &expanded)) {
+    flags.commands = std::move(expanded);
+  } else if (flags.link) {
+    UsageError("--link needs ::: or :::: input sources");
+  } else if (!flags.commands_given) {
     if (::fcntl(STDIN_FILENO, F_GETFD) == -1) UsageError("stdin is closed");
     struct stat st;
     if (::fstat(STDIN_FILENO, &st) == 0 && S_ISDIR(st.st_mode)) {

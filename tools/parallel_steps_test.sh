@@ -264,6 +264,29 @@ assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000, len(png)
 PY
 fi
 
+# GNU parallel's forms: ::: and :::: sources, replacement strings, stdin
+# lines as arguments of a template, cross product and --link; arguments are
+# quoted, never run as shell code.
+out=$("$tool" echo {} {.} {/} {//} {/.} {#} ::: dir/a.tar.gz 'b c.txt')
+expect_eq "::: with replacement strings" $'dir/a.tar.gz dir/a.tar a.tar.gz dir a.tar 1\nb c.txt b c b c.txt . b c 2' "$out"
+out=$(printf 'x.c\ny.c\n' | "$tool" echo cc -c {} -o {.}.o)
+expect_eq "stdin lines as arguments" $'cc -c x.c -o x.o\ncc -c y.c -o y.o' "$out"
+printf '1\n2\n' >nums.txt
+out=$("$tool" -j 1 echo {1}-{2} ::: a b :::: nums.txt)
+expect_eq "cross product of ::: and ::::" $'a-1\na-2\nb-1\nb-2' "$out"
+out=$("$tool" --link echo {1}{2} ::: a b c ::: 1 2)
+expect_eq "--link" $'a1\nb2\nc1' "$out"
+out=$("$tool" echo ::: 'x; touch pwned' '$(touch pwned2)')
+expect_eq "appended and quoted" $'x; touch pwned\n$(touch pwned2)' "$out"
+[[ -e pwned || -e pwned2 ]] && fail "an argument ran as shell code"
+"$tool" echo {} :::: no-such-file >/dev/null 2>err.txt
+expect_eq ":::: missing file: exit status" 255 $?
+grep -q "^parallel_steps: :::: no-such-file: cannot read it" err.txt || fail ":::: error: $(cat err.txt)"
+"$tool" echo {2} ::: a >/dev/null 2>err.txt
+expect_eq "{2} of one source: exit status" 255 $?
+"$tool" --link -- 'echo a' >/dev/null 2>err.txt
+expect_eq "--link without sources: exit status" 255 $?
+
 # Commands without shell syntax are executed directly (no /bin/sh).
 out=$("$tool" -- 'ps -o comm= -p $$' 'cat /proc/self/comm')
 expect_eq "direct exec vs shell" $'sh\ncat' "$out"
@@ -404,7 +427,7 @@ grep -q "^parallel_steps: --json= needs a value after '='" err.txt || fail "--js
 expect_eq "a directory as stdin: exit status" 255 $?
 grep -q "^parallel_steps: stdin is a directory" err.txt || fail "directory as stdin: $(cat err.txt)"
 
-for flag in --jobs --halt-on-error --timeout --silent-timeout --json --junit --tag --tty --progress --temp-dir; do
+for flag in --jobs --halt-on-error --timeout --silent-timeout --json --junit --tag --link --tty --progress --temp-dir --trace --timeline; do
   grep -q -- "$flag" help.txt || fail "--help does not list $flag"
 done
 grep -q "^parallel_steps [0-9]" <("$tool" --version) || fail "--version"
