@@ -26,6 +26,8 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <iterator>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -40,6 +42,7 @@
 #include "parallel/parallel.h"
 #include "tools/gnu_args.h"
 #include "tools/jobserver.h"
+#include "tools/joblog.h"
 #include "tools/reports.h"
 
 namespace {
@@ -85,6 +88,13 @@ flags:
   --tag                 prefix each output line with its command and a tab
   --link                with several ::: / :::: sources, take their
                         arguments side by side instead of every combination
+  --dry-run             print the commands that would run, run nothing
+  --joblog=FILE         GNU parallel's job log: a tab-separated line per
+                        command run (Seq, Host, Starttime, JobRuntime, Send,
+                        Receive, Exitval, Signal, Command)
+  --resume              with --joblog: skip the commands the log has
+  --resume-failed       with --joblog: skip the commands the log has as
+                        passed (run the failed ones again)
   --tty                 one command at a time, with the terminal (/dev/tty)
                         as its stdin and in the foreground, so that it may
                         prompt and read (GNU parallel's --tty); implies -j 1
@@ -113,6 +123,10 @@ struct Flags {
   bool jobs_given = false;
   bool tag = false;
   bool link = false;
+  bool dry_run = false;
+  std::string joblog;
+  bool resume = false;
+  bool resume_failed = false;
   bool tty = false;
   int progress = -1;  // -1: when stderr is a terminal
   bool halt_on_error = false;
@@ -215,6 +229,14 @@ Flags ParseFlags(int argc, char** argv) {
     } else if (name == "link") {
       no_value();
       flags.link = true;
+    } else if (name == "dry-run") {
+      no_value();
+      flags.dry_run = true;
+    } else if (name == "joblog") {
+      flags.joblog = take_value();
+    } else if (name == "resume" || name == "resume-failed") {
+      no_value();
+      (name == "resume" ? flags.resume : flags.resume_failed) = true;
     } else if (name == "progress" || name == "no-progress") {
       no_value();
       flags.progress = name == "progress" ? 1 : 0;
@@ -549,6 +571,10 @@ int main(int argc, char** argv) {
   CheckReportPath("junit", flags.junit);
   CheckReportPath("trace", flags.trace);
   CheckReportPath("timeline", flags.timeline);
+  CheckReportPath("joblog", flags.joblog);
+  if ((flags.resume || flags.resume_failed) && flags.joblog.empty()) {
+    UsageError("--resume and --resume-failed need --joblog=FILE");
+  }
   if (std::vector<std::string> expanded; ExpandTemplate(flags, &expanded)) {
     flags.commands = std::move(expanded);
   } else if (flags.link) {
@@ -562,6 +588,35 @@ int main(int argc, char** argv) {
     flags.commands = ReadCommands(std::cin);
   }
 
+  // Each command's job number (1-based) in the whole list; --resume skips
+  // some of them.
+  std::vector<size_t> seqs;
+  std::string joblog_before;  // kept when resuming: new lines are appended
+  {
+    std::map<size_t, tools::JoblogEntry> done;
+    if (flags.resume || flags.resume_failed) {
+      absl::StatusOr<std::map<size_t, tools::JoblogEntry>> log =
+          tools::ReadJoblog(flags.joblog);
+      if (!log.ok()) UsageError(std::string(log.status().message()));
+      done = *std::move(log);
+      std::ifstream in(flags.joblog);
+      joblog_before.assign(std::istreambuf_iterator<char>(in), {});
+    }
+    std::vector<std::string> left;
+    for (size_t i = 0; i < flags.commands.size(); ++i) {
+      const auto it = done.find(i + 1);
+      if (it != done.end() && (flags.resume || it->second.succeeded())) {
+        continue;
+      }
+      seqs.push_back(i + 1);
+      left.push_back(std::move(flags.commands[i]));
+    }
+    flags.commands = std::move(left);
+  }
+  if (flags.dry_run) {
+    for (const std::string& command : flags.commands) std::cout << command << "\n";
+    return std::cout.flush() ? 0 : 1;
+  }
   std::vector<parallel::Step> steps;
   steps.reserve(flags.commands.size());
   for (const std::string& command : flags.commands) {
@@ -611,7 +666,17 @@ int main(int argc, char** argv) {
     std::cerr << tools::RunSummaryLine(*report) << "\n";
   }
   PrintSummary(*report);
-  const bool reports_written = WriteReports(flags, *report);
+  bool reports_written = WriteReports(flags, *report);
+  if (!flags.joblog.empty()) {
+    const std::string before =
+        joblog_before.empty() ? tools::kJoblogHeader : joblog_before;
+    const absl::Status status = parallel::WriteFileAtomically(
+        flags.joblog, before + tools::JoblogLines(*report, seqs));
+    if (!status.ok()) {
+      std::cerr << "parallel_steps: " << status.message() << "\n";
+      reports_written = false;
+    }
+  }
   if (report->interrupt_signal != 0) {
     std::fflush(nullptr);
     signal(report->interrupt_signal, SIG_DFL);

@@ -287,6 +287,34 @@ expect_eq "{2} of one source: exit status" 255 $?
 "$tool" --link -- 'echo a' >/dev/null 2>err.txt
 expect_eq "--link without sources: exit status" 255 $?
 
+# --dry-run prints and runs nothing; --joblog in GNU parallel's format;
+# --resume-failed runs again only what failed, --resume only what is new.
+out=$("$tool" --dry-run -- 'touch ran' 'echo b')
+expect_eq "--dry-run" $'touch ran\necho b' "$out"
+[[ -e ran ]] && fail "--dry-run ran a command"
+rm -f jobs.tsv
+"$tool" --joblog=jobs.tsv -- 'echo a' 'exit 3' 'kill -9 $$' >/dev/null 2>&1
+expect_eq "--joblog run: exit status" 2 $?
+python3 - <<'PY' || fail "--joblog: $(cat jobs.tsv)"
+import csv
+rows = list(csv.reader(open("jobs.tsv"), delimiter="\t"))
+assert rows[0] == ["Seq", "Host", "Starttime", "JobRuntime", "Send", "Receive",
+                   "Exitval", "Signal", "Command"], rows[0]
+jobs = {int(r[0]): r for r in rows[1:]}
+assert sorted(jobs) == [1, 2, 3], rows
+assert jobs[1][1] == ":" and float(jobs[1][2]) > 1.7e9 and float(jobs[1][3]) >= 0
+assert jobs[1][5:9] == ["2", "0", "0", "echo a"], jobs[1]
+assert jobs[2][6:9] == ["3", "0", "exit 3"], jobs[2]
+assert jobs[3][7] == "9", jobs[3]
+PY
+out=$("$tool" --joblog=jobs.tsv --resume-failed -- 'echo a' 'echo again 2' 'echo again 3')
+expect_eq "--resume-failed" $'again 2\nagain 3' "$out"
+out=$("$tool" --joblog=jobs.tsv --resume -- 'echo a' 'echo x' 'echo y' 'echo new')
+expect_eq "--resume" "new" "$out"
+expect_eq "--joblog appended when resuming" 7 "$(wc -l <jobs.tsv)"
+"$tool" --resume -- true >/dev/null 2>err.txt
+expect_eq "--resume without --joblog" 255 $?
+
 # Commands without shell syntax are executed directly (no /bin/sh).
 out=$("$tool" -- 'ps -o comm= -p $$' 'cat /proc/self/comm')
 expect_eq "direct exec vs shell" $'sh\ncat' "$out"
@@ -427,7 +455,7 @@ grep -q "^parallel_steps: --json= needs a value after '='" err.txt || fail "--js
 expect_eq "a directory as stdin: exit status" 255 $?
 grep -q "^parallel_steps: stdin is a directory" err.txt || fail "directory as stdin: $(cat err.txt)"
 
-for flag in --jobs --halt-on-error --timeout --silent-timeout --json --junit --tag --link --tty --progress --temp-dir --trace --timeline; do
+for flag in --jobs --halt-on-error --timeout --silent-timeout --json --junit --tag --link --dry-run --joblog --resume --resume-failed --tty --progress --temp-dir --trace --timeline; do
   grep -q -- "$flag" help.txt || fail "--help does not list $flag"
 done
 grep -q "^parallel_steps [0-9]" <("$tool" --version) || fail "--version"
