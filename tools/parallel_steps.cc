@@ -89,6 +89,8 @@ flags:
   --link                with several ::: / :::: sources, take their
                         arguments side by side instead of every combination
   --dry-run             print the commands that would run, run nothing
+  --retries=N           run a failed command again, up to N more times; one
+                        that then passes is flaky (summary, --json, --junit)
   --joblog=FILE         GNU parallel's job log: a tab-separated line per
                         command run (Seq, Host, Starttime, JobRuntime, Send,
                         Receive, Exitval, Signal, Command)
@@ -124,6 +126,7 @@ struct Flags {
   bool tag = false;
   bool link = false;
   bool dry_run = false;
+  int retries = 0;
   std::string joblog;
   bool resume = false;
   bool resume_failed = false;
@@ -234,6 +237,12 @@ Flags ParseFlags(int argc, char** argv) {
       flags.dry_run = true;
     } else if (name == "joblog") {
       flags.joblog = take_value();
+    } else if (name == "retries") {
+      const std::string text = take_value();
+      if (!absl::SimpleAtoi(text, &flags.retries) || flags.retries < 0) {
+        UsageError(absl::StrCat("--retries wants a number >= 0, got '", text,
+                                "'"));
+      }
     } else if (name == "resume" || name == "resume-failed") {
       no_value();
       (name == "resume" ? flags.resume : flags.resume_failed) = true;
@@ -524,19 +533,59 @@ std::unique_ptr<tools::JobserverClient> MakeJobserver(const Flags& flags) {
 }
 
 // Writes --json and --junit; false (with a message) if one failed.
-bool WriteReports(const Flags& flags, const parallel::RunReport& report) {
-  bool written = true;
-  for (const auto& [path, write] :
-       {std::make_pair(flags.json, &tools::WriteJsonReport),
-        std::make_pair(flags.junit, &tools::WriteJunitReport),
-        std::make_pair(flags.timeline, &tools::WriteTimelineReport)}) {
-    if (path.empty()) continue;
-    if (absl::Status status = write(report, path); !status.ok()) {
-      std::cerr << "parallel_steps: " << status.message() << "\n";
-      written = false;
-    }
+// Every command's last attempt (`report`), with how many it took, and every
+// attempt of all (`every`, with each one's job number): the reports, the
+// trace, the timeline and the job log. False if one could not be written.
+bool WriteReports(const Flags& flags, const parallel::RunReport& report,
+                  const std::vector<tools::Attempts>& attempts,
+                  const parallel::RunReport& every,
+                  const std::vector<size_t>& every_seq,
+                  const std::string& joblog_before) {
+  std::vector<std::pair<std::string, absl::Status>> written;
+  auto write = [&](const std::string& path, auto make) {
+    if (!path.empty()) written.emplace_back(path, make());
+  };
+  write(flags.json,
+        [&] { return tools::WriteJsonReport(report, flags.json, &attempts); });
+  write(flags.junit,
+        [&] { return tools::WriteJunitReport(report, flags.junit, &attempts); });
+  write(flags.timeline,
+        [&] { return tools::WriteTimelineReport(every, flags.timeline); });
+  write(flags.trace, [&] {
+    return parallel::WriteFileAtomically(flags.trace,
+                                         parallel::ChromeTraceJson(every));
+  });
+  write(flags.joblog, [&] {
+    return parallel::WriteFileAtomically(
+        flags.joblog,
+        (joblog_before.empty() ? tools::kJoblogHeader : joblog_before) +
+            tools::JoblogLines(every, every_seq));
+  });
+  bool ok = true;
+  for (const auto& [path, status] : written) {
+    if (status.ok()) continue;
+    std::cerr << "parallel_steps: " << status.message() << "\n";
+    ok = false;
   }
-  return written;
+  return ok;
+}
+
+// The commands that failed and then passed on a retry.
+void PrintFlaky(const parallel::RunReport& report,
+                const std::vector<tools::Attempts>& attempts) {
+  std::string text;
+  size_t flaky = 0;
+  for (size_t i = 0; i < report.steps.size(); ++i) {
+    if (!attempts[i].flaky()) continue;
+    ++flaky;
+    absl::StrAppend(&text, "  FLAKY ", SummaryName(report.steps[i].name),
+                    "  (passed on attempt ", attempts[i].count, "; first: ",
+                    attempts[i].first_failure->message, ")\n");
+  }
+  if (flaky == 0) return;
+  std::cerr << "parallel_steps: " << flaky << " of " << report.steps.size()
+            << " commands were flaky (failed, then passed on a retry):\n"
+            << text;
 }
 
 // The status line's observers (when shown), the jobserver and --tag.
@@ -648,7 +697,7 @@ int main(int argc, char** argv) {
   options.output_fd = STDOUT_FILENO;
   options.error_fd = STDERR_FILENO;
   options.temp_dir = flags.temp_dir;
-  options.trace_file = flags.trace;
+  // The trace is written with the reports, from every attempt.
 
   StatusLine status(flags.commands);
   parallel::RunHooks hooks = MakeHooks(flags, jobserver.get(), &status);
@@ -656,27 +705,66 @@ int main(int argc, char** argv) {
   absl::StatusOr<parallel::RunReport> report =
       parallel::RunSteps(std::move(steps), options, hooks);
   status.Erase();
-  jobserver.reset();  // every token back to make, whatever happened
   if (!report.ok()) {
     std::cerr << "parallel_steps: " << report.status().message() << "\n";
     return kUsageError;
   }
+  // --retries: the failed commands again, round by round.
+  std::vector<tools::Attempts> attempts(report->steps.size());
+  parallel::RunReport every = *report;
+  std::vector<size_t> every_seq = seqs;
+  for (int round = 0; round < flags.retries && report->interrupt_signal == 0 &&
+                      !report->output_error;
+       ++round) {
+    std::vector<size_t> again;
+    std::vector<std::string> again_commands;
+    std::vector<parallel::Step> retry;
+    for (size_t i = 0; i < report->steps.size(); ++i) {
+      if (report->steps[i].outcome != parallel::StepOutcome::kFailed) continue;
+      again.push_back(i);
+      again_commands.push_back(flags.commands[i]);
+      retry.push_back(parallel::Step::Shell(flags.commands[i]));
+    }
+    if (again.empty()) break;
+    StatusLine retry_status(again_commands);
+    absl::StatusOr<parallel::RunReport> rerun = parallel::RunSteps(
+        std::move(retry), options, MakeHooks(flags, jobserver.get(), &retry_status));
+    retry_status.Erase();
+    if (!rerun.ok()) {
+      std::cerr << "parallel_steps: " << rerun.status().message() << "\n";
+      return kUsageError;
+    }
+    for (size_t k = 0; k < again.size(); ++k) {
+      parallel::StepReport& last = report->steps[again[k]];
+      tools::Attempts& tries = attempts[again[k]];
+      if (!tries.first_failure) {
+        tries.first_failure = last.error;
+        tries.first_tail = last.output_tail;
+      }
+      ++tries.count;
+      last = rerun->steps[k];
+      every.steps.push_back(rerun->steps[k]);
+      every_seq.push_back(seqs[again[k]]);
+    }
+    report->interrupt_signal = rerun->interrupt_signal;
+    report->output_error = rerun->output_error;
+    report->output_errno = rerun->output_errno;
+    every.end_time = rerun->end_time;
+  }
+  for (size_t i = 0; i < attempts.size(); ++i) {  // flaky: it passed at last
+    if (report->steps[i].outcome != parallel::StepOutcome::kSucceeded) {
+      attempts[i].first_failure.reset();
+    }
+  }
+  jobserver.reset();  // every token back to make, whatever happened
   if (status.ever_shown()) {
     // Where the time went, in one line, where the status line was.
     std::cerr << tools::RunSummaryLine(*report) << "\n";
   }
   PrintSummary(*report);
-  bool reports_written = WriteReports(flags, *report);
-  if (!flags.joblog.empty()) {
-    const std::string before =
-        joblog_before.empty() ? tools::kJoblogHeader : joblog_before;
-    const absl::Status status = parallel::WriteFileAtomically(
-        flags.joblog, before + tools::JoblogLines(*report, seqs));
-    if (!status.ok()) {
-      std::cerr << "parallel_steps: " << status.message() << "\n";
-      reports_written = false;
-    }
-  }
+  PrintFlaky(*report, attempts);
+  const bool reports_written = WriteReports(flags, *report, attempts, every,
+                                            every_seq, joblog_before);
   if (report->interrupt_signal != 0) {
     std::fflush(nullptr);
     signal(report->interrupt_signal, SIG_DFL);

@@ -315,6 +315,34 @@ expect_eq "--joblog appended when resuming" 7 "$(wc -l <jobs.tsv)"
 "$tool" --resume -- true >/dev/null 2>err.txt
 expect_eq "--resume without --joblog" 255 $?
 
+# --retries: a failed command runs again; one that then passes is flaky in
+# the summary, the JSON (attempts, flaky) and JUnit (flakyFailure, as Maven
+# Surefire writes it); the job log has every attempt.
+rm -f count retries.tsv
+flaky='n=$(cat count 2>/dev/null || echo 0); echo $((n+1)) >count; echo try $n; [ $n -ge 1 ]'
+"$tool" --retries=2 --json=retries.json --junit=retries.xml --joblog=retries.tsv -- \
+  "$flaky" 'exit 4' 'echo fine' >/dev/null 2>err.txt
+expect_eq "--retries: exit status" 1 $?
+grep -q "1 of 3 commands were flaky" err.txt || fail "no flaky summary: $(cat err.txt)"
+python3 - "$flaky" <<'PY' || fail "--retries reports: $(cat retries.json retries.xml retries.tsv)"
+import json, sys, xml.etree.ElementTree as ET
+flaky = sys.argv[1]
+got = {s["command"]: s for s in json.load(open("retries.json"))}
+assert (got[flaky]["status"], got[flaky]["attempts"], got[flaky]["flaky"]) == ("passed", 2, True), got
+assert (got["exit 4"]["status"], got["exit 4"]["attempts"], got["exit 4"]["flaky"]) == ("failed", 3, False), got
+assert (got["echo fine"]["attempts"], got["echo fine"]["flaky"]) == (1, False), got
+cases = {c.get("name"): c for c in ET.parse("retries.xml").getroot()}
+f = cases[flaky].find("flakyFailure")
+assert f is not None and "exited with code 1" in f.get("message"), ET.tostring(cases[flaky])
+assert f.find("system-out").text == "try 0\n"
+assert cases[flaky].find("failure") is None
+assert cases["exit 4"].find("failure") is not None and cases["exit 4"].find("flakyFailure") is None
+rows = [l.split("\t") for l in open("retries.tsv").read().splitlines()[1:]]
+assert sorted(int(r[0]) for r in rows) == [1, 1, 2, 2, 2, 3], rows
+PY
+"$tool" --retries=-1 -- true >/dev/null 2>err.txt
+expect_eq "--retries=-1" 255 $?
+
 # Commands without shell syntax are executed directly (no /bin/sh).
 out=$("$tool" -- 'ps -o comm= -p $$' 'cat /proc/self/comm')
 expect_eq "direct exec vs shell" $'sh\ncat' "$out"
@@ -455,7 +483,7 @@ grep -q "^parallel_steps: --json= needs a value after '='" err.txt || fail "--js
 expect_eq "a directory as stdin: exit status" 255 $?
 grep -q "^parallel_steps: stdin is a directory" err.txt || fail "directory as stdin: $(cat err.txt)"
 
-for flag in --jobs --halt-on-error --timeout --silent-timeout --json --junit --tag --link --dry-run --joblog --resume --resume-failed --tty --progress --temp-dir --trace --timeline; do
+for flag in --jobs --halt-on-error --timeout --silent-timeout --json --junit --tag --link --dry-run --retries --joblog --resume --resume-failed --tty --progress --temp-dir --trace --timeline; do
   grep -q -- "$flag" help.txt || fail "--help does not list $flag"
 done
 grep -q "^parallel_steps [0-9]" <("$tool" --version) || fail "--version"

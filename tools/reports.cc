@@ -69,17 +69,23 @@ std::string DescribeEnd(const parallel::StepReport& step) {
   return StatusWord(step);
 }
 
-std::string JsonReport(const parallel::RunReport& report) {
+std::string JsonReport(const parallel::RunReport& report,
+                       const std::vector<Attempts>* attempts) {
   std::string out = "[\n";
   for (size_t i = 0; i < report.steps.size(); ++i) {
     const parallel::StepReport& step = report.steps[i];
+    const Attempts once;
+    const Attempts& tries = attempts != nullptr && i < attempts->size()
+                                ? (*attempts)[i]
+                                : once;
     absl::StrAppend(
         &out, "  {\"command\": ", parallel::JsonString(step.name),
         ", \"status\": ", parallel::JsonString(StatusWord(step)), ", \"exit_code\": ",
         step.exit_code >= 0 ? absl::StrCat(step.exit_code) : "null",
         ", \"signal\": ", step.signal != 0 ? absl::StrCat(step.signal) : "null",
         ", \"duration_ms\": ", absl::ToInt64Milliseconds(step.duration),
-        ", \"output_bytes\": ", step.output_bytes);
+        ", \"output_bytes\": ", step.output_bytes, ", \"attempts\": ",
+        tries.count, ", \"flaky\": ", tries.flaky() ? "true" : "false");
     if (step.error.has_value()) {
       absl::StrAppend(&out,
                       ", \"error\": ", parallel::JsonString(step.error->ToString()));
@@ -89,7 +95,8 @@ std::string JsonReport(const parallel::RunReport& report) {
   return out + "]\n";
 }
 
-std::string JunitReport(const parallel::RunReport& report) {
+std::string JunitReport(const parallel::RunReport& report,
+                        const std::vector<Attempts>* attempts) {
   size_t skipped = 0;
   absl::Duration total;
   for (const parallel::StepReport& step : report.steps) {
@@ -105,12 +112,24 @@ std::string JunitReport(const parallel::RunReport& report) {
       "errors=\"0\" skipped=\"%d\" time=\"%.3f\">\n",
       report.steps.size(), report.failed_count(), skipped,
       absl::ToDoubleSeconds(total));
-  for (const parallel::StepReport& step : report.steps) {
+  for (size_t i = 0; i < report.steps.size(); ++i) {
+    const parallel::StepReport& step = report.steps[i];
     absl::StrAppendFormat(
         &out,
         "  <testcase classname=\"parallel_steps\" name=\"%s\" "
         "time=\"%.3f\">",
         parallel::XmlText(step.name, true), absl::ToDoubleSeconds(step.duration));
+    if (attempts != nullptr && i < attempts->size() &&
+        (*attempts)[i].flaky() &&
+        step.outcome == parallel::StepOutcome::kSucceeded) {
+      const Attempts& tries = (*attempts)[i];
+      absl::StrAppend(&out, "\n    <flakyFailure message=\"",
+                      parallel::XmlText(tries.first_failure->ToString(), true),
+                      "\" type=\"",
+                      parallel::XmlText(tries.first_failure->type, true),
+                      "\"><system-out>", parallel::XmlText(tries.first_tail),
+                      "</system-out></flakyFailure>\n  ");
+    }
     if (step.outcome == parallel::StepOutcome::kFailed) {
       const std::string message =
           step.error.has_value() ? step.error->ToString() : DescribeEnd(step);
@@ -149,13 +168,15 @@ std::string RunSummaryLine(const parallel::RunReport& report,
 }
 
 absl::Status WriteJsonReport(const parallel::RunReport& report,
-                             const std::string& path) {
-  return parallel::WriteFileAtomically(path, JsonReport(report));
+                             const std::string& path,
+                             const std::vector<Attempts>* attempts) {
+  return parallel::WriteFileAtomically(path, JsonReport(report, attempts));
 }
 
 absl::Status WriteJunitReport(const parallel::RunReport& report,
-                              const std::string& path) {
-  return parallel::WriteFileAtomically(path, JunitReport(report));
+                              const std::string& path,
+                              const std::vector<Attempts>* attempts) {
+  return parallel::WriteFileAtomically(path, JunitReport(report, attempts));
 }
 
 }  // namespace tools

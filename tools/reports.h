@@ -6,7 +6,9 @@
 #ifndef TOOLS_REPORTS_H_
 #define TOOLS_REPORTS_H_
 
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
@@ -20,17 +22,33 @@ using ::parallel::JsonString;  // report_text.h
 // "exit code 3", "signal 9 (SIGKILL)", "timed out", "not started", ...
 std::string DescribeEnd(const parallel::StepReport& step);
 
+// How many times a step ran (--retries), and the failure of its first
+// attempt when a later one passed (then it is flaky).
+struct Attempts {
+  int count = 1;
+  std::optional<parallel::ExceptionInfo> first_failure;
+  std::string first_tail;
+  bool flaky() const { return first_failure.has_value(); }
+};
+
 // A JSON array with one object per step: command, status, exit_code, signal,
-// duration_ms, output_bytes (and error for failed steps).
-std::string JsonReport(const parallel::RunReport& report);
+// duration_ms, output_bytes, attempts, flaky (and error for failed steps).
+// `attempts`, if given, has one entry per step (else each ran once).
+std::string JsonReport(const parallel::RunReport& report,
+                       const std::vector<Attempts>* attempts = nullptr);
 // A JUnit <testsuite> with one <testcase> per step; failed steps carry a
-// <failure> with the message and the tail of their output.
-std::string JunitReport(const parallel::RunReport& report);
+// <failure> with the message and the tail of their output; a flaky one
+// passes with a <flakyFailure> for its failed attempt, as Maven Surefire
+// writes it.
+std::string JunitReport(const parallel::RunReport& report,
+                        const std::vector<Attempts>* attempts = nullptr);
 
 absl::Status WriteJsonReport(const parallel::RunReport& report,
-                             const std::string& path);
+                             const std::string& path,
+                             const std::vector<Attempts>* attempts = nullptr);
 absl::Status WriteJunitReport(const parallel::RunReport& report,
-                              const std::string& path);
+                              const std::string& path,
+                              const std::vector<Attempts>* attempts = nullptr);
 // --timeline: parallel::TimelineHtml, atomically.
 absl::Status WriteTimelineReport(const parallel::RunReport& report,
                                  const std::string& path);
