@@ -48,6 +48,12 @@ struct RunHooks {
   // only while this is set. A stopped step with no timeout set waits until
   // someone continues or kills it, as under make.
   std::function<void(size_t index, bool stopped)> on_stopped;
+  // Asked after each step's end (after on_end) whether to stop the run, as
+  // GNU parallel's --halt: kSoon starts no more steps and lets the running
+  // ones finish; kNow also kills them (as halt_on_error, whose halted steps'
+  // output is dropped). Steps never started end as kHalted.
+  enum class Halt { kNo, kSoon, kNow };
+  std::function<Halt(size_t index, const StepReport& report)> should_halt;
   // A terminal (e.g. open("/dev/tty")), not owned: each step gets it as
   // stdin, and its process group is the terminal's foreground group while
   // it runs, so that it may read and prompt (GNU parallel's --tty; a step

@@ -72,6 +72,33 @@ TEST(RunSteps, ReportsEveryStep) {
   EXPECT_EQ(report->failures().size(), 3u);
 }
 
+TEST(RunSteps, AShouldHaltHookStopsTheRunSoonOrNow) {
+  for (const RunHooks::Halt when : {RunHooks::Halt::kSoon, RunHooks::Halt::kNow}) {
+    testing::OutputFile out;
+    ParallelOptions options;
+    options.output_fd = out.fd();
+    options.max_parallel = 2;
+    RunHooks hooks;
+    hooks.should_halt = [when](size_t, const StepReport& step) {
+      return step.outcome == StepOutcome::kFailed ? when : RunHooks::Halt::kNo;
+    };
+    absl::StatusOr<RunReport> report = RunSteps(
+        {Step::Shell("sleep 0.3; echo slow"), Step::Shell("exit 1"),
+         Step::Shell("echo never")},
+        options, hooks);
+    ASSERT_TRUE(report.ok());
+    EXPECT_EQ(report->steps[2].outcome, StepOutcome::kHalted);
+    EXPECT_FALSE(report->steps[2].started);
+    if (when == RunHooks::Halt::kSoon) {
+      EXPECT_EQ(report->steps[0].outcome, StepOutcome::kSucceeded);
+      EXPECT_EQ(out.Contents(), "slow\n");
+    } else {
+      EXPECT_EQ(report->steps[0].outcome, StepOutcome::kHalted);
+      EXPECT_EQ(out.Contents(), "");
+    }
+  }
+}
+
 TEST(RunSteps, ATerminalForStepsNeedsOneStepAtATime) {
   RunHooks hooks;
   hooks.terminal_fd = 0;  // checked before it is used

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -77,6 +78,11 @@ flags:
   -j N, -jN, --jobs=N   run at most N commands at once (default: number of
                         CPUs; under make -jN, make's jobserver decides)
   --halt-on-error       on the first failure, kill the rest and start no more
+                        (--halt=now,fail=1)
+  --halt=WHEN,WHAT=N    GNU parallel's: WHEN is now (kill the running
+                        commands) or soon (let them finish); WHAT=N is
+                        fail=N, fail=N%, success=N or success=N% (of all
+                        commands); start no more once it holds
   --timeout=D           kill a command that runs longer than D (e.g. 300ms, 2m)
   --silent-timeout=D    kill a command that prints nothing for D
   --json=FILE           write a JSON report, one object per command
@@ -133,6 +139,11 @@ struct Flags {
   bool tty = false;
   int progress = -1;  // -1: when stderr is a terminal
   bool halt_on_error = false;
+  // --halt: 0 = never.
+  parallel::RunHooks::Halt halt_when = parallel::RunHooks::Halt::kNo;
+  bool halt_on_success = false;
+  double halt_count = 0;   // commands, or a percentage when halt_percent
+  bool halt_percent = false;
   absl::Duration timeout = absl::InfiniteDuration();
   absl::Duration silent_timeout = absl::InfiniteDuration();
   std::string json;
@@ -159,6 +170,35 @@ absl::Duration ParseDurationFlag(const std::string& name,
                             "300ms or 2m, got '", value, "'"));
   }
   return duration;
+}
+
+// --halt=now|soon,fail=N|fail=N%|success=N|success=N%, or never.
+void ParseHalt(const std::string& text, Flags* flags) {
+  if (text == "never") return;
+  auto bad = [&] {
+    UsageError(absl::StrCat("--halt wants now|soon,fail=N|success=N (N may "
+                            "be a percentage), got '", text, "'"));
+  };
+  const std::vector<std::string> parts = absl::StrSplit(text, ',');
+  if (parts.size() != 2) bad();
+  if (parts[0] == "now") {
+    flags->halt_when = parallel::RunHooks::Halt::kNow;
+  } else if (parts[0] == "soon") {
+    flags->halt_when = parallel::RunHooks::Halt::kSoon;
+  } else {
+    bad();
+  }
+  absl::string_view what = parts[1];
+  if (absl::ConsumePrefix(&what, "success=")) {
+    flags->halt_on_success = true;
+  } else if (!absl::ConsumePrefix(&what, "fail=")) {
+    bad();
+  }
+  flags->halt_percent = absl::ConsumeSuffix(&what, "%");
+  if (!absl::SimpleAtod(what, &flags->halt_count) || flags->halt_count <= 0 ||
+      (flags->halt_percent && flags->halt_count > 100)) {
+    bad();
+  }
 }
 
 Flags ParseFlags(int argc, char** argv) {
@@ -252,6 +292,8 @@ Flags ParseFlags(int argc, char** argv) {
     } else if (name == "halt-on-error") {
       no_value();
       flags.halt_on_error = true;
+    } else if (name == "halt") {
+      ParseHalt(take_value(), &flags);
     } else if (name == "timeout") {
       flags.timeout = ParseDurationFlag(name, take_value());
     } else if (name == "silent-timeout") {
@@ -594,6 +636,22 @@ parallel::RunHooks MakeHooks(const Flags& flags, parallel::Throttle* jobserver,
   parallel::RunHooks hooks;
   hooks.throttle = jobserver;
   hooks.tag_lines = flags.tag;
+  if (flags.halt_when != parallel::RunHooks::Halt::kNo) {
+    // --halt: once enough commands failed (or passed), of all of them.
+    const double needed =
+        flags.halt_percent
+            ? std::ceil(flags.halt_count * flags.commands.size() / 100.0)
+            : flags.halt_count;
+    hooks.should_halt = [&flags, needed, seen = std::make_shared<size_t>(0)](
+                            size_t, const parallel::StepReport& step) {
+      const bool counts =
+          flags.halt_on_success
+              ? step.outcome == parallel::StepOutcome::kSucceeded
+              : step.outcome == parallel::StepOutcome::kFailed;
+      if (counts && ++*seen >= needed) return flags.halt_when;
+      return parallel::RunHooks::Halt::kNo;
+    };
+  }
   const bool progress =
       flags.progress == 1 || (flags.progress == -1 && ::isatty(STDERR_FILENO));
   if (!progress) return hooks;

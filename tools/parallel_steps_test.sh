@@ -343,6 +343,17 @@ PY
 "$tool" --retries=-1 -- true >/dev/null 2>err.txt
 expect_eq "--retries=-1" 255 $?
 
+# --halt: soon lets the running commands finish, now kills them; fail=N,
+# N%, success=N; never starts another.
+out=$("$tool" -j 2 --halt=soon,fail=1 -- 'sleep 0.3; echo finished' 'exit 1' 'echo never' 2>/dev/null)
+expect_eq "--halt=soon,fail=1" "finished" "$out"
+out=$("$tool" -j 2 --halt=now,fail=1 -- 'sleep 0.3; echo finished' 'exit 1' 'echo never' 2>/dev/null)
+expect_eq "--halt=now,fail=1" "" "$out"
+out=$("$tool" -j 1 --halt=now,success=50% -- 'echo 1' 'echo 2' 'echo 3' 'echo 4' 2>/dev/null)
+expect_eq "--halt=now,success=50%" $'1\n2' "$out"
+"$tool" --halt=soon,fail=0 -- true >/dev/null 2>err.txt
+expect_eq "--halt=soon,fail=0" 255 $?
+
 # Commands without shell syntax are executed directly (no /bin/sh).
 out=$("$tool" -- 'ps -o comm= -p $$' 'cat /proc/self/comm')
 expect_eq "direct exec vs shell" $'sh\ncat' "$out"
@@ -483,7 +494,7 @@ grep -q "^parallel_steps: --json= needs a value after '='" err.txt || fail "--js
 expect_eq "a directory as stdin: exit status" 255 $?
 grep -q "^parallel_steps: stdin is a directory" err.txt || fail "directory as stdin: $(cat err.txt)"
 
-for flag in --jobs --halt-on-error --timeout --silent-timeout --json --junit --tag --link --dry-run --retries --joblog --resume --resume-failed --tty --progress --temp-dir --trace --timeline; do
+for flag in --jobs --halt-on-error --timeout --silent-timeout --json --junit --tag --link --halt --dry-run --retries --joblog --resume --resume-failed --tty --progress --temp-dir --trace --timeline; do
   grep -q -- "$flag" help.txt || fail "--help does not list $flag"
 done
 grep -q "^parallel_steps [0-9]" <("$tool" --version) || fail "--version"

@@ -83,6 +83,7 @@ class Engine : public SupervisorClient {
   std::vector<size_t> free_slots_;
   size_t limit_ = 0;
   const absl::Time run_start_ = absl::Now();
+  bool halting_soon_ = false;  // hooks_.should_halt said so: start no more
   size_t next_start_ = 0;
   size_t tokens_held_ = 0;  // permissions from hooks_.throttle
   bool waiting_for_token_ = false;
@@ -116,7 +117,7 @@ absl::StatusOr<RunReport> Engine::Run() {
     }
     if (supervisor_.stopping() == KillReason::kNone) StartSteps(now);
     if (supervisor_.active_count() == 0 &&
-        (next_start_ == steps_.size() ||
+        (next_start_ == steps_.size() || halting_soon_ ||
          supervisor_.stopping() != KillReason::kNone)) {
       SkipRest();
       replayer_.Pump();
@@ -184,7 +185,8 @@ void Engine::ReleaseTokens() {
 void Engine::StartSteps(absl::Time now) {
   waiting_for_token_ = false;
   while (next_start_ < steps_.size() && supervisor_.active_count() < limit_ &&
-         !start_blocked_ && supervisor_.stopping() == KillReason::kNone) {
+         !start_blocked_ && !halting_soon_ &&
+         supervisor_.stopping() == KillReason::kNone) {
     if (hooks_.throttle != nullptr &&
         supervisor_.active_count() >= tokens_held_ + 1) {
       // Beyond the implicit slot, each running step holds a permission.
@@ -340,6 +342,18 @@ void Engine::Ended(size_t index, StepOutcome outcome) {
   }
   if (hooks_.throttle != nullptr) ReleaseTokens();
   if (hooks_.on_end) hooks_.on_end(index, report);
+  if (hooks_.should_halt) {
+    switch (hooks_.should_halt(index, report)) {
+      case RunHooks::Halt::kNow:
+        supervisor_.StopAll(KillReason::kHalt, absl::Now());
+        [[fallthrough]];
+      case RunHooks::Halt::kSoon:
+        halting_soon_ = true;
+        break;
+      case RunHooks::Halt::kNo:
+        break;
+    }
+  }
 }
 
 void Engine::SkipRest() {
@@ -390,6 +404,8 @@ absl::StatusOr<RunReport> RunInProcessEngine(std::vector<Step> steps,
     }
     if (hooks.on_end) hooks.on_end(i, step);
     if (step.outcome == StepOutcome::kFailed && options.halt_on_error)
+      halted = true;
+    if (hooks.should_halt && hooks.should_halt(i, step) != RunHooks::Halt::kNo)
       halted = true;
   }
   return report;
