@@ -139,11 +139,15 @@ TEST(Trace, AnInterruptedRunWritesItsTraceBeforeTheSignalEndsIt) {
     ParallelOptions options;
     options.trace_file = dir + "/interrupted.json";
     options.output_fd = open("/dev/null", O_WRONLY);
-    RunParallelSteps({[started] {
-                       std::ofstream{started};
-                       pause();
-                     }},
-                     options);
+    try {
+      RunParallelSteps({[started] {
+                         std::ofstream{started};
+                         pause();
+                       }},
+                       options);
+    } catch (...) {
+      _exit(1);  // never back into gtest in this child
+    }
     _exit(0);  // not reached: the SIGTERM is re-raised
   }
   for (int i = 0; i < 2000 && access(started.c_str(), F_OK) != 0; ++i) {
