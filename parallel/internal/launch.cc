@@ -308,16 +308,55 @@ struct SpawnRequest {
 
 // The child of SpawnChild: runs on its own small stack in the parent's memory
 // (CLONE_VM), with every signal blocked, until execve. Async-signal-safe.
-int SpawnTrampoline(void* arg) {
-  auto* request = static_cast<SpawnRequest*>(arg);
+// Returns only if the child could not be prepared or exec'd (then
+// request->error says why).
+void RunSpawnChild(SpawnRequest* request) {
   // Handlers are the parent's code: reset before anything can unblock them.
   request->error = PrepareChild(*request->setup, request->parent);
-  if (request->error.call != nullptr) ::_exit(kExitSetupFailed);
+  if (request->error.call != nullptr) return;
   ::execve(request->path, request->argv, environ);
   if (errno == ENOEXEC) ::execve(kShell, request->sh_argv, environ);
   request->error = {"execve", errno};
-  ::_exit(127);
 }
+
+#if !defined(__SANITIZE_THREAD__)
+int SpawnTrampoline(void* arg) {
+  auto* request = static_cast<SpawnRequest*>(arg);
+  RunSpawnChild(request);
+  ::_exit(std::strcmp(request->error.call, "execve") == 0 ? 127
+                                                         : kExitSetupFailed);
+}
+#else
+// Under ThreadSanitizer: a CLONE_VM child would run TSan's interceptors on
+// the parent's thread state (they share the TLS) and leave it corrupt — the
+// parent then misses its own locks and reports races that are not there.
+// So a plain fork, which TSan knows, with the error sent back through a
+// close-on-exec pipe (EOF: the exec succeeded).
+pid_t ForkSpawn(SpawnRequest* request) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return -1;
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::close(fds[0]);
+    RunSpawnChild(request);
+    (void)!::write(fds[1], &request->error, sizeof(request->error));
+    ::_exit(std::strcmp(request->error.call, "execve") == 0 ? 127
+                                                           : kExitSetupFailed);
+  }
+  const int fork_errno = errno;
+  ::close(fds[1]);
+  if (pid > 0) {
+    SetupError error = {};
+    if (RetryOnEintr([&] { return ::read(fds[0], &error, sizeof(error)); }) ==
+        static_cast<ssize_t>(sizeof(error))) {
+      request->error = error;
+    }
+  }
+  ::close(fds[0]);
+  errno = fork_errno;
+  return pid;
+}
+#endif
 
 absl::StatusOr<Child> SpawnOnce(const std::vector<std::string>& argv,
                                 const ChildSetup& setup) {
@@ -344,9 +383,13 @@ absl::StatusOr<Child> SpawnOnce(const std::vector<std::string>& argv,
   sigset_t all, saved;
   sigfillset(&all);
   ::pthread_sigmask(SIG_SETMASK, &all, &saved);
+#if defined(__SANITIZE_THREAD__)
+  const pid_t pid = ForkSpawn(&request);
+#else
   const pid_t pid =
       ::clone(SpawnTrampoline, static_cast<char*>(stack) + kStackSize,
               CLONE_VM | CLONE_VFORK | SIGCHLD, &request);
+#endif
   const int clone_errno = errno;
   ::pthread_sigmask(SIG_SETMASK, &saved, nullptr);
   ::munmap(stack, kStackSize);
