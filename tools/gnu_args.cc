@@ -27,8 +27,8 @@ Replacement ParseReplacement(absl::string_view text) {
   absl::string_view inner = text.substr(1, close - 1);
   Replacement r;
   r.length = close + 1;
-  if (inner == "#") {
-    r.source = -1;
+  if (inner == "#" || inner == "%") {
+    r.source = inner == "#" ? -1 : -2;
     return r;
   }
   size_t digits = 0;
@@ -109,6 +109,10 @@ std::string FillTemplate(absl::string_view command,
     i += r.length;
     if (r.source == -1) {
       absl::StrAppend(&out, job);
+    } else if (r.source == -2) {
+      // The slot is known only when the job starts: the library gives each
+      // command it in the environment.
+      absl::StrAppend(&out, "$PARALLEL_JOBSLOT");
     } else if (r.source == 0) {
       std::vector<std::string> each;
       for (const std::string& arg : args) {

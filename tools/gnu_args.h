@@ -7,7 +7,8 @@
 //
 // Replacement strings: {} the argument, {.} without its extension, {/} its
 // base name, {//} its directory, {/.} the base name without extension, {#}
-// the job number (1, 2, ...), and {N}, {N.}, {N/}, {N//}, {N/.} for the N-th
+// the job number (1, 2, ...), {%} the job slot (1..jobs; the shell's
+// $PARALLEL_JOBSLOT, which the library sets for each command), and {N}, {N.}, {N/}, {N//}, {N/.} for the N-th
 // input source's argument. With several sources the jobs are their cross
 // product (the last source varying fastest), or with `link` they are taken
 // side by side (shorter sources wrap around, as GNU parallel's --link). An

@@ -23,6 +23,10 @@ TEST(FillTemplate, EveryReplacementString) {
             "file.tar 7");
 }
 
+TEST(FillTemplate, TheSlotComesFromTheEnvironment) {
+  EXPECT_EQ(FillTemplate("echo {%} {}", {"a"}, 1), "echo $PARALLEL_JOBSLOT a");
+}
+
 TEST(FillTemplate, FormsOfAPlainName) {
   EXPECT_EQ(FillTemplate("{.}|{/}|{//}|{/.}", {"file.c"}, 1),
             "file|file.c|.|file");

@@ -274,6 +274,13 @@ expect_eq "stdin lines as arguments" $'cc -c x.c -o x.o\ncc -c y.c -o y.o' "$out
 printf '1\n2\n' >nums.txt
 out=$("$tool" -j 1 echo {1}-{2} ::: a b :::: nums.txt)
 expect_eq "cross product of ::: and ::::" $'a-1\na-2\nb-1\nb-2' "$out"
+out=$("$tool" -j 2 'echo {#} {%} $PARALLEL_SEQ $PARALLEL_JOBSLOT' ::: a b c | sort)
+python3 - "$out" <<'PY' || fail "{%} and PARALLEL_SEQ/PARALLEL_JOBSLOT: $out"
+import sys
+rows = [l.split() for l in sys.argv[1].splitlines()]
+assert [r[0] for r in rows] == ["1", "2", "3"] and all(r[0] == r[2] for r in rows), rows
+assert all(r[1] == r[3] and r[1] in ("1", "2") for r in rows), rows
+PY
 out=$("$tool" --link echo {1}{2} ::: a b c ::: 1 2)
 expect_eq "--link" $'a1\nb2\nc1' "$out"
 out=$("$tool" echo ::: 'x; touch pwned' '$(touch pwned2)')

@@ -258,6 +258,13 @@ absl::Status Engine::Launch(size_t index, absl::Time now) {
   setup.fds_to_close = &fds_to_close_;
   absl::StatusOr<Child> child;
   if (step.is_command()) {
+    // GNU parallel's job number and slot (1-based); TakeSlot below takes
+    // this same slot.
+    const size_t slot = free_slots_.empty() ? running_.size() : free_slots_.back();
+    const std::vector<std::string> extra_env = {
+        absl::StrCat("PARALLEL_SEQ=", index + 1),
+        absl::StrCat("PARALLEL_JOBSLOT=", slot + 1)};
+    setup.extra_env = &extra_env;
     child = SpawnChild(step.argv(), setup);
   } else {
     // A copy of the body on the heap: steps_ itself is not mapped in the

@@ -14,11 +14,13 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <algorithm>
 #include <cstring>
 #include <iostream>
 #include <map>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
@@ -300,6 +302,7 @@ struct SpawnRequest {
   // not a binary (ENOEXEC: a script without "#!"), as execvp, sh and make
   // do.
   char* const* sh_argv;
+  char* const* envp;
   const ChildSetup* setup;
   pid_t parent;
   // Written by the child (shared memory) if it fails before or in execve.
@@ -314,8 +317,8 @@ void RunSpawnChild(SpawnRequest* request) {
   // Handlers are the parent's code: reset before anything can unblock them.
   request->error = PrepareChild(*request->setup, request->parent);
   if (request->error.call != nullptr) return;
-  ::execve(request->path, request->argv, environ);
-  if (errno == ENOEXEC) ::execve(kShell, request->sh_argv, environ);
+  ::execve(request->path, request->argv, request->envp);
+  if (errno == ENOEXEC) ::execve(kShell, request->sh_argv, request->envp);
   request->error = {"execve", errno};
 }
 
@@ -370,6 +373,24 @@ absl::StatusOr<Child> SpawnOnce(const std::vector<std::string>& argv,
   std::vector<char*> sh_args = {const_cast<char*>(kShell),
                                 const_cast<char*>(path->c_str())};
   sh_args.insert(sh_args.end(), args.begin() + 1, args.end());
+  // The environment: the caller's, with setup.extra_env over it.
+  std::vector<char*> env;
+  if (setup.extra_env != nullptr) {
+    for (char** entry = environ; *entry != nullptr; ++entry) {
+      const absl::string_view name(*entry, std::strcspn(*entry, "="));
+      const bool replaced = std::any_of(
+          setup.extra_env->begin(), setup.extra_env->end(),
+          [&](const std::string& extra) {
+            return absl::StartsWith(extra, name) && extra.size() > name.size() &&
+                   extra[name.size()] == '=';
+          });
+      if (!replaced) env.push_back(*entry);
+    }
+    for (const std::string& extra : *setup.extra_env) {
+      env.push_back(const_cast<char*>(extra.c_str()));
+    }
+    env.push_back(nullptr);
+  }
 
   // Like glibc's posix_spawn: clone(CLONE_VM | CLONE_VFORK) onto a small
   // stack, so nothing of the caller's memory is copied, and the caller is
@@ -378,7 +399,8 @@ absl::StatusOr<Child> SpawnOnce(const std::vector<std::string>& argv,
   void* stack = ::mmap(nullptr, kStackSize, PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
   if (stack == MAP_FAILED) return StartError(errno, "mmap spawn stack");
-  SpawnRequest request = {path->c_str(), args.data(), sh_args.data(), &setup,
+  SpawnRequest request = {path->c_str(), args.data(), sh_args.data(),
+                          env.empty() ? environ : env.data(), &setup,
                           ::getpid(), {}};
   sigset_t all, saved;
   sigfillset(&all);

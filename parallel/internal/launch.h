@@ -49,6 +49,10 @@ struct ChildSetup {
   // task runner during RunParallelSteps) are close-on-exec, so commands never
   // see them, but a forked closure holds them until it ends.
   const std::vector<int>* fds_to_close = nullptr;
+  // "NAME=value" entries a spawned command gets on top of (replacing the
+  // same names in) the caller's environment; null: none. Forked children
+  // ignore it.
+  const std::vector<std::string>* extra_env = nullptr;
   // A terminal whose foreground process group the child's new group becomes
   // (tcsetpgrp, before exec: the child never stops on SIGTTIN); -1: none.
   int foreground_tty_fd = -1;
