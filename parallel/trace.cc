@@ -178,8 +178,8 @@ std::string TimelineHtml(const RunReport& report, absl::string_view title) {
   }
   constexpr int kLeft = 70, kWidth = 1000, kLane = 24, kTop = 24;
   const double wall = std::max(absl::ToDoubleSeconds(end - start), 1e-6);
-  auto x = [&](absl::Time t) {
-    return kLeft + kWidth * absl::ToDoubleSeconds(t - start) / wall;
+  auto x = [&, origin = start](absl::Time t) {  // C++17 cannot capture a binding
+    return kLeft + kWidth * absl::ToDoubleSeconds(t - origin) / wall;
   };
   const int height = kTop + lanes * kLane + 8;
   std::string svg = absl::StrFormat(

@@ -23,7 +23,8 @@ build() {  # name, sources...
 build record_fuzzer parallel/internal/record_fuzzer.cc parallel/internal/record.cc \
   parallel/internal/fd.cc
 build codec_fuzzer parallel/codec_fuzzer.cc
-build reports_fuzzer tools/reports_fuzzer.cc tools/reports.cc parallel/step.cc parallel/failure.cc
+build reports_fuzzer tools/reports_fuzzer.cc tools/reports.cc parallel/step.cc parallel/failure.cc \
+  parallel/report_text.cc parallel/trace.cc
 
 per_target=$((seconds / 3))
 status=0
