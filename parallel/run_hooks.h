@@ -12,6 +12,8 @@
 
 #include <cstddef>
 #include <functional>
+#include <string>
+#include <vector>
 
 #include "parallel/step.h"
 
@@ -66,6 +68,35 @@ struct RunHooks {
   // Prefix every replayed line with "<step name>\t" (GNU parallel's --tag).
   // Output is then copied through a buffer rather than by the kernel.
   bool tag_lines = false;
+  // With tag_lines: step i's prefix is line_tags[i] instead of its name
+  // (GNU parallel tags with a job's arguments). Steps beyond its end use
+  // their names.
+  std::vector<std::string> line_tags;
+  // GNU parallel's --line-buffer: instead of each step's output whole and
+  // in step order, every running step's complete lines are written as they
+  // arrive (tagged with tag_lines), so lines of different steps interleave
+  // but never mix. A line longer than 64 KiB goes out in 64 KiB pieces; a
+  // step's unterminated last line goes out when the step ends. Liveness
+  // over grouping: use it when watching a long run matters more than
+  // reading each step's output in one piece. With halt_on_error (or
+  // Halt::kNow), lines a halted step wrote before it was killed have
+  // already been written.
+  bool line_buffer = false;
+  // GNU parallel's --results: called as step `index` is about to start;
+  // returns an existing directory in which to keep a copy of its output
+  // (files "stdout" and "stderr", or "stdout" alone with combine_stderr,
+  // created or truncated), written as the output arrives whatever the
+  // step's outcome — or "" for none. A file that cannot be created fails
+  // the step before it starts (parallel::ProcessStartError naming the
+  // file); one that cannot be written fails it as parallel::OutputLost. The
+  // replay is unchanged.
+  std::function<std::string(size_t index)> results_dir;
+  // Asked as each step ends, before its output is replayed (its report is
+  // final): false discards the output (GNU parallel's --retries shows only
+  // a command's last attempt). Setting it makes no step live: each step's
+  // output goes out whole once the step ended, still in step order. With
+  // line_buffer, only what is not out yet is discarded.
+  std::function<bool(size_t index, const StepReport& report)> replay_output;
 };
 
 }  // namespace parallel

@@ -2,10 +2,12 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <fstream>
+#include <iterator>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -259,6 +261,65 @@ TEST(RunSteps, CommandsCannotWriteToTheReplayTargetsDirectly) {
   EXPECT_EQ(out_file.Contents(), "closed\nclosed\nclosed\n");
   EXPECT_THAT(err_file.Contents(),
               ::testing::Not(::testing::HasSubstr("leak")));
+}
+
+TEST(RunSteps, ReplayOutputHookDropsAFailedStepsOutputAndKeepsTheOrder) {
+  OutputFile out;
+  RunHooks hooks;
+  std::vector<size_t> asked;
+  hooks.replay_output = [&asked](size_t index, const StepReport& report) {
+    asked.push_back(index);
+    return report.outcome != StepOutcome::kFailed;
+  };
+  ParallelOptions options = Into(out);
+  options.max_parallel = 3;
+  std::vector<Step> steps;
+  steps.push_back(Step::Shell("sleep 0.2; echo first"));
+  steps.push_back(Step::Shell("echo failing; exit 3"));
+  steps.push_back(Step::Shell("echo third"));
+  absl::StatusOr<RunReport> report = RunSteps(std::move(steps), options, hooks);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(out.Contents(), "first\nthird\n");
+  std::sort(asked.begin(), asked.end());
+  EXPECT_THAT(asked, ElementsAre(0, 1, 2));
+  // Dropped from the replay, not from the report.
+  EXPECT_EQ(report->steps[1].output_tail, "failing\n");
+}
+
+TEST(RunSteps, ResultsDirKeepsEachStepsStreamsWhateverItsOutcome) {
+  OutputFile out;
+  const std::string base =
+      absl::StrCat(std::getenv("TEST_TMPDIR") ? std::getenv("TEST_TMPDIR")
+                                              : "/tmp",
+                   "/results_", getpid());
+  ASSERT_EQ(mkdir(base.c_str(), 0700), 0);
+  ASSERT_EQ(mkdir((base + "/0").c_str(), 0700), 0);
+  RunHooks hooks;
+  hooks.results_dir = [&base](size_t index) {
+    return index == 0 ? base + "/0" : index == 1 ? base + "/missing" : "";
+  };
+  ParallelOptions options = Into(out);
+  options.combine_stderr = false;
+  options.error_fd = out.fd();
+  std::vector<Step> steps;
+  steps.push_back(Step::Shell("echo out; echo err >&2; exit 2"));
+  steps.push_back(Step::Shell("echo never"));
+  steps.push_back(Step::Shell("echo no copy"));
+  absl::StatusOr<RunReport> report = RunSteps(std::move(steps), options, hooks);
+  ASSERT_TRUE(report.ok()) << report.status();
+  auto read = [](const std::string& path) {
+    std::ifstream in(path);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  EXPECT_EQ(read(base + "/0/stdout"), "out\n");
+  EXPECT_EQ(read(base + "/0/stderr"), "err\n");
+  EXPECT_EQ(report->steps[0].outcome, StepOutcome::kFailed);
+  ASSERT_EQ(report->steps[1].outcome, StepOutcome::kFailed);
+  EXPECT_FALSE(report->steps[1].started);
+  EXPECT_THAT(report->steps[1].error->message,
+              HasSubstr("cannot create " + base + "/missing/stdout"));
+  EXPECT_EQ(report->steps[2].outcome, StepOutcome::kSucceeded);
+  EXPECT_EQ(out.Contents(), "out\nerr\nno copy\n");
 }
 
 TEST(RunSteps, StdinIsDevNull) {

@@ -128,7 +128,8 @@ std::string FillTemplate(absl::string_view command,
 
 absl::StatusOr<std::vector<std::string>> ExpandTemplate(
     absl::string_view command,
-    const std::vector<std::vector<std::string>>& sources, bool link) {
+    const std::vector<std::vector<std::string>>& sources, bool link,
+    std::vector<std::string>* arguments) {
   for (size_t i = command.find('{'); i != absl::string_view::npos;
        i = command.find('{', i + 1)) {
     const Replacement r = ParseReplacement(command.substr(i));
@@ -155,6 +156,7 @@ absl::StatusOr<std::vector<std::string>> ExpandTemplate(
       if (!link) rest /= source.size();
     }
     commands.push_back(FillTemplate(command, args, job + 1));
+    if (arguments != nullptr) arguments->push_back(absl::StrJoin(args, " "));
   }
   return commands;
 }

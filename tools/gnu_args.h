@@ -43,10 +43,12 @@ std::string FillTemplate(absl::string_view command,
 
 // Every job's command: `sources` crossed (or linked), each filled in. An
 // empty source gives no jobs. Fails (kInvalidArgument, naming it) on a
-// positional replacement string beyond the number of sources.
+// positional replacement string beyond the number of sources. With
+// `arguments`, also each job's arguments joined by spaces (what GNU
+// parallel's --tag puts before its lines).
 absl::StatusOr<std::vector<std::string>> ExpandTemplate(
     absl::string_view command, const std::vector<std::vector<std::string>>& sources,
-    bool link);
+    bool link, std::vector<std::string>* arguments = nullptr);
 
 }  // namespace tools
 

@@ -82,7 +82,9 @@ flags:
   --halt=WHEN,WHAT=N    GNU parallel's: WHEN is now (kill the running
                         commands) or soon (let them finish); WHAT=N is
                         fail=N, fail=N%, success=N or success=N% (of all
-                        commands); start no more once it holds
+                        commands); start no more once it holds. Exit
+                        status as GNU's: 0 after success=N, the failing
+                        command's after fail=1
   --timeout=D           kill a command that runs longer than D (e.g. 300ms, 2m)
   --silent-timeout=D    kill a command that prints nothing for D
   --json=FILE           write a JSON report, one object per command
@@ -91,12 +93,21 @@ flags:
                         chrome://tracing): a lane per slot, an event per
                         command, running/queued counters
   --timeline=FILE       write the run as one self-contained HTML timeline
-  --tag                 prefix each output line with its command and a tab
+  --tag                 prefix each output line with its command (with a
+                        template: its arguments, as GNU parallel) and a tab
+  --line-buffer         print every running command's whole lines as they
+                        come (lines of commands interleave, never mix)
+                        instead of each command's output whole and in order
+  --results=DIR         also keep each command's output in DIR/SEQ/stdout
+                        and DIR/SEQ/stderr, and its command line in
+                        DIR/SEQ/cmd (SEQ: the job number, {#})
   --link                with several ::: / :::: sources, take their
                         arguments side by side instead of every combination
   --dry-run             print the commands that would run, run nothing
   --retries=N           run a failed command again, up to N more times; one
-                        that then passes is flaky (summary, --json, --junit)
+                        that then passes is flaky (summary, --json, --junit).
+                        Only the last attempt's output is printed (GNU's);
+                        output then goes out per command once it ended
   --joblog=FILE         GNU parallel's job log: a tab-separated line per
                         command run (Seq, Host, Starttime, JobRuntime, Send,
                         Receive, Exitval, Signal, Command)
@@ -113,7 +124,7 @@ flags:
   --version             show the version
 
 exit status: 0 if all passed, else the number of failed commands (max 101),
-plus one if the output could not be written; killed by the signal if
+plus one if the output could not be written (--halt: see above); killed by the signal if
 interrupted; killed by SIGPIPE (141) when the reader of stdout goes away;
 255 on bad usage.
 )";
@@ -130,6 +141,8 @@ struct Flags {
   int jobs = 0;
   bool jobs_given = false;
   bool tag = false;
+  bool line_buffer = false;
+  std::string results;
   bool link = false;
   bool dry_run = false;
   int retries = 0;
@@ -152,6 +165,9 @@ struct Flags {
   std::string timeline;
   std::string temp_dir;
   std::vector<std::string> commands;
+  // From a template: each command's arguments, which --tag puts before its
+  // lines (GNU parallel's); empty when whole commands were given.
+  std::vector<std::string> tags;
   bool commands_given = false;
 };
 
@@ -266,6 +282,11 @@ Flags ParseFlags(int argc, char** argv) {
     } else if (name == "tag") {
       no_value();
       flags.tag = true;
+    } else if (name == "line-buffer") {
+      no_value();
+      flags.line_buffer = true;
+    } else if (name == "results") {
+      flags.results = take_value();
     } else if (name == "tty") {
       no_value();
       flags.tty = true;
@@ -334,7 +355,8 @@ std::vector<std::string> ReadLines(std::istream& in, const std::string& what) {
 // GNU parallel's forms (gnu_args.h): `template ::: args`, `:::: files`, or
 // a template with a replacement string fed by stdin lines. Returns false
 // if the words are plain commands.
-bool ExpandTemplate(const Flags& flags, std::vector<std::string>* commands) {
+bool ExpandTemplate(const Flags& flags, std::vector<std::string>* commands,
+                    std::vector<std::string>* arguments) {
   const std::vector<std::string>& words = flags.commands;
   const auto first = std::find_if(words.begin(), words.end(), [](const auto& w) {
     return w == ":::" || w == "::::";
@@ -376,7 +398,7 @@ bool ExpandTemplate(const Flags& flags, std::vector<std::string>* commands) {
     sources.push_back(ReadLines(file, absl::StrCat("'", *it, "'")));
   }
   absl::StatusOr<std::vector<std::string>> expanded =
-      tools::ExpandTemplate(command, sources, flags.link);
+      tools::ExpandTemplate(command, sources, flags.link, arguments);
   if (!expanded.ok()) UsageError(std::string(expanded.status().message()));
   *commands = *std::move(expanded);
   return true;
@@ -630,26 +652,87 @@ void PrintFlaky(const parallel::RunReport& report,
             << text;
 }
 
-// The status line's observers (when shown), the jobserver and --tag.
+// --results=DIR: DIR exists (made if missing, with its parents) and takes
+// files before anything runs.
+void MakeResultsDir(const std::string& dir) {
+  if (dir.empty()) return;
+  std::string path;
+  for (absl::string_view part : absl::StrSplit(dir, '/')) {
+    absl::StrAppend(&path, part, "/");
+    if (part.empty() || part == ".") continue;
+    if (::mkdir(path.c_str(), 0777) != 0 && errno != EEXIST) {
+      UsageError(absl::StrCat("--results=", dir, ": cannot create '", path,
+                              "': ", std::strerror(errno)));
+    }
+  }
+  if (::access(dir.c_str(), W_OK | X_OK) != 0) {
+    UsageError(absl::StrCat("--results=", dir, ": cannot write in it: ",
+                            std::strerror(errno)));
+  }
+}
+
+// --results: DIR/SEQ, made with its cmd file as the command starts ("" if
+// that fails: the step then fails as its output files cannot be created
+// there either, with a message naming them).
+std::string ResultsDirFor(const std::string& dir, size_t seq,
+                          const std::string& command) {
+  const std::string path = absl::StrCat(dir, "/", seq);
+  if (::mkdir(path.c_str(), 0777) != 0 && errno != EEXIST) return path;
+  std::ofstream cmd(path + "/cmd", std::ios::trunc);
+  cmd << command << "\n";
+  return path;
+}
+
+// Whether --halt fired, and on which command's end.
+struct HaltState {
+  bool fired = false;
+  parallel::StepReport trigger;
+};
+
+// The status line's observers (when shown), the jobserver, --tag,
+// --line-buffer and --results (`seqs` and `commands`: this run's steps' job
+// numbers and command lines).
 parallel::RunHooks MakeHooks(const Flags& flags, parallel::Throttle* jobserver,
-                             StatusLine* status) {
+                             StatusLine* status,
+                             std::vector<size_t> seqs,
+                             std::vector<std::string> commands,
+                             std::vector<std::string> tags, HaltState* halt,
+                             bool retried_if_failed) {
   parallel::RunHooks hooks;
   hooks.throttle = jobserver;
   hooks.tag_lines = flags.tag;
+  hooks.line_tags = std::move(tags);
+  hooks.line_buffer = flags.line_buffer;
+  if (!flags.results.empty()) {
+    hooks.results_dir = [&flags, seqs = std::move(seqs),
+                         commands = std::move(commands)](size_t index) {
+      return ResultsDirFor(flags.results, seqs[index], commands[index]);
+    };
+  }
   if (flags.halt_when != parallel::RunHooks::Halt::kNo) {
     // --halt: once enough commands failed (or passed), of all of them.
     const double needed =
         flags.halt_percent
             ? std::ceil(flags.halt_count * flags.commands.size() / 100.0)
             : flags.halt_count;
-    hooks.should_halt = [&flags, needed, seen = std::make_shared<size_t>(0)](
+    hooks.should_halt = [&flags, needed, halt,
+                         seen = std::make_shared<size_t>(0)](
                             size_t, const parallel::StepReport& step) {
       const bool counts =
           flags.halt_on_success
               ? step.outcome == parallel::StepOutcome::kSucceeded
               : step.outcome == parallel::StepOutcome::kFailed;
-      if (counts && ++*seen >= needed) return flags.halt_when;
+      if (counts && ++*seen >= needed) {
+        if (!halt->fired) *halt = HaltState{true, step};
+        return flags.halt_when;
+      }
       return parallel::RunHooks::Halt::kNo;
+    };
+  }
+  if (retried_if_failed) {
+    // --retries: GNU parallel shows only a command's last attempt.
+    hooks.replay_output = [](size_t, const parallel::StepReport& step) {
+      return step.outcome != parallel::StepOutcome::kFailed;
     };
   }
   const bool progress =
@@ -679,11 +762,14 @@ int main(int argc, char** argv) {
   CheckReportPath("trace", flags.trace);
   CheckReportPath("timeline", flags.timeline);
   CheckReportPath("joblog", flags.joblog);
+  if (!flags.dry_run) MakeResultsDir(flags.results);
   if ((flags.resume || flags.resume_failed) && flags.joblog.empty()) {
     UsageError("--resume and --resume-failed need --joblog=FILE");
   }
-  if (std::vector<std::string> expanded; ExpandTemplate(flags, &expanded)) {
+  if (std::vector<std::string> expanded, arguments;
+      ExpandTemplate(flags, &expanded, &arguments)) {
     flags.commands = std::move(expanded);
+    flags.tags = std::move(arguments);
   } else if (flags.link) {
     UsageError("--link needs ::: or :::: input sources");
   } else if (!flags.commands_given) {
@@ -710,6 +796,7 @@ int main(int argc, char** argv) {
       joblog_before.assign(std::istreambuf_iterator<char>(in), {});
     }
     std::vector<std::string> left;
+    std::vector<std::string> left_tags;
     for (size_t i = 0; i < flags.commands.size(); ++i) {
       const auto it = done.find(i + 1);
       if (it != done.end() && (flags.resume || it->second.succeeded())) {
@@ -717,8 +804,10 @@ int main(int argc, char** argv) {
       }
       seqs.push_back(i + 1);
       left.push_back(std::move(flags.commands[i]));
+      if (i < flags.tags.size()) left_tags.push_back(std::move(flags.tags[i]));
     }
     flags.commands = std::move(left);
+    flags.tags = std::move(left_tags);
   }
   if (flags.dry_run) {
     for (const std::string& command : flags.commands) std::cout << command << "\n";
@@ -758,7 +847,10 @@ int main(int argc, char** argv) {
   // The trace is written with the reports, from every attempt.
 
   StatusLine status(flags.commands);
-  parallel::RunHooks hooks = MakeHooks(flags, jobserver.get(), &status);
+  HaltState halt;
+  parallel::RunHooks hooks =
+      MakeHooks(flags, jobserver.get(), &status, seqs, flags.commands,
+                flags.tags, &halt, flags.retries > 0);
   hooks.terminal_fd = terminal.fd;
   absl::StatusOr<parallel::RunReport> report =
       parallel::RunSteps(std::move(steps), options, hooks);
@@ -775,18 +867,25 @@ int main(int argc, char** argv) {
                       !report->output_error;
        ++round) {
     std::vector<size_t> again;
+    std::vector<size_t> again_seqs;
     std::vector<std::string> again_commands;
+    std::vector<std::string> again_tags;
     std::vector<parallel::Step> retry;
     for (size_t i = 0; i < report->steps.size(); ++i) {
       if (report->steps[i].outcome != parallel::StepOutcome::kFailed) continue;
       again.push_back(i);
+      again_seqs.push_back(seqs[i]);
+      if (i < flags.tags.size()) again_tags.push_back(flags.tags[i]);
       again_commands.push_back(flags.commands[i]);
       retry.push_back(parallel::Step::Shell(flags.commands[i]));
     }
     if (again.empty()) break;
     StatusLine retry_status(again_commands);
     absl::StatusOr<parallel::RunReport> rerun = parallel::RunSteps(
-        std::move(retry), options, MakeHooks(flags, jobserver.get(), &retry_status));
+        std::move(retry), options,
+        MakeHooks(flags, jobserver.get(), &retry_status, again_seqs,
+                  again_commands, again_tags, &halt,
+                  round + 1 < flags.retries));
     retry_status.Erase();
     if (!rerun.ok()) {
       std::cerr << "parallel_steps: " << rerun.status().message() << "\n";
@@ -831,6 +930,15 @@ int main(int argc, char** argv) {
   }
   size_t failed = report->failed_count();
   if (!reports_written) ++failed;  // CI must not read a pass it cannot see
+  // --halt's exit status, as GNU parallel's: 0 when it fired on success;
+  // the failing command's own status when it fired on fail=1.
+  const bool halt_status = halt.fired && reports_written && !report->output_error;
+  if (halt_status && flags.halt_on_success) return 0;
+  if (halt_status && flags.halt_count == 1 && !flags.halt_percent) {
+    const parallel::StepReport& step = halt.trigger;
+    if (step.signal != 0) return 128 + step.signal;
+    if (step.exit_code > 0) return std::min(step.exit_code, 255);
+  }
   if (report->output_error) {
     // The reader went away (`| head`): end as a filter does, by SIGPIPE —
     // unless SIGPIPE was ignored when we started, then say so and exit 141.

@@ -322,6 +322,38 @@ expect_eq "--joblog appended when resuming" 7 "$(wc -l <jobs.tsv)"
 "$tool" --resume -- true >/dev/null 2>err.txt
 expect_eq "--resume without --joblog" 255 $?
 
+# --line-buffer: every running command's whole lines as they come. B's line
+# goes out while A (the first command) still runs, between A's two lines.
+out=$("$tool" -j 2 --line-buffer -- 'echo A1; sleep 2; echo A2' 'sleep 1; echo B')
+expect_eq "--line-buffer interleaves whole lines" $'A1\nB\nA2' "$out"
+out=$("$tool" -j 2 --line-buffer --tag -- 'printf "a "; sleep 1; echo b' 'sleep 0.5; echo c')
+expect_eq "--line-buffer never splits a line" $'sleep 0.5; echo c\tc\nprintf "a "; sleep 1; echo b\ta b' "$out"
+
+# --results=DIR: each command's stdout, stderr and command line in DIR/SEQ;
+# with --retries, the last attempt's. A directory that cannot be made is a
+# usage error; a job whose files cannot be created fails naming them.
+rm -rf res count
+"$tool" --results=res/run --retries=1 -- 'echo out; echo err >&2' \
+  'n=$(cat count 2>/dev/null || echo 0); echo $((n+1)) >count; echo attempt $n' >/dev/null 2>&1
+expect_eq "--results: exit status" 0 $?
+expect_eq "--results stdout" "out" "$(cat res/run/1/stdout)"
+expect_eq "--results stderr" "err" "$(cat res/run/1/stderr)"
+expect_eq "--results cmd" "echo out; echo err >&2" "$(cat res/run/1/cmd)"
+expect_eq "--results of a command that wrote nothing to stderr" "" "$(cat res/run/2/stderr)"
+rm -f count
+"$tool" --results=res/retry --retries=1 -- \
+  'n=$(cat count 2>/dev/null || echo 0); echo $((n+1)) >count; echo attempt $n; [ $n -ge 1 ]' >/dev/null 2>&1
+expect_eq "--results after a retry: the last attempt" "attempt 1" "$(cat res/retry/1/stdout)"
+touch res/file
+"$tool" --results=res/file/sub -- true >/dev/null 2>err.txt
+expect_eq "--results in a file: exit status" 255 $?
+grep -q "^parallel_steps: --results=res/file/sub: cannot create" err.txt || fail "--results error: $(cat err.txt)"
+mkdir -p res/clash && touch res/clash/2
+out=$("$tool" --results=res/clash -- 'echo one' 'echo two' 'echo three' 2>err.txt)
+expect_eq "--results, one job's files cannot be made: exit status" 1 $?
+expect_eq "--results, the other jobs run" $'one\nthree' "$out"
+grep -q "cannot create res/clash/2/stdout" err.txt || fail "--results clash: $(cat err.txt)"
+
 # --retries: a failed command runs again; one that then passes is flaky in
 # the summary, the JSON (attempts, flaky) and JUnit (flakyFailure, as Maven
 # Surefire writes it); the job log has every attempt.

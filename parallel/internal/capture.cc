@@ -175,6 +175,13 @@ void StreamCapture::DetachPipe() {
 }
 
 void StreamCapture::Append(uint64_t n) {
+  if (copy_.valid()) {
+    absl::StatusOr<uint64_t> copied = CopyRange(file_, end_, n, copy_.get());
+    if (!copied.ok() || *copied != n) {
+      copy_error_ = !copied.ok() && errno != 0 ? errno : EIO;
+      copy_.reset();
+    }
+  }
   end_ += n;
   total_ += n;
 }
@@ -325,6 +332,7 @@ void StreamCapture::Release(SpillPool& pool) {
 void StreamCapture::AppendFds(std::vector<int>* fds) const {
   if (pipe_ >= 0) fds->push_back(pipe_);
   if (spill_.valid()) fds->push_back(spill_.get());
+  if (copy_.valid()) fds->push_back(copy_.get());
 }
 
 }  // namespace internal

@@ -115,8 +115,14 @@ class StreamCapture {
   // saw its pipe empty after its last write: `known_empty`) and closes the
   // pipe.
   void Close(SpillPool& pool, bool known_empty = false);
+  // Every byte captured from now on is also appended to `copy` (a file:
+  // GNU parallel's --results), as it arrives.
+  void KeepCopy(UniqueFd copy) { copy_ = std::move(copy); }
   // errno of the first spill failure, or 0.
   int error() const { return error_; }
+  // errno of the first failure to write the copy (then no more is
+  // written to it), or 0.
+  int copy_error() const { return copy_error_; }
 
   // Where the unreplayed bytes are: [begin(), end()) of file().
   int file() const { return file_; }
@@ -160,6 +166,8 @@ class StreamCapture {
   uint64_t end_ = 0;
   uint64_t total_ = 0;
   int error_ = 0;
+  UniqueFd copy_;
+  int copy_error_ = 0;
   std::string rewound_tail_;  // the end of what a rewind discarded
 };
 

@@ -35,7 +35,10 @@ class Engine : public SupervisorClient {
         hooks_(hooks),
         replayer_(ReplayOptions{options.output_fd, options.combine_stderr,
                                 options.error_fd, std::move(temp_dir),
-                                hooks.tag_lines, hooks.before_output}),
+                                hooks.tag_lines, hooks.before_output,
+                                /*completion_order=*/false,
+                                hooks.line_buffer,
+                                /*hold_live=*/bool{hooks.replay_output}}),
         supervisor_(&replayer_, this),
         reports_(steps_.size()) {
     for (size_t i = 0; i < steps_.size(); ++i) {
@@ -60,6 +63,11 @@ class Engine : public SupervisorClient {
 
   void StartSteps(absl::Time now);
   absl::Status Launch(size_t index, absl::Time now);
+  // What tags the step's lines (RunHooks::tag_lines).
+  const std::string& LineTag(size_t index) const {
+    return index < hooks_.line_tags.size() ? hooks_.line_tags[index]
+                                           : reports_[index].name;
+  }
   // The steps that will not start get their reports (and empty units).
   void SkipRest();
   void Ended(size_t index, StepOutcome outcome);
@@ -209,7 +217,7 @@ void Engine::StartSteps(absl::Time now) {
       if (hooks_.on_start) hooks_.on_start(index);
       continue;
     }
-    if (replayer_.size() == index) replayer_.Add(reports_[index].name);
+    if (replayer_.size() == index) replayer_.Add(LineTag(index));
     replayer_.Close(index, /*drop=*/false);
     StepReport& report = reports_[index];
     report.started = false;
@@ -228,12 +236,20 @@ void Engine::StartSteps(absl::Time now) {
 
 absl::Status Engine::Launch(size_t index, absl::Time now) {
   const Step& step = steps_[index];
-  if (replayer_.size() == index) replayer_.Add(reports_[index].name);
+  if (replayer_.size() == index) replayer_.Add(LineTag(index));
   UniqueFd out_w;
   UniqueFd err_w;
   if (absl::Status status = replayer_.Open(index, &out_w, &err_w);
       !status.ok()) {
     return status;
+  }
+  if (hooks_.results_dir) {
+    if (const std::string dir = hooks_.results_dir(index); !dir.empty()) {
+      if (absl::Status status = replayer_.KeepCopies(index, dir);
+          !status.ok()) {
+        return status;
+      }
+    }
   }
   UniqueFd result;
   if (!step.is_command()) {
@@ -338,6 +354,10 @@ void Engine::OnEnded(size_t slot, const ProcessExit& exit, KillReason why) {
     report.output_tail = replayer_.Tail(index);
   }
   if (options_.return_values) report.value = std::move(verdict.value);
+  if (hooks_.replay_output) {
+    report.outcome = verdict.outcome;
+    if (!hooks_.replay_output(index, report)) replayer_.Drop(index);
+  }
   Ended(index, verdict.outcome);
 }
 

@@ -1,5 +1,6 @@
 #include "parallel/internal/replayer.h"
 
+#include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -21,7 +22,9 @@ Replayer::Replayer(ReplayOptions options)
 size_t Replayer::Add(std::string tag) {
   units_.emplace_back();
   units_.back().tag = std::move(tag);
-  if (!options_.completion_order) order_.push_back(size() - 1);
+  if (!options_.completion_order && !options_.line_buffer) {
+    order_.push_back(size() - 1);
+  }
   return size() - 1;
 }
 
@@ -39,6 +42,25 @@ absl::Status Replayer::Open(size_t index, UniqueFd* out_w, UniqueFd* err_w) {
   }
   unit.out = std::make_unique<StreamCapture>(*std::move(out));
   unit.state = State::kOpen;
+  if (options_.line_buffer) active_.insert(index);
+  return absl::OkStatus();
+}
+
+absl::Status Replayer::KeepCopies(size_t index, const std::string& dir) {
+  Unit& unit = this->unit(index);
+  for (auto [stream, name] : {std::pair{unit.out.get(), "stdout"},
+                              std::pair{unit.err.get(), "stderr"}}) {
+    if (stream == nullptr) continue;
+    const std::string path = absl::StrCat(dir, "/", name);
+    UniqueFd copy(RetryOnEintr([&] {
+      return ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+                    0666);
+    }));
+    if (!copy.valid()) {
+      return ErrnoStatus(absl::StrCat("cannot create ", path));
+    }
+    stream->KeepCopy(std::move(copy));
+  }
   return absl::OkStatus();
 }
 
@@ -49,6 +71,7 @@ void Replayer::Attach(size_t index, int out_r, int err_r) {
     unit.err = std::make_unique<StreamCapture>(StreamCapture::Borrow(err_r));
   }
   unit.state = State::kOpen;
+  if (options_.line_buffer) active_.insert(index);
 }
 
 void Replayer::Reopen(size_t index) {
@@ -59,12 +82,13 @@ void Replayer::Reopen(size_t index) {
     stream->reset();
   }
   unit.state = State::kWaiting;
+  active_.erase(index);
 }
 
 void Replayer::Drain(size_t index) {
   if (!pending(index)) return;
   Unit& unit = this->unit(index);
-  if (!is_head(index) || unit.drop) {
+  if (!live(index) || unit.drop) {
     if (unit.out) unit.out->Drain(pool_);
     if (unit.err) unit.err->Drain(pool_);
     return;
@@ -92,15 +116,25 @@ void Replayer::Close(size_t index, bool drop, bool known_empty) {
   Unit& unit = this->unit(index);
   if (unit.state == State::kClosed) return;
   unit.state = State::kClosed;
-  if (options_.completion_order) order_.push_back(index);
+  if (options_.completion_order && !options_.line_buffer) {
+    order_.push_back(index);
+  }
   unit.drop = drop;
   if (unit.out) unit.out->Close(pool_, known_empty);
   if (unit.err) unit.err->Close(pool_, known_empty);
   if (drop) {
     Retire(unit);
-  } else if (!is_head(index)) {
+  } else if (!live(index)) {
     Hold(unit);
   }
+}
+
+void Replayer::Drop(size_t index) {
+  if (!pending(index)) return;
+  Unit& unit = this->unit(index);
+  if (unit.state != State::kClosed || unit.drop) return;
+  unit.drop = true;
+  Retire(unit);
 }
 
 void Replayer::Hold(Unit& unit) {
@@ -174,6 +208,7 @@ bool Replayer::Emit(Unit& unit, StreamCapture& stream, Sink& sink) {
     return true;
   }
   if (stream.pending() == 0) return sink.Flush();
+  if (options_.line_buffer) return EmitLines(unit, stream, sink);
   if (options_.before_output) options_.before_output();
   if (!options_.tag_lines) {
     stream.Consume(sink.Copy(stream.file(), stream.begin(), stream.pending()));
@@ -204,10 +239,70 @@ bool Replayer::Emit(Unit& unit, StreamCapture& stream, Sink& sink) {
   return stream.pending() == 0 && (sink.Flush() || sink.broken());
 }
 
+bool Replayer::EmitLines(Unit& unit, StreamCapture& stream, Sink& sink) {
+  // Whole lines only, so each goes to the sink in one Write() (which queues
+  // what a full pipe does not take) and never shares a line with another
+  // unit's bytes.
+  const bool closed = unit.state != State::kOpen;
+  std::string chunk;
+  std::string lines;
+  while (stream.pending() > 0 && sink.Flush()) {
+    chunk.resize(std::min<uint64_t>(stream.pending(), kLineSlice));
+    const ssize_t n = RetryOnEintr([&] {
+      return ::pread(stream.file(), chunk.data(), chunk.size(), stream.begin());
+    });
+    if (n <= 0) {
+      stream.Consume(stream.pending());
+      break;
+    }
+    size_t take = static_cast<size_t>(n);
+    if (!closed && take < kLineSlice) {
+      const void* last = ::memrchr(chunk.data(), '\n', take);
+      if (last == nullptr) break;  // a line still being written
+      take = static_cast<const char*>(last) - chunk.data() + 1;
+    }
+    lines.clear();
+    for (size_t i = 0; i < take; ++i) {
+      if (options_.tag_lines && stream.at_line_start) lines += unit.tag + "\t";
+      lines.push_back(chunk[i]);
+      stream.at_line_start = chunk[i] == '\n';
+    }
+    if (options_.before_output) options_.before_output();
+    stream.Consume(take);
+    sink.Write(lines);
+  }
+  if (!closed) return sink.Flush() || sink.broken();
+  return stream.pending() == 0 && (sink.Flush() || sink.broken());
+}
+
+void Replayer::PumpLines() {
+  for (auto it = active_.begin(); it != active_.end();) {
+    Unit& unit = this->unit(*it);
+    bool done = true;
+    if (!unit.drop) {
+      if (unit.out) done = Emit(unit, *unit.out, out_) && done;
+      if (unit.err) done = Emit(unit, *unit.err, *err_) && done;
+    }
+    if (unit.state == State::kClosed && done) {
+      Retire(unit);
+      unit.state = State::kReplayed;
+      it = active_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  while (!units_.empty() && units_.front().state == State::kReplayed) {
+    units_.pop_front();
+    ++first_;
+  }
+}
+
 void Replayer::Pump() {
+  if (options_.line_buffer) return PumpLines();
   while (!order_.empty()) {
     Unit& unit = this->unit(order_.front());
     if (unit.state == State::kWaiting) return;
+    if (unit.state == State::kOpen && !live(order_.front())) return;
     bool done = true;
     if (!unit.drop) {
       if (unit.out) done = Emit(unit, *unit.out, out_) && done;
@@ -251,6 +346,9 @@ int Replayer::capture_error(size_t index) const {
   const Unit& unit = this->unit(index);
   for (const auto* stream : {&unit.out, &unit.err}) {
     if (*stream && (*stream)->error() != 0) return (*stream)->error();
+    if (*stream && (*stream)->copy_error() != 0) {
+      return (*stream)->copy_error();
+    }
   }
   return 0;
 }

@@ -31,6 +31,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -56,6 +57,15 @@ struct ReplayOptions {
   // false: units replay in Add() order, the earliest unfinished one live.
   // true: in the order they are closed, each whole (none is live).
   bool completion_order = false;
+  // true (GNU parallel's --line-buffer): every unit is live, but only whole
+  // lines go out, so lines of different units interleave and never mix. A
+  // line longer than kLineSlice is written in pieces of that size; a
+  // closing unit's unterminated last line goes out as it is. Overrides
+  // completion_order.
+  bool line_buffer = false;
+  // true: no unit is live; each goes out whole once closed, in order (so
+  // that its output can still be dropped after it ended: Drop()).
+  bool hold_live = false;
 };
 
 class Replayer {
@@ -63,6 +73,8 @@ class Replayer {
   static constexpr size_t kMaxHeld = 32;
   // How much of the live head is taken at a time before it is written.
   static constexpr uint64_t kHeadSlice = 256 * 1024;
+  // With line_buffer: the most read at a time when looking for a line's end.
+  static constexpr size_t kLineSlice = 64 * 1024;
 
   explicit Replayer(ReplayOptions options);
   Replayer(const Replayer&) = delete;
@@ -73,6 +85,11 @@ class Replayer {
   // Its producer starts: pipes for its stdout and stderr (one pipe for both
   // when combined: *err_w is then invalid and the child uses *out_w twice).
   absl::Status Open(size_t unit, UniqueFd* out_w, UniqueFd* err_w);
+  // After Open(): every byte the unit's producer writes is also kept in
+  // `dir`/stdout and `dir`/stderr (only `dir`/stdout when combined),
+  // created or truncated (GNU parallel's --results). `dir` must exist. An
+  // error names the file.
+  absl::Status KeepCopies(size_t unit, const std::string& dir);
   // Or: its producer writes into pipes that outlive it (StreamCapture::
   // Borrow); `err_r` is ignored when combined. Close() leaves them open.
   void Attach(size_t unit, int out_r, int err_r);
@@ -86,6 +103,9 @@ class Replayer {
   // producer saw its pipes empty after its last write (a worker's kDone),
   // so there is nothing to take — a read saved per input.
   void Close(size_t unit, bool drop, bool known_empty = false);
+  // A closed unit's output is discarded after all (what went out live is
+  // out).
+  void Drop(size_t unit);
   // Writes what can be written now, in order.
   void Pump();
 
@@ -137,6 +157,15 @@ class Replayer {
 
   // Writes the stream's pending bytes to `sink`; true when none are left.
   bool Emit(Unit& unit, StreamCapture& stream, Sink& sink);
+  // line_buffer: writes the stream's whole lines (all of it once the unit
+  // is closed) through a buffer; true when none are left.
+  bool EmitLines(Unit& unit, StreamCapture& stream, Sink& sink);
+  // line_buffer: emits every unit's lines and retires the closed ones.
+  void PumpLines();
+  // Whether a unit's output goes out as it arrives.
+  bool live(size_t index) const {
+    return options_.line_buffer || (is_head(index) && !options_.hold_live);
+  }
   void Retire(Unit& unit);
   void Hold(Unit& unit);
   Unit& unit(size_t index) { return units_[index - first_]; }
@@ -161,6 +190,8 @@ class Replayer {
   // The replay order of the units not yet replayed: the front is the head.
   // Every unit enters it once (at Add, or at Close in completion order).
   std::deque<size_t> order_;
+  // line_buffer: the units opened and not yet replayed, in order.
+  std::set<size_t> active_;
   size_t held_ = 0;
   UniqueFd spool_;
   uint64_t spool_end_ = 0;

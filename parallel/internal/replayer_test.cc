@@ -71,6 +71,84 @@ TEST(Replayer, HeadIsLiveOthersWaitTheirTurnInOrder) {
   EXPECT_TRUE(replayer.all_replayed());
 }
 
+TEST(Replayer, LineBufferWritesWholeLinesOfEveryUnitAsTheyArrive) {
+  Reader reader;
+  ReplayOptions options{reader.write_end.get(), true, 2, TempDir(), true,
+                        nullptr};
+  options.line_buffer = true;
+  Replayer replayer(options);
+  const size_t a = replayer.Add("a");
+  const size_t b = replayer.Add("b");
+  UniqueFd a_out, a_err, b_out, b_err;
+  ASSERT_TRUE(replayer.Open(a, &a_out, &a_err).ok());
+  ASSERT_TRUE(replayer.Open(b, &b_out, &b_err).ok());
+  Say(b_out, "b1\nb2 par");  // b is not the head, and still goes out
+  Say(a_out, "a1 par");
+  replayer.Drain(a);
+  replayer.Drain(b);
+  replayer.Pump();
+  EXPECT_EQ(reader.Take(), "b\tb1\n");  // partial lines wait
+  Say(a_out, "tial\n");
+  Say(b_out, "tial\nb3");
+  replayer.Drain(b);
+  replayer.Drain(a);
+  replayer.Pump();
+  EXPECT_EQ(reader.Take(), "b\tb2 partial\na\ta1 partial\n");
+  b_out.reset();
+  replayer.Close(b, false);  // the unterminated last line goes out whole
+  replayer.Pump();
+  EXPECT_EQ(reader.Take(), "b\tb3");
+  EXPECT_EQ(replayer.total(a), 11u);  // "a1 partial\n"
+  a_out.reset();
+  replayer.Close(a, false);
+  replayer.Pump();
+  EXPECT_EQ(reader.Take(), "");
+  EXPECT_TRUE(replayer.all_replayed());
+}
+
+TEST(Replayer, LineBufferCutsOnlyLinesLongerThanASlice) {
+  Reader reader;
+  // A file, so that nothing blocks on a full pipe.
+  const std::string path = TempDir() + "/line_buffer_long";
+  UniqueFd file(::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC,
+                       0600));
+  ASSERT_TRUE(file.valid());
+  ReplayOptions options{file.get(), true, 2, TempDir(), false, nullptr};
+  options.line_buffer = true;
+  Replayer replayer(options);
+  const size_t a = replayer.Add("a");
+  const size_t b = replayer.Add("b");
+  UniqueFd a_out, a_err, b_out, b_err;
+  ASSERT_TRUE(replayer.Open(a, &a_out, &a_err).ok());
+  ASSERT_TRUE(replayer.Open(b, &b_out, &b_err).ok());
+  const std::string long_line(Replayer::kLineSlice + 10, 'x');
+  // Written in pieces so that no pipe fills up.
+  for (size_t at = 0; at < long_line.size(); at += 4096) {
+    Say(a_out, long_line.substr(at, 4096));
+    replayer.Drain(a);
+    replayer.Pump();
+  }
+  Say(b_out, "b\n");
+  replayer.Drain(b);
+  replayer.Pump();
+  Say(a_out, "\n");
+  replayer.Drain(a);
+  replayer.Pump();
+  a_out.reset();
+  b_out.reset();
+  replayer.Close(a, false);
+  replayer.Close(b, false);
+  replayer.Pump();
+  EXPECT_TRUE(replayer.all_replayed());
+  std::string written(long_line.size() + 3, '\0');
+  ASSERT_EQ(::pread(file.get(), written.data(), written.size(), 0),
+            static_cast<ssize_t>(written.size()));
+  // The first kLineSlice bytes went out before b's line, the rest after.
+  EXPECT_EQ(written, long_line.substr(0, Replayer::kLineSlice) + "b\n" +
+                         long_line.substr(Replayer::kLineSlice) + "\n");
+  ::unlink(path.c_str());
+}
+
 TEST(Replayer, InCompletionOrderEachUnitGoesOutWholeWhenClosed) {
   Reader reader;
   ReplayOptions options{reader.write_end.get(), true, 2, TempDir(), false,
