@@ -15,12 +15,15 @@
 #ifndef PARALLEL_OPTIONS_H_
 #define PARALLEL_OPTIONS_H_
 
+#include <memory>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 
 namespace parallel {
+
+class CommandLauncher;  // parallel/launcher.h
 
 // The knobs every front end shares — RunParallelSteps/RunSteps
 // (ParallelOptions), the task runners (PoolOptions,
@@ -67,6 +70,10 @@ struct ParallelOptions : ProcessOptions {
   bool halt_on_error = false;
   // Value-returning steps: return their values in step order.
   bool return_values = false;
+  // Where command steps (Step::Command, Step::Shell) run: null = on this
+  // machine; parallel::SlurmLauncher() = as Slurm job steps through srun
+  // (parallel/slurm.h). Function steps always run here.
+  std::shared_ptr<CommandLauncher> launcher;
 };
 
 // OK, or InvalidArgumentError naming the first bad option.

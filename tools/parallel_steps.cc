@@ -114,6 +114,16 @@ flags:
   --resume              with --joblog: skip the commands the log has
   --resume-failed       with --joblog: skip the commands the log has as
                         passed (run the failed ones again)
+  --slurm               run each command as a Slurm job step (srun
+                        --exclusive -N1 -n1): inside an allocation
+                        (SLURM_JOB_ID set) in it, else in one it asks for,
+                        sized to -j, and gives back at the end
+  --slurm-args=ARGS     more srun arguments for every command (split on
+                        blanks), e.g. --slurm-args='--mem=2G --cpus-per-task=4'
+  --slurm-alloc-args=ARGS
+                        more salloc arguments for the allocation --slurm
+                        asks for outside one, e.g.
+                        --slurm-alloc-args='--partition=debug --time=30'
   --tty                 one command at a time, with the terminal (/dev/tty)
                         as its stdin and in the foreground, so that it may
                         prompt and read (GNU parallel's --tty); implies -j 1
@@ -143,6 +153,10 @@ struct Flags {
   bool tag = false;
   bool line_buffer = false;
   std::string results;
+  bool slurm = false;
+  std::vector<std::string> slurm_args;
+  std::vector<std::string> slurm_alloc_args;
+  bool slurm_args_given = false;
   bool link = false;
   bool dry_run = false;
   int retries = 0;
@@ -287,6 +301,16 @@ Flags ParseFlags(int argc, char** argv) {
       flags.line_buffer = true;
     } else if (name == "results") {
       flags.results = take_value();
+    } else if (name == "slurm") {
+      no_value();
+      flags.slurm = true;
+    } else if (name == "slurm-args") {
+      flags.slurm_args = absl::StrSplit(take_value(), ' ', absl::SkipWhitespace());
+      flags.slurm_args_given = true;
+    } else if (name == "slurm-alloc-args") {
+      flags.slurm_alloc_args =
+          absl::StrSplit(take_value(), ' ', absl::SkipWhitespace());
+      flags.slurm_args_given = true;
     } else if (name == "tty") {
       no_value();
       flags.tty = true;
@@ -833,6 +857,12 @@ int main(int argc, char** argv) {
                               std::strerror(errno)));
     }
   }
+  if (flags.slurm_args_given && !flags.slurm) {
+    UsageError("--slurm-args and --slurm-alloc-args need --slurm");
+  }
+  if (flags.slurm && flags.tty) {
+    UsageError("--tty cannot go with --slurm: the commands run on cluster nodes");
+  }
   std::unique_ptr<tools::JobserverClient> jobserver = MakeJobserver(flags);
 
   parallel::ParallelOptions options;
@@ -844,6 +874,16 @@ int main(int argc, char** argv) {
   options.output_fd = STDOUT_FILENO;
   options.error_fd = STDERR_FILENO;
   options.temp_dir = flags.temp_dir;
+  if (flags.slurm) {
+    parallel::SlurmOptions slurm;
+    slurm.srun_args = flags.slurm_args;
+    slurm.salloc_args = flags.slurm_alloc_args;
+    slurm.message_fd = STDERR_FILENO;
+    options.launcher = parallel::SlurmLauncher(std::move(slurm));
+    // One allocation for the whole run, sized to -j (the jobserver does not
+    // reach the cluster).
+    options.max_parallel = flags.jobs;
+  }
   // The trace is written with the reports, from every attempt.
 
   StatusLine status(flags.commands);

@@ -21,6 +21,10 @@ packages=(
   clang             # libFuzzer targets (tools/fuzz/run.sh)
   libclang-rt-14-dev  # libFuzzer's runtime (only recommended by clang)
   procps            # ps, used by the tool's tests
+  slurmctld         # a one-node Slurm cluster for the --slurm tests
+  slurmd            #   (tools/slurm/local_cluster.sh)
+  slurm-client      #   srun, salloc, squeue, scancel
+  munge             #   Slurm's authentication
   bc                # arithmetic in tools/bench/ scripts
 )
 

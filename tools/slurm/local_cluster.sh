@@ -54,7 +54,7 @@ case $command in
     chmod 0400 "$dir/munge/munge.key"
     cat >"$dir/slurm.conf" <<EOF
 ClusterName=parallel-local
-SlurmctldHost=$host
+SlurmctldHost=$host(127.0.0.1)
 SlurmctldPort=$(free_port)
 SlurmdPort=$(free_port)
 SlurmUser=$(id -un)
@@ -84,7 +84,7 @@ MessageTimeout=10
 InactiveLimit=0
 SlurmctldTimeout=30
 SlurmdTimeout=30
-NodeName=$host CPUs=$(nproc) State=UNKNOWN
+NodeName=$host NodeAddr=127.0.0.1 CPUs=$(nproc) State=UNKNOWN
 PartitionName=local Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 EOF
     export SLURM_CONF=$dir/slurm.conf
