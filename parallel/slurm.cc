@@ -260,11 +260,15 @@ class Slurm : public CommandLauncher {
   }
 
   // Whether salloc --immediate failed only because the allocation has to
-  // wait: the cluster is busy ("Pending job allocation", then "Unable to
-  // allocate resources") or the request is more than is up now ("Requested
-  // partition configuration not available now").
+  // wait: the cluster is busy ("Requested nodes are busy", or "Pending job
+  // allocation" and then "Unable to allocate resources"; "Resources
+  // temporarily unavailable") or the request is more than is up now
+  // ("Requested partition configuration not available now"). Anything else
+  // (a bad partition, memory no node has) would fail without it too.
   static bool MustWait(absl::string_view output) {
     return absl::StrContains(output, "Pending job allocation") ||
+           absl::StrContains(output, "nodes are busy") ||
+           absl::StrContains(output, "temporarily unavailable") ||
            absl::StrContains(output, "not available now");
   }
 

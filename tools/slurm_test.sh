@@ -192,6 +192,23 @@ wait "$tool_pid"
 expect_eq "SIGTERM while waiting for an allocation" 143 $?
 expect_nothing_left "waiting"
 
+# A busy cluster: another job holds every CPU. The tool says it waits, and
+# runs once the other job ends.
+holder=$(salloc --no-shell -n 2 2>&1 | sed -n 's/.*Granted job allocation \([0-9]*\).*/\1/p')
+"$tool" --slurm -j 1 -- 'echo ran' >out.txt 2>err.txt &
+tool_pid=$!
+for _ in $(seq 100); do
+  grep -q 'waiting for a Slurm allocation of 1 tasks' err.txt && break
+  sleep 0.1
+done
+grep -q 'waiting for a Slurm allocation of 1 tasks (.*busy.*)' err.txt ||
+  fail "busy cluster: waiting line: $(cat err.txt)"
+[[ -n $holder ]] && scancel "$holder"
+wait "$tool_pid"
+expect_eq "busy cluster: exit status once the other job ended" 0 $?
+expect_eq "busy cluster: output" "ran" "$(cat out.txt)"
+expect_nothing_left "busy cluster"
+
 if ((failures > 0)); then
   echo "$failures check(s) failed" >&2
   exit 1

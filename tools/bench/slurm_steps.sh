@@ -37,15 +37,18 @@ ours=() floor=() own=()
 for _ in $(seq 1 "$runs"); do
   ours+=("$(SLURM_JOB_ID=$job seconds "$tool" --slurm -j 2)")
   floor+=("$(seconds xargs -P2 -I{} srun --quiet --exclusive --nodes=1 --ntasks=1 --jobid="$job" sh -c '{}')")
-  own+=("$(seconds "$tool" --slurm -j 2)")
 done
 scancel "$job"
+while [[ -n $(squeue --noheader) ]]; do sleep 0.1; done
+for _ in $(seq 1 "$runs"); do  # the cluster is free now
+  own+=("$(seconds "$tool" --slurm -j 2)")
+done
 
 median() { printf '%s\n' "$@" | sort -n | sed -n "$((($# + 1) / 2))p"; }
 o=$(median "${ours[@]}")
 f=$(median "${floor[@]}")
 a=$(median "${own[@]}")
-printf '%d trivial commands as Slurm job steps, 2 at a time, median of %d interleaved runs\n' "$n" "$runs"
+printf '%d trivial commands as Slurm job steps, 2 at a time, median of %d runs\n' "$n" "$runs"
 printf '%-44s %7.3f s  %6.1f steps/s\n' "parallel_steps --slurm -j 2 (in an allocation)" "$o" "$(echo "$n / $o" | bc -l)"
 printf '%-44s %7.3f s  %6.1f steps/s  (ours is %.2fx this)\n' "xargs -P2 srun (same allocation)" "$f" "$(echo "$n / $f" | bc -l)" "$(echo "$o / $f" | bc -l)"
 printf '%-44s %7.3f s  %6.1f steps/s\n' "parallel_steps --slurm -j 2 (own allocation)" "$a" "$(echo "$n / $a" | bc -l)"
