@@ -16,12 +16,14 @@
 #include "parallel/failure.h"             // IWYU pragma: export
 #include "parallel/launcher.h"            // IWYU pragma: export
 #include "parallel/options.h"             // IWYU pragma: export
+#include "parallel/process.h"             // IWYU pragma: export
 #include "parallel/run_hooks.h"           // IWYU pragma: export
 #include "parallel/run_parallel_steps.h"  // IWYU pragma: export
 #include "parallel/run_steps.h"           // IWYU pragma: export
 #include "parallel/slurm.h"               // IWYU pragma: export
 #include "parallel/step.h"                // IWYU pragma: export
 #include "parallel/step_observer.h"       // IWYU pragma: export
+#include "parallel/sync.h"                // IWYU pragma: export
 #include "parallel/task_runner.h"         // IWYU pragma: export
 #include "parallel/trace.h"               // IWYU pragma: export
 
