@@ -18,7 +18,8 @@
 // A process that did not inherit one (an exec'ed command) cannot use it.
 //
 // Waiting is done in the kernel (futexes; robust process-shared pthread
-// mutexes for Lock, Value, Array and Queue), never by polling with sleeps.
+// mutexes for Lock, Value, Array and Queue) after a short bounded spin
+// (~10 us), never by polling with sleeps.
 // Every timeout is a duration measured from the call
 // (absl::InfiniteDuration() waits forever).
 //
@@ -80,8 +81,9 @@ class SharedMapping {
 
 // A robust, process-shared pthread mutex at `mutex` (in shared memory).
 void InitRobustMutex(pthread_mutex_t* mutex);
-// Locks it; true when the previous holder died holding it (the mutex is
-// made consistent again before returning).
+// Locks it (a few try-locks first, then the blocking lock); true when the
+// previous holder died holding it (the mutex is made consistent again
+// before returning).
 bool LockRobust(pthread_mutex_t* mutex);
 
 // Waits while *word == expected, at most until `deadline`; returns false
@@ -89,6 +91,9 @@ bool LockRobust(pthread_mutex_t* mutex);
 // re-check their condition.
 bool FutexWait(std::atomic<uint32_t>* word, uint32_t expected,
                absl::Time deadline);
+// Spins briefly (bounded, ~10 us) while *word == expected; true if it
+// changed. Waiters call it before FutexWait.
+bool SpinWhile(const std::atomic<uint32_t>* word, uint32_t expected);
 // Wakes up to `count` waiters on `word`.
 void FutexWake(std::atomic<uint32_t>* word, int count);
 

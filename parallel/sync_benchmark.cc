@@ -3,12 +3,20 @@
 // processes, Event ping-pong. tools/bench/sync_vs_python.sh runs it next to
 // Python's multiprocessing equivalents and prints the ratios.
 //
+// BM_Floor* are not locks: a bare compare-and-swap to take a word and an
+// exchange to give it back (the least a lock that can wake a sleeper on
+// release must do), alone and with a second process doing the same to the
+// same shared word. They are the hardware's floor for BM_Lock*.
+//
 //   bazel run -c opt //parallel:sync_benchmark
 
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cstdint>
 #include <functional>
 #include <mutex>
 
@@ -138,6 +146,54 @@ void BM_EventPingPong(benchmark::State& state) {
   player.Stop();
 }
 BENCHMARK(BM_EventPingPong)->UseRealTime();
+
+// A word in memory shared with forked helpers, for the floor benchmarks.
+class SharedWord {
+ public:
+  SharedWord()
+      : word_(static_cast<std::atomic<uint32_t>*>(
+            mmap(nullptr, sizeof(std::atomic<uint32_t>), PROT_READ | PROT_WRITE,
+                 MAP_SHARED | MAP_ANONYMOUS, -1, 0))) {
+    if (word_ == MAP_FAILED) abort();
+    new (word_) std::atomic<uint32_t>(0);
+  }
+  ~SharedWord() { munmap(word_, sizeof(*word_)); }
+  // Takes the word (spinning while another process has it), then gives it
+  // back: CAS 0 -> owner, exchange -> 0.
+  void TakeAndGive(uint32_t owner) {
+    uint32_t expected = 0;
+    while (!word_->compare_exchange_weak(expected, owner,
+                                         std::memory_order_acquire,
+                                         std::memory_order_relaxed)) {
+      expected = 0;
+    }
+    benchmark::DoNotOptimize(word_->exchange(0, std::memory_order_release));
+  }
+
+ private:
+  std::atomic<uint32_t>* word_;
+};
+
+void BM_FloorLockWordUncontended(benchmark::State& state) {
+  SharedWord word;
+  for (auto _ : state) word.TakeAndGive(1);
+}
+BENCHMARK(BM_FloorLockWordUncontended);
+
+void BM_FloorLockWordContendedByTwoProcesses(benchmark::State& state) {
+  SharedWord word;
+  parallel::Event stop;
+  parallel::Event running;
+  Helper rival([&] {
+    running.Set();
+    while (!stop.IsSet()) word.TakeAndGive(2);
+  });
+  running.Wait();
+  for (auto _ : state) word.TakeAndGive(1);
+  stop.Set();
+  rival.Stop();
+}
+BENCHMARK(BM_FloorLockWordContendedByTwoProcesses)->UseRealTime();
 
 }  // namespace
 

@@ -4,7 +4,9 @@
 # Lock acquire+release uncontended and contended by a second process, Event
 # ping-pong. Ours: //parallel:sync_benchmark (-c opt, median of 3
 # repetitions); Python: median of 3 timed loops. Prints per-operation times
-# and how many times faster ours is.
+# and how many times faster ours is, and for the locks the hardware's floor
+# (BM_Floor*: a bare CAS + exchange on a shared word) measured in the same
+# run.
 #
 #   tools/bench/sync_vs_python.sh
 set -euo pipefail
@@ -116,8 +118,16 @@ if __name__ == "__main__":
         ("Lock, contended by 2 processes", "BM_LockContendedByTwoProcesses", timed(lock_contended, 200000)),
         ("Event ping-pong", "BM_EventPingPong", timed(event_ping_pong, 5000)),
     ]
+    floors = {"BM_LockUncontended": "BM_FloorLockWordUncontended",
+              "BM_LockContendedByTwoProcesses": "BM_FloorLockWordContendedByTwoProcesses"}
     print("%-32s %12s %12s %10s" % ("per operation", "ours", "Python", "ours is"))
     for label, name, python in rows:
         mine = ours[name]
         print("%-32s %9.3f us %9.3f us %8.1fx faster" % (label, mine, python, python / mine))
+    print()
+    print("The hardware's floor for a lock (CAS to take a word, exchange to give it back):")
+    for name, floor in floors.items():
+        print("%-32s %9.3f us   ours is %.2fx the floor; at the floor Python would be %.1fx slower"
+              % (name, ours[floor], ours[name] / ours[floor],
+                 dict((n, p) for _, n, p in rows)[name] / ours[floor]))
 PY
