@@ -200,6 +200,43 @@ TEST(Process, ChildHygiene) {
   EXPECT_TRUE(sigint_default.Load());
 }
 
+// True while `pid` runs (a zombie does not count: whoever adopted it may
+// not have reaped it yet).
+bool Running(pid_t pid) {
+  FILE* stat = std::fopen(absl::StrCat("/proc/", pid, "/stat").c_str(), "r");
+  if (stat == nullptr) return false;
+  char state = '?';
+  const int matched = std::fscanf(stat, "%*d (%*[^)]) %c", &state);
+  std::fclose(stat);
+  return matched == 1 && state != 'Z' && state != 'X';
+}
+
+TEST(Process, DiesWithTheProcessThatStartedIt) {
+  // Python's daemon=True, always: a parent killed without a chance to
+  // clean up (SIGKILL) takes its Process with it (parent-death signal).
+  Value<pid_t> child(0);
+  Event started;
+  const pid_t parent = ::fork();
+  ASSERT_GE(parent, 0);
+  if (parent == 0) {
+    Process p([] { ::pause(); });
+    p.Start();
+    child.Store(p.pid());
+    started.Set();
+    ::pause();
+    ::_exit(0);
+  }
+  ASSERT_TRUE(started.Wait(absl::Seconds(30)));
+  const pid_t pid = child.Load();
+  EXPECT_TRUE(Running(pid));
+  ::kill(parent, SIGKILL);
+  int status = 0;
+  ASSERT_EQ(::waitpid(parent, &status, 0), parent);
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (Running(pid) && absl::Now() < deadline) ::usleep(1000);
+  EXPECT_FALSE(Running(pid)) << "the Process outlived its parent";
+}
+
 TEST(Process, DestroyingARunningProcessKillsItsGroup) {
   Value<pid_t> grandchild(0);
   pid_t pid = 0;
