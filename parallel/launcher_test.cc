@@ -265,6 +265,40 @@ TEST_F(FakeSrun, ExitCodeAbove128WithoutSrunsLineIsAnExitCode) {
   EXPECT_EQ(report.steps[0].signal, 0);
 }
 
+TEST_F(FakeSrun, AStepSlurmDoesNotEndIsNamedOnTheMessageFd) {
+  // A stand-in squeue that always lists one step of this run (Slurm 22.05
+  // keeps a step whose srun was killed while it started, and scancel cannot
+  // end it). The run's name is parallel-<pid>-<n>; n counts runs.
+  const std::string squeue = absl::StrCat(srun_, "-squeue");
+  std::ofstream(squeue)
+      << "#!/bin/sh\n"
+         "case \"$*\" in\n"
+         "  *'%i %j'*) n=0; while [ $n -lt 100 ]; do "
+         "echo \"7.3 parallel-" << ::getpid() << "-$n.0\"; n=$((n+1)); done;;\n"
+         "  *) echo 7.3;;\n"
+         "esac\n";
+  ASSERT_EQ(::chmod(squeue.c_str(), 0755), 0);
+  OutputFile messages;
+  SlurmOptions slurm;
+  slurm.srun = srun_;
+  slurm.squeue = squeue;
+  slurm.scancel = "true";
+  slurm.message_fd = messages.fd();
+  slurm.cancel_wait = absl::Milliseconds(300);
+  OutputFile out;
+  ParallelOptions options = Into(out);
+  options.launcher = SlurmLauncher(slurm);
+  std::vector<Step> steps;
+  steps.push_back(Step::Command({"true"}));
+  absl::StatusOr<RunReport> report = RunSteps(std::move(steps), options);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->steps[0].outcome, StepOutcome::kSucceeded);
+  EXPECT_EQ(messages.Contents(),
+            "parallel: Slurm did not end job step 7.3 of this run after "
+            "scancel (a step whose srun was killed while it started cannot "
+            "be cancelled); it holds its CPUs until allocation 7 ends\n");
+}
+
 TEST(SlurmLauncher, MissingSrunIsAFailedPrecondition) {
   SlurmOptions slurm;
   slurm.srun = "/nonexistent/srun";

@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <utility>
@@ -11,6 +12,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
@@ -215,7 +217,7 @@ class Slurm : public CommandLauncher {
       (void)RunClient({options_.scancel, job_id_}, kClientTimeout);
       WaitUntilGone({options_.squeue, absl::StrCat("--jobs=", job_id_),
                      "--noheader", "--format=%i"},
-                    "");
+                    "", {});
     } else {
       // The caller's allocation stays; this run's job steps that a SIGKILL
       // left running go.
@@ -224,21 +226,36 @@ class Slurm : public CommandLauncher {
            "--noheader", "--format=%i %j"},
           kClientTimeout);
       if (steps.ok()) {
-        std::vector<std::string> cancel = {options_.scancel};
+        std::vector<std::string> ids;
         for (absl::string_view line :
              absl::StrSplit(steps->output, '\n', absl::SkipWhitespace())) {
           std::pair<std::string, std::string> id_name =
               absl::StrSplit(line, absl::MaxSplits(' ', 1));
           if (absl::StartsWith(id_name.second, run_name_ + ".")) {
-            cancel.push_back(id_name.first);
+            ids.push_back(id_name.first);
           }
         }
-        if (cancel.size() > 1) {
+        if (!ids.empty()) {
+          std::vector<std::string> cancel = {options_.scancel};
+          cancel.insert(cancel.end(), ids.begin(), ids.end());
           (void)RunClient(std::move(cancel), kClientTimeout);
-          WaitUntilGone({options_.squeue, "--steps",
-                         absl::StrCat("--jobs=", job_id_), "--noheader",
-                         "--format=%j"},
-                        run_name_ + ".");
+          const std::vector<std::string> left = WaitUntilGone(
+              {options_.squeue, "--steps", absl::StrCat("--jobs=", job_id_),
+               "--noheader", "--format=%i"},
+              absl::StrCat(job_id_, "."), ids);
+          // Slurm cannot cancel a step whose srun was killed after it made
+          // the step and before the step's tasks started: no slurmstepd
+          // exists to end it, so it stays "RUNNING" until the allocation
+          // ends (seen with Slurm 22.05). Say so rather than pass over it.
+          if (!left.empty() && options_.message_fd >= 0) {
+            const std::string line = absl::StrCat(
+                "parallel: Slurm did not end job step ",
+                absl::StrJoin(left, ", "),
+                " of this run after scancel (a step whose srun was killed "
+                "while it started cannot be cancelled); it holds its CPUs "
+                "until allocation ", job_id_, " ends\n");
+            (void)!::write(options_.message_fd, line.data(), line.size());
+          }
         }
       }
     }
@@ -285,22 +302,33 @@ class Slurm : public CommandLauncher {
   }
 
   // Cancelling is asynchronous in Slurm (a step gets SIGTERM, then SIGKILL
-  // after the cluster's KillWait): polls `squeue` until no line of its
-  // output starts with `prefix` ("" = until it prints nothing, or fails as
-  // it does for a job that is gone), for at most kGoneTimeout.
-  void WaitUntilGone(const std::vector<std::string>& squeue,
-                     const std::string& prefix) {
-    constexpr absl::Duration kGoneTimeout = absl::Seconds(40);
-    const absl::Time deadline = absl::Now() + kGoneTimeout;
-    while (absl::Now() < deadline) {
+  // after the cluster's KillWait): polls `squeue` (one id per line) until
+  // none of its lines starts with `prefix` and, when `ids` is not empty, is
+  // one of `ids` ("" and {} = until it prints nothing, or fails as it does
+  // for a job that is gone), for at most options_.cancel_wait. Returns the lines
+  // still there then.
+  std::vector<std::string> WaitUntilGone(const std::vector<std::string>& squeue,
+                                         const std::string& prefix,
+                                         const std::vector<std::string>& ids) {
+    const absl::Time deadline = absl::Now() + options_.cancel_wait;
+    std::vector<std::string> left;
+    while (true) {
       absl::StatusOr<Ran> ran = RunClient(squeue, absl::Seconds(60));
-      if (!ran.ok() || ran->report.outcome != StepOutcome::kSucceeded) return;
-      bool left = false;
+      if (!ran.ok() || ran->report.outcome != StepOutcome::kSucceeded) {
+        return {};
+      }
+      left.clear();
       for (absl::string_view line :
            absl::StrSplit(ran->output, '\n', absl::SkipWhitespace())) {
-        left = left || absl::StartsWith(line, prefix);
+        line = absl::StripAsciiWhitespace(line);
+        if (!absl::StartsWith(line, prefix)) continue;
+        if (!ids.empty() &&
+            std::find(ids.begin(), ids.end(), line) == ids.end()) {
+          continue;
+        }
+        left.emplace_back(line);
       }
-      if (!left) return;
+      if (left.empty() || absl::Now() >= deadline) return left;
       absl::SleepFor(absl::Milliseconds(100));
     }
   }

@@ -64,9 +64,18 @@ struct SlurmOptions {
   // When the allocation cannot be granted at once (the cluster is busy, or
   // the request is more than the partition has up now — Slurm queues it
   // either way), one line saying so and why is written here before the
-  // wait ("parallel: waiting for a Slurm allocation of 8 tasks (...)");
-  // -1: nowhere. parallel_steps gives its stderr.
+  // wait ("parallel: waiting for a Slurm allocation of 8 tasks (...)").
+  // Also where End() says which of this run's job steps in the caller's
+  // allocation Slurm did not end within cancel_wait (a step whose srun
+  // was SIGKILLed while it started cannot be cancelled in Slurm 22.05; it
+  // stays until the allocation ends). -1: nowhere. parallel_steps gives its
+  // stderr.
   int message_fd = -1;
+  // How long End() waits, after scancel, for the job steps (or the
+  // allocation) it cancelled to be gone from squeue. Slurm signals a
+  // cancelled step with SIGTERM and SIGKILLs it after the cluster's KillWait
+  // (30 s by default).
+  absl::Duration cancel_wait = absl::Seconds(40);
   // The Slurm client programs, searched in $PATH.
   std::string srun = "srun";
   std::string salloc = "salloc";

@@ -130,27 +130,31 @@ expect_eq "inside an allocation: one job in the cluster" 1 "$job_lines"
 [[ $out == "in "[0-9]* ]] || fail "inside an allocation: $out $(cat err.txt)"
 expect_nothing_left "inside an allocation"
 
-# srun itself SIGKILLed (the oldest srun process: srun forks a "shepherd"): the
-# step fails as killed, and the job step it left
-# in the cluster is cancelled before the tool returns; the caller's
-# allocation is left alone.
+# srun itself SIGKILLed (the oldest srun process: srun forks a "shepherd")
+# once the step's task runs: the step fails as killed, and the job step it
+# left in the cluster is cancelled before the tool returns; the caller's
+# allocation is left alone. (Killed before the task started, the step is one
+# Slurm 22.05 cannot cancel at all: the tool then says so on stderr.)
 job=$(salloc --no-shell -n 2 2>&1 | sed -n 's/.*Granted job allocation \([0-9]*\).*/\1/p')
 if [[ -z $job ]]; then
   fail "could not get an allocation for the srun kill test"
 else
-  SLURM_JOB_ID=$job "$tool" --slurm -- 'sleep 60' >/dev/null 2>err.txt &
+  # sleep 67: a command line no other test runs (ctest runs tests side by side).
+  SLURM_JOB_ID=$job "$tool" --slurm -- 'sleep 67' >/dev/null 2>err.txt &
   tool_pid=$!
   srun_pid=""
-  for _ in $(seq 100); do
-    srun_pid=$(pgrep -f -o -- '--job-name=parallel-.* sleep 60' || true)
-    [[ -n $srun_pid ]] && squeue --steps --noheader --format=%j | grep -q parallel- && break
+  running=0
+  for _ in $(seq 300); do
+    srun_pid=$(pgrep -f -o -- '--job-name=parallel-.* sleep 67' || true)
+    # The task itself: srun runs it by its full path.
+    if [[ -n $srun_pid ]] && pgrep -f '^(/[^ ]*/)?sleep 67$' >/dev/null; then
+      running=1
+      break
+    fi
     sleep 0.1
   done
-  if [[ -z $srun_pid ]]; then
-    fail "srun kill: srun never started"
-  else
-    kill -KILL "$srun_pid"
-  fi
+  ((running)) || fail "srun kill: the step's task never started (srun: ${srun_pid:-none})"
+  [[ -n $srun_pid ]] && kill -KILL "$srun_pid"
   wait "$tool_pid"
   expect_eq "srun kill: one failure" 1 $?
   left=$(squeue --steps --noheader --format='%i %j %M' | grep parallel- || true)
