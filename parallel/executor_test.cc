@@ -260,8 +260,11 @@ TEST(Executor, CancelIfPendingNeverStartsTheTask) {
   OutputFile out;
   const std::string dir = MakeTempDir();
   ProcessPoolExecutor executor(Into(out, 1));
+  // The timeout only bounds a failing run (see .bazelrc on TSan).
+  TaskOptions bounded;
+  bounded.timeout = absl::Seconds(60);
   Future<int> blocker = executor.Submit(
-      [dir] {
+      bounded, [dir] {
         std::ofstream(dir + "/blocker");
         while (::access((dir + "/go").c_str(), F_OK) != 0) usleep(2000);
         return 1;
@@ -485,12 +488,20 @@ TEST(Executor, MaxTasksPerWorkerRecyclesWorkers) {
 TEST(Executor, AWorkerOverTheRssLimitIsReplaced) {
   OutputFile out;
   ExecutorOptions options = Into(out, 1);
+#ifdef __SANITIZE_THREAD__
+  // TSan's shadow memory counts in a worker's RSS and grows with time: a
+  // fresh worker was seen over 64 MiB.
+  options.max_worker_rss_bytes = int64_t{512} << 20;
+  constexpr size_t kLeak = size_t{768} << 20;
+#else
   options.max_worker_rss_bytes = int64_t{64} << 20;
+  constexpr size_t kLeak = size_t{128} << 20;
+#endif
   ProcessPoolExecutor executor(options);
   const int small = *executor.Submit(Pid).Get();
   EXPECT_EQ(*executor.Submit(Pid).Get(), small);  // under the limit: kept
   const int leaker = *executor.Submit(+[] {
-    static std::vector<char>* leak = new std::vector<char>(128 << 20, 1);
+    static std::vector<char>* leak = new std::vector<char>(kLeak, 1);
     // The memory escapes: an optimizer may not drop the allocation.
     asm volatile("" : : "r"(leak->data()) : "memory");
     return static_cast<int>(getpid());
