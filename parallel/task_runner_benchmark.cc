@@ -1,5 +1,8 @@
-// Per-input overhead of BackgroundTaskRunner with 2 workers and a trivial
-// task, per-input output capture included.
+// Per-input overhead of BackgroundTaskRunner and RunTasksInProcessPool with
+// 2 workers and a trivial task, per-input output capture included, and
+// BM_CPoolBaseline, the floor of the same work (pool_baseline_benchmark.h:
+// two pre-forked C workers, length-prefixed requests over socketpairs,
+// output offsets in each reply).
 //
 //   bazel run -c opt //parallel:task_runner_benchmark
 //   tools/bench/pool_vs_python.sh   # the same work in Python's multiprocessing
@@ -8,6 +11,7 @@
 #include <unistd.h>
 
 #include "benchmark/benchmark.h"
+#include "parallel/pool_baseline_benchmark.h"
 #include "parallel/task_runner.h"
 
 namespace {
@@ -49,6 +53,19 @@ void BM_RunTasksInProcessPool(benchmark::State& state) {
       benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
 BENCHMARK(BM_RunTasksInProcessPool)
+    ->Arg(10000)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+void BM_CPoolBaseline(benchmark::State& state) {
+  const int inputs = static_cast<int>(state.range(0));
+  parallel_bench::PoolBaseline baseline;
+  for (auto _ : state) benchmark::DoNotOptimize(baseline.Map(inputs));
+  state.counters["per_input"] = benchmark::Counter(
+      static_cast<double>(state.iterations()) * inputs,
+      benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+BENCHMARK(BM_CPoolBaseline)
     ->Arg(10000)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
