@@ -189,6 +189,16 @@ TEST(Launcher, StepsThatNeverStartedAreNotInterpreted) {
               ElementsAre("Begin 1", "Wrap 0", "Wrap 1", "Interpret 0", "End"));
 }
 
+// Runs the command `true` through SlurmLauncher(slurm).
+absl::StatusOr<RunReport> RunTrueThrough(const SlurmOptions& slurm) {
+  OutputFile out;
+  ParallelOptions options = Into(out);
+  options.launcher = SlurmLauncher(slurm);
+  std::vector<Step> steps;
+  steps.push_back(Step::Command({"true"}));
+  return RunSteps(std::move(steps), options);
+}
+
 // A stand-in for srun in $TEST_TMPDIR: drops srun's options and runs the
 // command, whose stderr and exit code play what srun prints and returns.
 class FakeSrun : public ::testing::Test {
@@ -285,12 +295,7 @@ TEST_F(FakeSrun, AStepSlurmDoesNotEndIsNamedOnTheMessageFd) {
   slurm.scancel = "true";
   slurm.message_fd = messages.fd();
   slurm.cancel_wait = absl::Milliseconds(300);
-  OutputFile out;
-  ParallelOptions options = Into(out);
-  options.launcher = SlurmLauncher(slurm);
-  std::vector<Step> steps;
-  steps.push_back(Step::Command({"true"}));
-  absl::StatusOr<RunReport> report = RunSteps(std::move(steps), options);
+  absl::StatusOr<RunReport> report = RunTrueThrough(slurm);
   ASSERT_TRUE(report.ok()) << report.status();
   EXPECT_EQ(report->steps[0].outcome, StepOutcome::kSucceeded);
   EXPECT_EQ(messages.Contents(),
@@ -302,12 +307,7 @@ TEST_F(FakeSrun, AStepSlurmDoesNotEndIsNamedOnTheMessageFd) {
 TEST(SlurmLauncher, MissingSrunIsAFailedPrecondition) {
   SlurmOptions slurm;
   slurm.srun = "/nonexistent/srun";
-  OutputFile out;
-  ParallelOptions options = Into(out);
-  options.launcher = SlurmLauncher(slurm);
-  std::vector<Step> steps;
-  steps.push_back(Step::Command({"true"}));
-  absl::StatusOr<RunReport> report = RunSteps(std::move(steps), options);
+  absl::StatusOr<RunReport> report = RunTrueThrough(slurm);
   EXPECT_EQ(report.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(report.status().message(), HasSubstr("/nonexistent/srun"));
 }

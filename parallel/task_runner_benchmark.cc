@@ -16,6 +16,13 @@
 
 namespace {
 
+// Reports the time per input as the counter "per_input".
+void PerInput(benchmark::State& state, int inputs) {
+  state.counters["per_input"] = benchmark::Counter(
+      static_cast<double>(state.iterations()) * inputs,
+      benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+
 void BM_TrivialInputs(benchmark::State& state) {
   const int inputs = static_cast<int>(state.range(0));
   const int dev_null = open("/dev/null", O_WRONLY | O_CLOEXEC);
@@ -29,9 +36,7 @@ void BM_TrivialInputs(benchmark::State& state) {
     runner.Wait();
   }
   close(dev_null);
-  state.counters["per_input"] = benchmark::Counter(
-      static_cast<double>(state.iterations()) * inputs,
-      benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  PerInput(state, inputs);
 }
 BENCHMARK(BM_TrivialInputs)
     ->Arg(10000)
@@ -48,9 +53,7 @@ void BM_RunTasksInProcessPool(benchmark::State& state) {
     benchmark::DoNotOptimize(parallel::RunTasksInProcessPool(
         [](int i) { return i * 2; }, args, options));
   }
-  state.counters["per_input"] = benchmark::Counter(
-      static_cast<double>(state.iterations()) * inputs,
-      benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  PerInput(state, inputs);
 }
 BENCHMARK(BM_RunTasksInProcessPool)
     ->Arg(10000)
@@ -61,9 +64,7 @@ void BM_CPoolBaseline(benchmark::State& state) {
   const int inputs = static_cast<int>(state.range(0));
   parallel_bench::PoolBaseline baseline;
   for (auto _ : state) benchmark::DoNotOptimize(baseline.Map(inputs));
-  state.counters["per_input"] = benchmark::Counter(
-      static_cast<double>(state.iterations()) * inputs,
-      benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  PerInput(state, inputs);
 }
 BENCHMARK(BM_CPoolBaseline)
     ->Arg(10000)
