@@ -303,12 +303,13 @@ class Array {
 
 // A FIFO of T (any type with a parallel::Codec) between any number of
 // producer and consumer processes and threads. Small items travel through a
-// 1 MiB ring in shared memory; items over 256 KiB, and any item when the
+// 4 MiB ring in shared memory; items over 64 KiB, and any item when the
 // ring is full, are spilled to a file in a directory the Queue makes at
-// construction under $TMPDIR (else /tmp) and removes when the process that
-// made it destroys it. So Put() never blocks on an unbounded queue, values
-// of any size work (1 GiB is tested), and a producer can exit with items
-// queued.
+// construction under $TMPDIR (else /tmp, named parallel-queue-XXXXXX) and
+// removes when the process that made it destroys it. So Put() never blocks
+// on an unbounded queue, values of any size work (1 GiB is tested), and a
+// producer can exit with items queued. If the process that made it is
+// killed (SIGKILL), the directory and the items spilled in it stay.
 template <typename T>
 class Queue {
  public:
