@@ -1,12 +1,14 @@
 // ProcessPoolExecutor gives back everything it took: descriptors, child
 // processes (workers, one-shot processes, what tasks started), temp files
 // and its thread — after crashes, timeouts, cancels and every shutdown mode;
-// and its tasks' output arrives whole, in submit or completion order.
+// its tasks' output arrives whole, in submit or completion order; and it
+// recycles workers that ran their quota of tasks or grew too big.
 
 #include <signal.h>
 #include <unistd.h>
 
 #include <cstdlib>
+#include <map>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -31,6 +33,14 @@ int Hang(int) {
   return 0;
 }
 int Quick(int i) { return i; }
+int Pid() { return getpid(); }
+
+ExecutorOptions Into(const testing::OutputFile& out, int workers) {
+  ExecutorOptions options;
+  options.output_fd = out.fd();
+  options.max_workers = workers;
+  return options;
+}
 
 TEST(ExecutorResources, NothingIsLeftBehind) {
   const std::string dir = testing::MakeTempDir();
@@ -122,6 +132,46 @@ TEST(ExecutorOutput, ReplayedPerTaskInSubmitOrder) {
 TEST(ExecutorOutput, ReplayedPerTaskInCompletionOrderWhenAsked) {
   EXPECT_EQ(RunSleepers(ReplayOrder::kCompletion),
             "begin 3\nend 3\nbegin 2\nend 2\nbegin 1\nend 1\nbegin 0\nend 0\n");
+}
+
+TEST(ExecutorResources, MaxTasksPerWorkerRecyclesWorkers) {
+  testing::OutputFile out;
+  ExecutorOptions options = Into(out, 2);
+  options.max_tasks_per_worker = 2;
+  ProcessPoolExecutor executor(options);
+  std::map<int, int> per_pid;
+  for (absl::StatusOr<int>& pid :
+       executor.Map(+[](int) { return static_cast<int>(getpid()); },
+                    std::vector<int>(12, 0))) {
+    ++per_pid[*pid];
+  }
+  EXPECT_GE(per_pid.size(), 6u);
+  for (const auto& [pid, tasks] : per_pid) EXPECT_LE(tasks, 2) << pid;
+}
+
+TEST(ExecutorResources, AWorkerOverTheRssLimitIsReplaced) {
+  testing::OutputFile out;
+  ExecutorOptions options = Into(out, 1);
+#ifdef __SANITIZE_THREAD__
+  // TSan's shadow memory counts in a worker's RSS and grows with time: a
+  // fresh worker was seen over 64 MiB.
+  options.max_worker_rss_bytes = int64_t{512} << 20;
+  constexpr size_t kLeak = size_t{768} << 20;
+#else
+  options.max_worker_rss_bytes = int64_t{64} << 20;
+  constexpr size_t kLeak = size_t{128} << 20;
+#endif
+  ProcessPoolExecutor executor(options);
+  const int small = *executor.Submit(Pid).Get();
+  EXPECT_EQ(*executor.Submit(Pid).Get(), small);  // under the limit: kept
+  const int leaker = *executor.Submit(+[] {
+    static std::vector<char>* leak = new std::vector<char>(kLeak, 1);
+    // The memory escapes: an optimizer may not drop the allocation.
+    asm volatile("" : : "r"(leak->data()) : "memory");
+    return static_cast<int>(getpid());
+  }).Get();
+  EXPECT_EQ(leaker, small);
+  EXPECT_NE(*executor.Submit(Pid).Get(), leaker);
 }
 
 }  // namespace

@@ -9,7 +9,6 @@
 #include <cstdlib>
 #include <algorithm>
 #include <fstream>
-#include <map>
 #include <mutex>
 #include <set>
 #include <sstream>
@@ -468,46 +467,6 @@ TEST(Executor, AnInitializerThatThrowsFailsTasksWithoutARespawnLoop) {
   const std::string tries = ReadFile(dir + "/tries");
   EXPECT_LE(std::count(tries.begin(), tries.end(), '\n'),
             internal::kMaxInitializerFailures + 1);
-}
-
-TEST(Executor, MaxTasksPerWorkerRecyclesWorkers) {
-  OutputFile out;
-  ExecutorOptions options = Into(out, 2);
-  options.max_tasks_per_worker = 2;
-  ProcessPoolExecutor executor(options);
-  std::map<int, int> per_pid;
-  for (absl::StatusOr<int>& pid :
-       executor.Map(+[](int) { return static_cast<int>(getpid()); },
-                    std::vector<int>(12, 0))) {
-    ++per_pid[*pid];
-  }
-  EXPECT_GE(per_pid.size(), 6u);
-  for (const auto& [pid, tasks] : per_pid) EXPECT_LE(tasks, 2) << pid;
-}
-
-TEST(Executor, AWorkerOverTheRssLimitIsReplaced) {
-  OutputFile out;
-  ExecutorOptions options = Into(out, 1);
-#ifdef __SANITIZE_THREAD__
-  // TSan's shadow memory counts in a worker's RSS and grows with time: a
-  // fresh worker was seen over 64 MiB.
-  options.max_worker_rss_bytes = int64_t{512} << 20;
-  constexpr size_t kLeak = size_t{768} << 20;
-#else
-  options.max_worker_rss_bytes = int64_t{64} << 20;
-  constexpr size_t kLeak = size_t{128} << 20;
-#endif
-  ProcessPoolExecutor executor(options);
-  const int small = *executor.Submit(Pid).Get();
-  EXPECT_EQ(*executor.Submit(Pid).Get(), small);  // under the limit: kept
-  const int leaker = *executor.Submit(+[] {
-    static std::vector<char>* leak = new std::vector<char>(kLeak, 1);
-    // The memory escapes: an optimizer may not drop the allocation.
-    asm volatile("" : : "r"(leak->data()) : "memory");
-    return static_cast<int>(getpid());
-  }).Get();
-  EXPECT_EQ(leaker, small);
-  EXPECT_NE(*executor.Submit(Pid).Get(), leaker);
 }
 
 TEST(Executor, ShutdownModes) {
