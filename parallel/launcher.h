@@ -43,9 +43,13 @@ class CommandLauncher {
   // The argv that runs command step `index`'s `argv` through the launcher.
   virtual std::vector<std::string> Wrap(
       size_t index, const std::vector<std::string>& argv) = 0;
-  // After a command step that started has ended: may rewrite its report
-  // (exit_code, signal, error) from what the launcher's process reported
-  // (e.g. srun's exit status 128+N and its "task 0: Killed" line).
+  // For each command step that started, once the whole run has ended
+  // (before End()): may rewrite its report (exit_code, signal, error) from
+  // what the launcher's process reported (e.g. srun's exit status 128+N and
+  // its "task 0: Killed" line). The returned RunReport has the rewritten
+  // reports; RunHooks (on_end, should_halt) saw them before, as the
+  // launcher's process ended — a step that srun says was SIGKILLed is exit
+  // code 137 there. Both count it as a failure.
   virtual void Interpret(size_t index, StepReport* report) = 0;
   // Once per run, after Begin() succeeded, on every way out (success,
   // failure, halt, interrupt, an exception from a hook): releases what the

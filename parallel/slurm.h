@@ -36,7 +36,9 @@
 // local command's: SIGTERM makes srun cancel its job step, and SIGKILL after
 // the grace period ends srun at once. End() then cancels every job step of
 // the run still known to the cluster (by its name; `squeue --steps`), so
-// nothing is left queued or running after any way out.
+// nothing is left queued or running after any way out — except a step
+// Slurm itself cannot end (an srun SIGKILLed between creating its step and
+// starting the task; see SlurmOptions::message_fd).
 //
 // Thread-safety: one launcher per run (RunSteps calls it from one thread).
 
