@@ -48,13 +48,14 @@ internal::PoolConfig ToPoolConfig(const ExecutorOptions& options) {
       options.replay_order == ReplayOrder::kCompletion;
   config.temp_dir = internal::ResolveTempDir(options.temp_dir);
   config.trace_file = options.trace_file;
+  // The trace needs every task's report at the end.
+  config.forget_ended = options.trace_file.empty();
   config.keep_values = true;
   config.initializer = options.initializer;
-  // A worker gets its next task while it runs one (one wake-up of the loop
-  // per task, not two); such a task is withdrawn exactly if cancelled before
-  // the worker reaches it (claims.h), so kIfPending holds.
-  config.pipeline_depth = 2;
-  config.withdrawable = true;
+  // Each worker holds up to kLanes tasks at once (the pool's default
+  // depth): it never waits for the loop between tasks. A task it has not
+  // started is withdrawn exactly when cancelled (claims.h), so kIfPending
+  // holds, and taken by a worker that ran out of tasks.
   config.max_inputs_per_worker = options.max_tasks_per_worker;
   config.max_worker_rss_bytes = options.max_worker_rss_bytes;
   return config;

@@ -1,6 +1,7 @@
 // Withdrawing an input that a worker has been sent but has not started: how
 // Cancel(kIfPending) stays exact while workers are sent their next input
-// before they finish the one they run (pipeline depth 2).
+// before they finish the one they run (several at once, worker_pool.h), and
+// how an idle worker takes an input another holds without it running twice.
 //
 // One word per worker lane, in memory shared with the workers (mapped before
 // they are forked; replacements inherit it). The parent writes Queued(i)

@@ -3,6 +3,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
@@ -277,7 +278,7 @@ bool ExecutorCore::TakeRequests(WorkerPool& pool) {
     kill_running = kill_running_;
   }
   for (Incoming& task : incoming) {
-    const size_t index = states_.size();
+    const size_t index = first_state_ + states_.size();
     task.state->set_index(index);
     states_.push_back(task.state);
     pool.Submit(std::move(task.input));  // may end it (on_done) at once
@@ -286,11 +287,13 @@ bool ExecutorCore::TakeRequests(WorkerPool& pool) {
   if (!shutting_down) return true;
   if (cancel_pending && !cancelled_for_shutdown_) {
     cancelled_for_shutdown_ = true;
-    for (size_t index = 0; index < states_.size(); ++index) {
+    // A cancel that ends a task may drop states from the front.
+    for (size_t index = first_state_; index < first_state_ + states_.size();
+         index = std::max(index + 1, first_state_)) {
       // A copy: a cancel may end it (on_done) and reset the slot. The pool
       // drops a pending one at once, rather than when a worker frees up;
       // the kill a running one's cancel queued then finds it ending.
-      if (std::shared_ptr<TaskState> state = states_[index]) {
+      if (std::shared_ptr<TaskState> state = states_[index - first_state_]) {
         if (state->Cancel(kill_running)) pool.Cancel(index);
       }
     }
@@ -299,7 +302,11 @@ bool ExecutorCore::TakeRequests(WorkerPool& pool) {
 }
 
 void ExecutorCore::OnDone(size_t index, const StepReport& report) {
-  std::shared_ptr<TaskState> state = std::move(states_[index]);
+  std::shared_ptr<TaskState> state = std::move(states_[index - first_state_]);
+  while (!states_.empty() && states_.front() == nullptr) {
+    states_.pop_front();
+    ++first_state_;
+  }
   if (state == nullptr) return;
   Ended ended{std::move(state), std::string(), false};
   switch (report.outcome) {
@@ -335,7 +342,7 @@ void ExecutorCore::Loop(PoolConfig config) {
     OnDone(index, report);
   };
   config.may_start = [this](size_t index, ClaimWord* claim) {
-    return states_[index]->Give(claim);
+    return states_[index - first_state_]->Give(claim);
   };
   absl::StatusOr<std::unique_ptr<WorkerPool>> started = WorkerPool::Start(
       [](absl::string_view) -> absl::StatusOr<std::string> {

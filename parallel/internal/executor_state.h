@@ -93,7 +93,7 @@ class TaskState {
   mutable std::mutex mu_;
   mutable std::condition_variable done_;  // phase_ became kDone
   Phase phase_ = Phase::kPending;
-  ClaimWord* claim_ = nullptr;  // while kGiven, if withdrawable
+  ClaimWord* claim_ = nullptr;  // while kGiven, if it has one
   bool cancelled_ = false;
   Raw raw_ = absl::UnknownError("not done");
   std::deque<Callback> callbacks_;
@@ -153,9 +153,11 @@ class ExecutorCore {
   const std::shared_ptr<CallbackFailures> failures_ =
       std::make_shared<CallbackFailures>();
   bool shut_down_ = false;  // Shutdown() ran (caller's thread)
-  // The loop's thread only: the state of each pool index (reset as each
-  // ends), and whether a kCancelPending/kKillRunning shutdown cancelled them.
-  std::vector<std::shared_ptr<TaskState>> states_;
+  // The loop's thread only: the state of each pool index from
+  // `first_state_` on (reset as each ends, dropped from the front), and
+  // whether a kCancelPending/kKillRunning shutdown cancelled them.
+  std::deque<std::shared_ptr<TaskState>> states_;
+  size_t first_state_ = 0;
   bool cancelled_for_shutdown_ = false;
   WorkerPool* pool_ = nullptr;
   // Tasks that ended after an interrupt: resolved only if the re-raised

@@ -29,7 +29,7 @@ namespace {
 size_t DepthOf(const PoolConfig& config) {
   if (config.pipeline_depth > 0) return config.pipeline_depth;
   // With halt_on_error only one, so that nothing starts after a failure.
-  return config.halt_on_error ? 1 : 2;
+  return config.halt_on_error ? 1 : kLanes;
 }
 
 }  // namespace
@@ -38,9 +38,7 @@ ProcessPool::ProcessPool(TaskBody task, PoolConfig config)
     : task_(std::move(task)),
       config_(std::move(config)),
       depth_(std::min<size_t>(DepthOf(config_), kLanes)),
-      claims_(config_.withdrawable
-                  ? static_cast<size_t>(config_.processes) * kLanes
-                  : 0),
+      claims_(static_cast<size_t>(config_.processes) * kLanes),
       spec_{&task_,
             &config_.onexit,
             &config_.initializer,
@@ -55,26 +53,34 @@ ProcessPool::ProcessPool(TaskBody task, PoolConfig config)
                               config_.replay_in_completion_order}),
       supervisor_(&replayer_, this) {}
 
+size_t ProcessPool::Live(const Worker& worker) {
+  return std::count_if(worker.assigned.begin(), worker.assigned.end(),
+                       [](const Held& held) { return !held.stolen; });
+}
+
+bool ProcessPool::MayTake(size_t slot, bool idle_ok) const {
+  const Worker& worker = workers_[slot];
+  if (!supervisor_.active(slot) ||
+      supervisor_.kill_reason(slot) != KillReason::kNone ||
+      worker.finish_sent || worker.assigned.size() >= depth_ ||
+      (!idle_ok && worker.assigned.empty())) {
+    return false;
+  }
+  // Recycling: never more than its quota, and, under an RSS limit (known
+  // only after each input), nothing queued behind a running input.
+  const size_t held = worker.inputs_done + Live(worker);
+  return !(config_.max_inputs_per_worker > 0 &&
+           held >= static_cast<size_t>(config_.max_inputs_per_worker)) &&
+         !(config_.max_worker_rss_bytes > 0 && Live(worker) > 0);
+}
+
 size_t ProcessPool::FreeWorker(bool idle_ok) const {
   size_t best = workers_.size();
   for (size_t i = 0; i < static_cast<size_t>(config_.processes); ++i) {
     const Worker& worker = workers_[i];
-    if (!supervisor_.active(i) ||
-        supervisor_.kill_reason(i) != KillReason::kNone || worker.finish_sent ||
-        worker.assigned.size() >= depth_ ||
-        (!idle_ok && worker.assigned.empty())) {
-      continue;
-    }
-    // Recycling: never more than its quota, and, under an RSS limit (known
-    // only after each input), nothing queued behind a running input.
-    const size_t held = worker.inputs_done + worker.assigned.size();
-    if ((config_.max_inputs_per_worker > 0 &&
-         held >= static_cast<size_t>(config_.max_inputs_per_worker)) ||
-        (config_.max_worker_rss_bytes > 0 && !worker.assigned.empty())) {
-      continue;
-    }
+    if (!MayTake(i, idle_ok)) continue;
     if (best == workers_.size() ||
-        worker.assigned.size() < workers_[best].assigned.size()) {
+        Live(worker) < Live(workers_[best])) {
       best = i;
     }
   }
@@ -83,13 +89,13 @@ size_t ProcessPool::FreeWorker(bool idle_ok) const {
 
 size_t ProcessPool::Busy() const {
   size_t busy = 0;
-  for (const Worker& worker : workers_) busy += worker.assigned.size();
+  for (const Worker& worker : workers_) busy += Live(worker);
   return busy;
 }
 
 size_t ProcessPool::BusyProcesses() const {
   size_t busy = 0;
-  for (const Worker& worker : workers_) busy += !worker.assigned.empty();
+  for (const Worker& worker : workers_) busy += Live(worker) > 0;
   return busy;
 }
 
@@ -101,10 +107,29 @@ bool ProcessPool::AnyWorkerAlive() const {
 }
 
 bool ProcessPool::DispatchWaiting() {
+  const bool all = DispatchQueued();
+  if (all) Steal();
+  FlushSends();
+  return all;
+}
+
+void ProcessPool::FlushSends() {
+  for (size_t slot = 0; slot < workers_.size(); ++slot) {
+    Worker& worker = workers_[slot];
+    if (worker.outbox.empty()) continue;
+    const int error = SendFully(worker.socket.get(), worker.outbox.data(),
+                                worker.outbox.size(), nullptr, 0);
+    worker.outbox.clear();
+    // The worker is gone: its end (OnEnded) gives its inputs to another.
+    if (error != 0) supervisor_.child(slot).SignalGroup(SIGKILL);
+  }
+}
+
+bool ProcessPool::DispatchQueued() {
   const size_t capacity = config_.processes * depth_;
   while (!waiting_.empty()) {
     const size_t index = waiting_.front();
-    Input& input = inputs_[index];
+    Input& input = input_at(index);
     if (Busy() >= capacity) return false;  // one-shot processes count too
     // At most `processes` processes at work (one-shot ones included); an
     // input may also wait in a busy worker's socket.
@@ -115,33 +140,86 @@ bool ProcessPool::DispatchWaiting() {
     const size_t slot = own ? OneShotSlot() : FreeWorker(may_add_process);
     if (slot == workers_.size()) return false;
     waiting_.pop_front();
-    // A pooled worker's lane has a claim word (when withdrawable): queued
-    // before anyone may withdraw the input.
-    const uint32_t lane = own ? 0 : FreeLane(workers_[slot]);
-    const size_t claim_index = slot * kLanes + lane;
-    ClaimWord* claim =
-        !own && claim_index < claims_.size() ? &claims_.words()[claim_index]
-                                              : nullptr;
-    if (claim != nullptr) claim->store(ClaimValue(index, ClaimState::kQueued));
-    if (config_.may_start && !config_.may_start(index, claim)) {
-      if (claim != nullptr) claim->store(0);
+    if (!own) {
+      SendTo(slot, index);
+      continue;
+    }
+    if (config_.may_start && !config_.may_start(index, nullptr)) {
       EndUnstarted(index, StepOutcome::kHalted);
       continue;
     }
-    if (own) {
-      if (absl::Status status = StartWorker(slot, &input.own_body);
-          !status.ok()) {
-        EndUnstarted(index, StepOutcome::kFailed,
-                     ExceptionInfo{std::string(kProcessStartError),
-                                   std::string(status.message()), "",
-                                   input.report.name, 0});
-        continue;
-      }
+    if (absl::Status status = StartWorker(slot, &input.own_body);
+        !status.ok()) {
+      EndUnstarted(index, StepOutcome::kFailed,
+                   ExceptionInfo{std::string(kProcessStartError),
+                                 std::string(status.message()), "",
+                                 input.report.name, 0});
+      continue;
     }
-    Dispatch(slot, index, lane,
-             claim != nullptr ? static_cast<uint32_t>(claim_index) : kNoClaim);
+    Dispatch(slot, index, 0, kNoClaim);
   }
   return true;
+}
+
+void ProcessPool::SendTo(size_t slot, size_t index) {
+  // A pooled worker's lane has a claim word: queued before anyone may
+  // withdraw the input.
+  const uint32_t lane = FreeLane(workers_[slot]);
+  const size_t claim_index = slot * kLanes + lane;
+  ClaimWord* claim = claim_index < claims_.size()
+                         ? &claims_.words()[claim_index]
+                         : nullptr;
+  if (claim != nullptr) claim->store(ClaimValue(index, ClaimState::kQueued));
+  if (config_.may_start && !config_.may_start(index, claim)) {
+    if (claim != nullptr) claim->store(0);
+    EndUnstarted(index, StepOutcome::kHalted);
+    return;
+  }
+  Dispatch(slot, index, lane,
+           claim != nullptr ? static_cast<uint32_t>(claim_index) : kNoClaim);
+}
+
+void ProcessPool::Steal() {
+  if (claims_.size() == 0 || stopped()) return;
+  const size_t pooled = static_cast<size_t>(config_.processes);
+  for (size_t thief = 0; thief < pooled; ++thief) {
+    if (Live(workers_[thief]) != 0 || !MayTake(thief, /*idle_ok=*/true)) {
+      continue;
+    }
+    // The live worker holding the most inputs (at least two: one it runs).
+    size_t victim = pooled;
+    size_t most = 1;
+    for (size_t slot = 0; slot < pooled; ++slot) {
+      if (slot == thief || !supervisor_.active(slot) ||
+          supervisor_.kill_reason(slot) != KillReason::kNone) {
+        continue;
+      }
+      const size_t live = Live(workers_[slot]);
+      if (live > most) {
+        most = live;
+        victim = slot;
+      }
+    }
+    if (victim == pooled) return;
+    // Its newest input, never its front: withdrawn exactly, or it has
+    // started after all (then it stays).
+    std::deque<Held>& held = workers_[victim].assigned;
+    auto newest = std::find_if(held.rbegin(), held.rend(),
+                               [](const Held& h) { return !h.stolen; });
+    if (newest->claim == kNoClaim ||
+        !ClaimWithdraw(&claims_.words()[newest->claim], newest->index)) {
+      continue;
+    }
+    newest->stolen = true;
+    const size_t index = newest->index;
+    replayer_.Reopen(index);
+    input_at(index).state = Input::kWaiting;
+    if (input_at(index).cancelled) {
+      EndUnstarted(index, StepOutcome::kHalted);
+    } else {
+      SendTo(thief, index);
+    }
+  }
 }
 
 void ProcessPool::FailWaitingIfNoWorker() {
@@ -170,7 +248,7 @@ void ProcessPool::DropWaiting() {
 
 void ProcessPool::EndUnstarted(size_t index, StepOutcome outcome,
                                std::optional<ExceptionInfo> error) {
-  Input& input = inputs_[index];
+  Input& input = input_at(index);
   input.report.outcome = outcome;
   if (error) {
     error->step = input.report.name;
@@ -182,19 +260,24 @@ void ProcessPool::EndUnstarted(size_t index, StepOutcome outcome,
 }
 
 void ProcessPool::MarkDone(size_t index) {
-  Input& input = inputs_[index];
+  Input& input = input_at(index);
   if (input.state == Input::kDone) return;
   input.state = Input::kDone;
   input.own_body = nullptr;
   --unfinished_;
   if (config_.on_done) config_.on_done(index, input.report);
+  if (!config_.forget_ended) return;
+  while (!inputs_.empty() && inputs_.front().state == Input::kDone) {
+    inputs_.pop_front();
+    ++first_input_;
+  }
 }
 
 uint32_t ProcessPool::FreeLane(const Worker& worker) const {
   for (uint32_t lane = 0; lane < kLanes; ++lane) {
     const bool used =
         std::any_of(worker.assigned.begin(), worker.assigned.end(),
-                    [&](size_t index) { return inputs_[index].lane == lane; });
+                    [&](const Held& held) { return held.lane == lane; });
     if (!used) return lane;
   }
   return 0;  // unreachable: kLanes >= depth_
@@ -203,10 +286,8 @@ uint32_t ProcessPool::FreeLane(const Worker& worker) const {
 void ProcessPool::Dispatch(size_t slot, size_t index, uint32_t lane_index,
                            uint32_t claim) {
   Worker& worker = workers_[slot];
-  Input& input = inputs_[index];
-  input.lane = lane_index;
-  input.claim = claim;
-  Lane& lane = worker.lanes[input.lane];
+  Input& input = input_at(index);
+  Lane& lane = worker.lanes[lane_index];
   // A lane's pipes travel to the worker once, with its first input.
   UniqueFd out_w;
   UniqueFd err_w;
@@ -227,27 +308,34 @@ void ProcessPool::Dispatch(size_t slot, size_t index, uint32_t lane_index,
     }
   }
   replayer_.Attach(index, lane.out.get(), lane.err.get());
-  std::string frame;
-  AppendRecord(RecordKind::kInput,
-               Encode(std::make_tuple(static_cast<uint64_t>(index), input.lane,
-                                      new_pipes, input.entry, input.args,
-                                      input.claim)),
-               &frame);
-  const int fds[2] = {out_w.get(), err_w.get()};
   input.state = Input::kQueued;
   input.report.pid = supervisor_.child(slot).pid();
-  worker.assigned.push_back(index);
-  if (SendFully(worker.socket.get(), frame.data(), frame.size(), fds,
-                !new_pipes ? 0 : err_w.valid() ? 2 : 1) != 0) {
-    // The worker is gone: its end (OnEnded) gives the input to another.
-    supervisor_.child(slot).SignalGroup(SIGKILL);
+  worker.assigned.push_back(Held{index, lane_index, claim});
+  const size_t frame = worker.outbox.size();
+  AppendRecord(RecordKind::kInput,
+               Encode(std::make_tuple(static_cast<uint64_t>(index), lane_index,
+                                      new_pipes, input.entry, input.args,
+                                      claim)),
+               &worker.outbox);
+  if (!new_pipes) return;  // goes with the pass's others (FlushSends)
+  // The pipes travel with the record's first byte: what was queued before
+  // it goes first, then the record with them.
+  const int fds[2] = {out_w.get(), err_w.get()};
+  int error = SendFully(worker.socket.get(), worker.outbox.data(), frame,
+                        nullptr, 0);
+  if (error == 0) {
+    error = SendFully(worker.socket.get(), worker.outbox.data() + frame,
+                      worker.outbox.size() - frame, fds, err_w.valid() ? 2 : 1);
   }
+  worker.outbox.clear();
+  // The worker is gone: its end (OnEnded) gives the input to another.
+  if (error != 0) supervisor_.child(slot).SignalGroup(SIGKILL);
 }
 
 size_t ProcessPool::Add(PoolInput given) {
-  const size_t index = inputs_.size();
+  const size_t index = first_input_ + inputs_.size();
   inputs_.emplace_back();
-  Input& input = inputs_[index];
+  Input& input = input_at(index);
   input.report.name = std::move(given.label);
   input.report.queued_time = absl::Now();
   replayer_.Add(input.report.name);
@@ -307,7 +395,8 @@ void ProcessPool::Turn(int wake_fd, absl::Time wake_at) {
 }
 
 void ProcessPool::Cancel(size_t index) {
-  Input& input = inputs_[index];
+  if (index < first_input_) return;  // ended, and forgotten
+  Input& input = input_at(index);
   input.cancelled = true;
   if (input.state == Input::kWaiting) {
     waiting_.erase(std::find(waiting_.begin(), waiting_.end(), index));
@@ -316,8 +405,10 @@ void ProcessPool::Cancel(size_t index) {
   }
   if (input.state == Input::kDone) return;
   for (size_t slot = 0; slot < workers_.size(); ++slot) {
-    const std::deque<size_t>& assigned = workers_[slot].assigned;
-    if (std::find(assigned.begin(), assigned.end(), index) != assigned.end()) {
+    const std::deque<Held>& assigned = workers_[slot].assigned;
+    if (std::any_of(assigned.begin(), assigned.end(), [&](const Held& held) {
+          return held.index == index && !held.stolen;
+        })) {
       // Its end (OnEnded) judges it halted; the others it held go back.
       supervisor_.Kill(slot, KillReason::kHalt, absl::Now());
       return;
@@ -419,6 +510,7 @@ const RunReport& ProcessPool::Finish() {
   report_.end_time = absl::Now();
   report_.slots = config_.processes;
   WriteTraceFile(config_.trace_file, &report_);
+  first_input_ += inputs_.size();
   inputs_.clear();
   finished_ = true;
   return report_;

@@ -60,12 +60,24 @@ class ProcessPool : public WorkerPool, public SupervisorClient {
     UniqueFd out;
     UniqueFd err;  // only when !combine_stderr
   };
+  // An input sent to a worker, on one of its lanes.
+  struct Held {
+    size_t index;
+    uint32_t lane;
+    uint32_t claim;  // its claim word's index, or kNoClaim
+    // Withdrawn for an idle worker (Steal): this one skips it, and its
+    // kDone only frees the lane.
+    bool stolen = false;
+  };
   struct Worker {
     UniqueFd socket;  // the parent's end, non-blocking
     Lane lanes[kLanes];
     std::string inbox;
+    // Input records not yet sent: those of one dispatching pass go in one
+    // write, one wake-up of the worker (FlushSends).
+    std::string outbox;
     // Inputs sent to it, oldest first; the front one runs once started.
-    std::deque<size_t> assigned;
+    std::deque<Held> assigned;
     bool front_started = false;
     ChildResult result;  // records of the running input
     bool finish_sent = false;
@@ -75,7 +87,8 @@ class ProcessPool : public WorkerPool, public SupervisorClient {
     bool one_shot = false;      // forked for one input's own body
     bool initializer_failed = false;
     int inputs_done = 0;
-    size_t last_input = 0;  // the input of its last kDone
+    // The failure of the input of its last kDone, if it failed.
+    std::optional<ExceptionInfo> last_error;
   };
   struct Input {
     // kWaiting: with no worker; kQueued: sent, not started; kRunning; kDone.
@@ -86,8 +99,6 @@ class ProcessPool : public WorkerPool, public SupervisorClient {
     TaskBody own_body;
     absl::Duration timeout = absl::InfiniteDuration();
     bool cancelled = false;
-    uint32_t lane = 0;  // while with a worker
-    uint32_t claim = kNoClaim;  // while with a worker
     StepReport report;
     absl::Time started;
   };
@@ -111,7 +122,22 @@ class ProcessPool : public WorkerPool, public SupervisorClient {
   // word's index or kNoClaim.
   void Dispatch(size_t slot, size_t input, uint32_t lane, uint32_t claim);
   uint32_t FreeLane(const Worker& worker) const;
+  // Sends a waiting input to the pooled worker, on a free lane, with a
+  // claim word (unless may_start refuses it).
+  void SendTo(size_t slot, size_t index);
   bool DispatchWaiting();
+  // DispatchWaiting without the stealing and the sending.
+  bool DispatchQueued();
+  // Writes every worker's outbox.
+  void FlushSends();
+  // With claims, once nothing waits: an idle worker takes the newest input
+  // another worker holds but has not started (withdrawn there, exactly), so
+  // that a deep pipeline never leaves a worker idle behind a long task.
+  void Steal();
+  // Inputs the worker holds that it will run (not stolen from it).
+  static size_t Live(const Worker& worker);
+  // Whether the pooled worker may be sent one more input.
+  bool MayTake(size_t slot, bool idle_ok) const;
   void FailWaitingIfNoWorker();
   void DropWaiting();
   // Ends an input that never started (its output, if any, dropped unless a
@@ -146,13 +172,17 @@ class ProcessPool : public WorkerPool, public SupervisorClient {
   TaskBody task_;
   const PoolConfig config_;
   const size_t depth_;  // inputs per worker at once
-  // A claim word per pooled worker lane when config_.withdrawable.
+  // A claim word per pooled worker lane.
   ClaimBoard claims_;
   const WorkerSpec spec_;
   Replayer replayer_;
   Supervisor supervisor_;
   std::vector<Worker> workers_;  // by supervisor slot; pooled ones first
-  std::deque<Input> inputs_;  // a deque: growing never moves them
+  // Inputs from `first_input_` on (with forget_ended, the earlier ones
+  // ended); a deque: growing never moves them.
+  std::deque<Input> inputs_;
+  size_t first_input_ = 0;
+  Input& input_at(size_t index) { return inputs_[index - first_input_]; }
   std::deque<size_t> waiting_;  // inputs not with any worker, in order
   size_t unfinished_ = 0;
   // Onexit units by worker slot (added at Finish, after every input).

@@ -137,7 +137,7 @@ void ProcessPool::HandleRecord(size_t slot, const Record& record) {
   switch (record.kind) {
     case RecordKind::kInitFailed:
       worker.initializer_failed = true;
-      initializer_error_ = inputs_[worker.last_input].report.error;
+      initializer_error_ = worker.last_error;
       return;
     case RecordKind::kDone:
       HandleDone(slot, record);
@@ -151,8 +151,11 @@ void ProcessPool::HandleRecord(size_t slot, const Record& record) {
   uint64_t id = 0;
   if (!DecodeInto(record.payload, &id).ok()) return;
   if (id == kOnexitId) return HandleOnexit(slot, record.kind);
-  if (worker.assigned.empty() || worker.assigned.front() != id) return;
-  Input& input = inputs_[id];
+  if (worker.assigned.empty() || worker.assigned.front().index != id ||
+      worker.assigned.front().stolen) {
+    return;
+  }
+  Input& input = input_at(id);
   const absl::Time now = absl::Now();
   worker.front_started = true;
   worker.ever_started = true;
@@ -190,25 +193,28 @@ void ProcessPool::HandleDone(size_t slot, const Record& record) {
   if (!DecodeInto(record.payload, &done).ok()) return;
   const auto [id, left_processes, pipes_empty] = done;
   if (id == kOnexitId) return HandleOnexit(slot, record.kind);
-  if (worker.assigned.empty() || worker.assigned.front() != id) return;
-  Input& input = inputs_[id];
+  if (worker.assigned.empty() || worker.assigned.front().index != id) return;
+  const Held held = worker.assigned.front();
   worker.assigned.pop_front();
+  // Skipped for another worker (Steal), which has it now.
+  if (held.stolen) return;
+  Input& input = input_at(id);
   if (!worker.front_started) {
     // No kStarted: it was withdrawn (claims.h) and the worker skipped it.
-    worker.last_input = id;
+    worker.last_error.reset();
     EndUnstarted(id, StepOutcome::kHalted);
     return;
   }
   worker.front_started = false;
-  worker.last_input = id;
   ++worker.inputs_done;
   UnitEnd end;
   end.pipes_empty = pipes_empty;
   Conclude(slot, id, input.report, input.timeout, end);
+  worker.last_error = input.report.error;
   // Conclude took the lane's bytes. A process the task left may still hold
   // the lane: the next input gets fresh pipes, and the leftover's later
   // writes fail (EPIPE) as they would on a closed step's pipe.
-  if (left_processes) worker.lanes[input.lane] = Lane();
+  if (left_processes) worker.lanes[held.lane] = Lane();
   MarkDone(id);
   MaybeRecycle(slot);
 }
@@ -243,9 +249,9 @@ void ProcessPool::OnEnded(size_t slot, const ProcessExit& exit,
   Worker& worker = workers_[slot];
   ReadFrom(slot);  // what it said before it ended
   if (!worker.assigned.empty() && worker.front_started) {
-    const size_t index = worker.assigned.front();
+    const size_t index = worker.assigned.front().index;
     worker.assigned.pop_front();
-    Input& input = inputs_[index];
+    Input& input = input_at(index);
     input.report.duration = absl::Now() - input.started;
     Conclude(slot, index, input.report, input.timeout, UnitEnd{exit, why});
     MarkDone(index);
@@ -261,12 +267,14 @@ void ProcessPool::OnEnded(size_t slot, const ProcessExit& exit,
   // Inputs it had not started go back to the front of the line, in order
   // (a cancelled one ends).
   for (auto it = worker.assigned.rbegin(); it != worker.assigned.rend(); ++it) {
-    replayer_.Reopen(*it);
-    inputs_[*it].state = Input::kWaiting;
-    if (inputs_[*it].cancelled) {
-      EndUnstarted(*it, StepOutcome::kHalted);
+    if (it->stolen) continue;  // another worker has it
+    const size_t index = it->index;
+    replayer_.Reopen(index);
+    input_at(index).state = Input::kWaiting;
+    if (input_at(index).cancelled) {
+      EndUnstarted(index, StepOutcome::kHalted);
     } else {
-      waiting_.push_front(*it);
+      waiting_.push_front(index);
     }
   }
   worker.assigned.clear();

@@ -41,8 +41,7 @@ absl::Status Replayer::Open(size_t index, UniqueFd* out_w, UniqueFd* err_w) {
     unit.err = std::make_unique<StreamCapture>(*std::move(err));
   }
   unit.out = std::make_unique<StreamCapture>(*std::move(out));
-  unit.state = State::kOpen;
-  if (options_.line_buffer) active_.insert(index);
+  MarkOpen(index);
   return absl::OkStatus();
 }
 
@@ -70,7 +69,13 @@ void Replayer::Attach(size_t index, int out_r, int err_r) {
   if (!options_.combine_stderr) {
     unit.err = std::make_unique<StreamCapture>(StreamCapture::Borrow(err_r));
   }
-  unit.state = State::kOpen;
+  MarkOpen(index);
+}
+
+void Replayer::MarkOpen(size_t index) {
+  unit(index).state = State::kOpen;
+  open_.insert(index);
+  with_streams_.insert(index);
   if (options_.line_buffer) active_.insert(index);
 }
 
@@ -83,6 +88,8 @@ void Replayer::Reopen(size_t index) {
   }
   unit.state = State::kWaiting;
   active_.erase(index);
+  open_.erase(index);
+  with_streams_.erase(index);
 }
 
 void Replayer::Drain(size_t index) {
@@ -116,6 +123,7 @@ void Replayer::Close(size_t index, bool drop, bool known_empty) {
   Unit& unit = this->unit(index);
   if (unit.state == State::kClosed) return;
   unit.state = State::kClosed;
+  open_.erase(index);
   if (options_.completion_order && !options_.line_buffer) {
     order_.push_back(index);
   }
@@ -123,7 +131,7 @@ void Replayer::Close(size_t index, bool drop, bool known_empty) {
   if (unit.out) unit.out->Close(pool_, known_empty);
   if (unit.err) unit.err->Close(pool_, known_empty);
   if (drop) {
-    Retire(unit);
+    Retire(index);
   } else if (!live(index)) {
     Hold(unit);
   }
@@ -134,7 +142,7 @@ void Replayer::Drop(size_t index) {
   Unit& unit = this->unit(index);
   if (unit.state != State::kClosed || unit.drop) return;
   unit.drop = true;
-  Retire(unit);
+  Retire(index);
 }
 
 void Replayer::Hold(Unit& unit) {
@@ -181,7 +189,9 @@ void Replayer::Hold(Unit& unit) {
   ++spooled_;
 }
 
-void Replayer::Retire(Unit& unit) {
+void Replayer::Retire(size_t index) {
+  Unit& unit = this->unit(index);
+  with_streams_.erase(index);
   if (unit.held) {
     unit.held = false;
     --held_;
@@ -284,7 +294,7 @@ void Replayer::PumpLines() {
       if (unit.err) done = Emit(unit, *unit.err, *err_) && done;
     }
     if (unit.state == State::kClosed && done) {
-      Retire(unit);
+      Retire(*it);
       unit.state = State::kReplayed;
       it = active_.erase(it);
     } else {
@@ -309,7 +319,7 @@ void Replayer::Pump() {
       if (unit.err) done = Emit(unit, *unit.err, *err_) && done;
     }
     if (unit.state == State::kOpen || !done) return;  // live head, or full
-    Retire(unit);
+    Retire(order_.front());
     unit.state = State::kReplayed;
     order_.pop_front();
     while (!units_.empty() && units_.front().state == State::kReplayed) {
@@ -355,13 +365,12 @@ int Replayer::capture_error(size_t index) const {
 
 void Replayer::AppendPollFds(std::vector<pollfd>* fds,
                              std::vector<size_t>* owners) const {
-  for (size_t i = 0; i < units_.size(); ++i) {
-    const Unit& unit = units_[i];
-    if (unit.state != State::kOpen) continue;
+  for (const size_t index : open_) {
+    const Unit& unit = this->unit(index);
     for (const auto* stream : {&unit.out, &unit.err}) {
       if (*stream && (*stream)->pipe_fd() >= 0) {
         fds->push_back({(*stream)->pipe_fd(), POLLIN, 0});
-        owners->push_back(first_ + i);
+        owners->push_back(index);
       }
     }
   }
@@ -425,7 +434,8 @@ void Replayer::AppendFds(std::vector<int>* fds) const {
   }
   pool_.AppendFds(fds);
   if (spool_.valid()) fds->push_back(spool_.get());
-  for (const Unit& unit : units_) {
+  for (const size_t index : with_streams_) {
+    const Unit& unit = this->unit(index);
     for (const auto* stream : {&unit.out, &unit.err}) {
       if (*stream) (*stream)->AppendFds(fds);
     }

@@ -166,7 +166,10 @@ class Replayer {
   bool live(size_t index) const {
     return options_.line_buffer || (is_head(index) && !options_.hold_live);
   }
-  void Retire(Unit& unit);
+  // kOpen, in open_ (and active_ with line_buffer).
+  void MarkOpen(size_t index);
+  // Releases the unit's streams.
+  void Retire(size_t index);
   void Hold(Unit& unit);
   Unit& unit(size_t index) { return units_[index - first_]; }
   const Unit& unit(size_t index) const { return units_[index - first_]; }
@@ -192,6 +195,11 @@ class Replayer {
   std::deque<size_t> order_;
   // line_buffer: the units opened and not yet replayed, in order.
   std::set<size_t> active_;
+  // The units in kOpen, and those whose streams are not yet released, so
+  // that polling and forking cost what is open, not what was submitted (a
+  // pool may hold every input of a Map here at once).
+  std::set<size_t> open_;
+  std::set<size_t> with_streams_;
   size_t held_ = 0;
   UniqueFd spool_;
   uint64_t spool_end_ = 0;

@@ -141,6 +141,7 @@ class Worker {
     // Orphans of a task's processes become the worker's children, so that
     // TaskLeftProcesses() sees them.
     ::prctl(PR_SET_CHILD_SUBREAPER, 1);
+    for (int* lane : lanes_) lane[0] = lane[1] = -1;
   }
 
   int Run();
@@ -178,7 +179,7 @@ class Worker {
   bool initializer_failed_ = false;
   const int dev_null_;
   // The output pipes by lane: {stdout, stderr or -1}.
-  int lanes_[kLanes][2] = {{-1, -1}, {-1, -1}};
+  int lanes_[kLanes][2];
   int onexit_pipes_[2] = {-1, -1};
   // What goes to the parent next: kStarted, then the value or failure and
   // kDone. When the next input is already here as one ends, its kStarted

@@ -73,8 +73,11 @@ struct PoolConfig : ProcessOptions {
   // later input fails with it.
   std::function<void()> initializer;
   // Inputs with a worker at once: the one it runs and those waiting in its
-  // socket. 1 sends an input only to an idle worker. 0: 2, or 1 with
-  // halt_on_error.
+  // socket (at most kLanes). 1 sends an input only to an idle worker. 0:
+  // kLanes, or 1 with halt_on_error. However deep, a worker that runs out
+  // of inputs takes those another holds but has not started (withdrawn
+  // there through their claims, exactly), so none waits behind a long
+  // input while a worker idles.
   int pipeline_depth = 0;
   // Replace a worker after this many inputs (0: never), or when its
   // resident set is over this many bytes after an input (0: never).
@@ -86,13 +89,16 @@ struct PoolConfig : ProcessOptions {
   std::function<void(size_t index, const StepReport& report)> on_done;
   // Called just before an input goes to a worker: false drops it (it ends
   // as kHalted, its on_done called) — a cancelled input never starts.
-  // `claim` is the input's claim word when it is withdrawable (else null):
-  // until the worker starts it, ClaimWithdraw(claim, index) keeps it from
-  // starting (it then ends as kHalted).
+  // `claim` is the input's claim word (claims.h; null for a process of its
+  // own, or if the claim words could not be mapped): until the worker starts
+  // it, ClaimWithdraw(claim, index) keeps it from starting (it then ends as
+  // kHalted). The word is the input's until it ends or may_start is called
+  // for it again (it moved to another worker).
   std::function<bool(size_t index, ClaimWord* claim)> may_start;
-  // Inputs sent to a pooled worker carry a claim (claims.h), so that an
-  // input waiting in a worker's socket can still be withdrawn.
-  bool withdrawable = false;
+  // Keep nothing of an input once it ended (on_done has its report), so
+  // that a long-lived pool's memory does not grow with the inputs it ran;
+  // Finish() then reports only onexit failures.
+  bool forget_ended = false;
 };
 
 inline constexpr int kMaxInitializerFailures = 3;
