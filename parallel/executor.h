@@ -188,6 +188,18 @@ struct IsTuple : std::false_type {};
 template <typename... Ts>
 struct IsTuple<std::tuple<Ts...>> : std::true_type {};
 
+// What Map's f returns for an input: f(input), or f(elements...) for a
+// std::tuple input that f does not take whole.
+template <typename F, typename Input, typename = void>
+struct MapCall {
+  using Result = std::invoke_result_t<F&, Input&>;
+};
+template <typename F, typename... Ts>
+struct MapCall<F, std::tuple<Ts...>,
+               std::enable_if_t<!std::is_invocable_v<F&, std::tuple<Ts...>&>>> {
+  using Result = std::invoke_result_t<F&, Ts&...>;
+};
+
 // A function pointer, or a captureless non-generic lambda (which converts
 // to one): runs in a pre-forked worker.
 template <typename F>
@@ -332,6 +344,11 @@ class ProcessPoolExecutor {
   void Shutdown(ShutdownMode mode = ShutdownMode::kWait);
 
  private:
+  // The task f(args...) as the pool takes it; `index` names it by default.
+  template <typename F, typename... Args>
+  static internal::PoolInput MakeInput(const TaskOptions& task, size_t index,
+                                       F f, Args... args);
+
   std::unique_ptr<internal::ExecutorCore> core_;
   const int uncaught_;
 };
@@ -342,10 +359,19 @@ auto ProcessPoolExecutor::Submit(const TaskOptions& task, F f, Args... args) {
   using T = typename internal::FutureValue<R>::type;
   static_assert(std::is_void_v<T> || std::is_default_constructible_v<T>,
                 "a task's result must be default-constructible");
+  return Future<T>(core_->Submit(MakeInput(task, core_->next_index(),
+                                           std::move(f), std::move(args)...)),
+                   &internal::DecodeTaskValue<R>);
+}
+
+template <typename F, typename... Args>
+internal::PoolInput ProcessPoolExecutor::MakeInput(const TaskOptions& task,
+                                                   size_t index, F f,
+                                                   Args... args) {
+  using R = std::invoke_result_t<F&, Args&...>;
   internal::PoolInput input;
-  input.label = task.name.empty()
-                    ? internal::ArgsLabel("task", core_->next_index(), args...)
-                    : task.name;
+  input.label = task.name.empty() ? internal::ArgsLabel("task", index, args...)
+                                  : task.name;
   input.timeout = task.timeout;
   if constexpr (internal::RunsInWorker<F>()) {
     using Sig = internal::Signature<std::decay_t<F>>;
@@ -369,28 +395,43 @@ auto ProcessPoolExecutor::Submit(const TaskOptions& task, F f, Args... args) {
       }
     };
   }
-  return Future<T>(core_->Submit(std::move(input)),
-                   &internal::DecodeTaskValue<R>);
+  return input;
 }
 
 template <typename F, typename Input>
 auto ProcessPoolExecutor::Map(F f, std::vector<Input> inputs) {
-  auto submit = [&](Input& input) {
+  // Every task goes to the executor's thread at once (one lock, one
+  // wake-up), then the results are taken in order.
+  const size_t first = core_->next_index();
+  auto make = [&](Input& input, size_t index) {
     if constexpr (internal::IsTuple<Input>::value &&
                   !std::is_invocable_v<F&, Input&>) {
       return std::apply(
-          [&](auto&... args) { return Submit(f, std::move(args)...); }, input);
+          [&](auto&... args) {
+            return MakeInput(TaskOptions{}, index, f, std::move(args)...);
+          },
+          input);
     } else {
-      return Submit(f, std::move(input));
+      return MakeInput(TaskOptions{}, index, f, std::move(input));
     }
   };
-  using Fut = decltype(submit(inputs.front()));
-  std::vector<Fut> futures;
-  futures.reserve(inputs.size());
-  for (Input& input : inputs) futures.push_back(submit(input));
+  using R = typename internal::MapCall<F, Input>::Result;
+  using Fut = Future<typename internal::FutureValue<R>::type>;
+  std::vector<internal::PoolInput> pool_inputs;
+  pool_inputs.reserve(inputs.size());
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    pool_inputs.push_back(make(inputs[i], first + i));
+  }
+  internal::Latch all_done(pool_inputs.size());
+  std::vector<std::shared_ptr<internal::TaskState>> states =
+      core_->SubmitAll(std::move(pool_inputs), &all_done);
+  all_done.Wait();
   std::vector<typename Fut::Result> results;
-  results.reserve(futures.size());
-  for (Fut& future : futures) results.push_back(future.Get());
+  results.reserve(states.size());
+  for (std::shared_ptr<internal::TaskState>& state : states) {
+    Fut future(std::move(state), &internal::DecodeTaskValue<R>);
+    results.push_back(future.Get());
+  }
   return results;
 }
 

@@ -101,6 +101,7 @@ bool TaskState::Cancel(bool kill_if_running) {
     running_callbacks_ = true;
   }
   done_.notify_all();
+  if (latch_ != nullptr) latch_->CountDown();
   if (given) core_->Kill(index_.load());
   RunCallbacks();
   return true;
@@ -116,6 +117,7 @@ bool TaskState::Resolve(Raw raw, bool cancelled) {
     running_callbacks_ = true;
   }
   done_.notify_all();
+  if (latch_ != nullptr) latch_->CountDown();
   RunCallbacks();
   return true;
 }
@@ -165,31 +167,45 @@ void TaskState::AddCallback(Callback callback) {
 }
 
 void TaskState::RunCallbacks() {
+  std::vector<Callback> batch;
   while (true) {
-    Callback callback;
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (callbacks_.empty()) {
         running_callbacks_ = false;
         return;
       }
-      callback = std::move(callbacks_.front());
-      callbacks_.pop_front();
+      batch.swap(callbacks_);  // those added meanwhile run after these
     }
-    std::string unused;
-    ExceptionInfo error;
-    if (CallBody(
-            [&]() -> absl::StatusOr<std::string> {
-              callback(raw_);
-              return std::string();
-            },
-            &unused, &error, /*traceback=*/false)) {
-      continue;
+    for (Callback& callback : batch) {
+      std::string unused;
+      ExceptionInfo error;
+      if (CallBody(
+              [&]() -> absl::StatusOr<std::string> {
+                callback(raw_);
+                return std::string();
+              },
+              &unused, &error, /*traceback=*/false)) {
+        continue;
+      }
+      error.step = absl::StrCat("callback of ", name_);
+      std::lock_guard<std::mutex> lock(failures_->mu);
+      failures_->failures.push_back(std::move(error));
     }
-    error.step = absl::StrCat("callback of ", name_);
-    std::lock_guard<std::mutex> lock(failures_->mu);
-    failures_->failures.push_back(std::move(error));
+    batch.clear();
   }
+}
+
+void Latch::CountDown() {
+  // Notified under the lock: the waiter may destroy the latch once it has
+  // the lock back.
+  std::lock_guard<std::mutex> lock(mu_);
+  if (--left_ == 0) zero_.notify_all();
+}
+
+void Latch::Wait() {
+  std::unique_lock<std::mutex> lock(mu_);
+  zero_.wait(lock, [this] { return left_ == 0; });
 }
 
 // ExecutorCore.
@@ -223,8 +239,20 @@ ExecutorCore::~ExecutorCore() {
 }
 
 std::shared_ptr<TaskState> ExecutorCore::Submit(PoolInput input) {
-  submitted_.fetch_add(1);
-  auto state = std::make_shared<TaskState>(this, failures_, input.label);
+  std::vector<PoolInput> one;
+  one.push_back(std::move(input));
+  return std::move(SubmitAll(std::move(one)).front());
+}
+
+std::vector<std::shared_ptr<TaskState>> ExecutorCore::SubmitAll(
+    std::vector<PoolInput> inputs, Latch* latch) {
+  submitted_.fetch_add(inputs.size());
+  std::vector<std::shared_ptr<TaskState>> states;
+  states.reserve(inputs.size());
+  for (const PoolInput& input : inputs) {
+    states.push_back(
+        std::make_shared<TaskState>(this, failures_, input.label, latch));
+  }
   absl::Status refused;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -232,18 +260,25 @@ std::shared_ptr<TaskState> ExecutorCore::Submit(PoolInput input) {
       refused = absl::AbortedError(absl::StrCat(
           "the executor was stopped by signal ", interrupt_signal_));
     } else if (shutting_down_ || stopped_) {
-      refused = absl::FailedPreconditionError(
-          absl::StrCat(input.label, ": submitted after Shutdown()"));
+      refused = absl::FailedPreconditionError("submitted after Shutdown()");
     } else {
-      incoming_.push_back({state, std::move(input)});
+      for (size_t i = 0; i < inputs.size(); ++i) {
+        incoming_.push_back({states[i], std::move(inputs[i])});
+      }
     }
   }
   if (!refused.ok()) {
-    state->Resolve(std::move(refused));
-    return state;
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      states[i]->Resolve(
+          refused.code() == absl::StatusCode::kFailedPrecondition
+              ? absl::FailedPreconditionError(
+                    absl::StrCat(inputs[i].label, ": ", refused.message()))
+              : refused);
+    }
+    return states;
   }
-  Wake();
-  return state;
+  if (!inputs.empty()) Wake();
+  return states;
 }
 
 void ExecutorCore::Kill(size_t index) {

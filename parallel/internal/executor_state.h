@@ -53,14 +53,32 @@ std::optional<ExceptionInfo> InfoFromStatus(const absl::Status& status);
 // A result that could not be decoded: kUnknown, parallel::CorruptResult.
 absl::Status CorruptValue(const absl::Status& decode_error);
 
+// Counts tasks down to zero: one wake-up for a whole Map.
+class Latch {
+ public:
+  explicit Latch(size_t count) : left_(count) {}
+  void CountDown();
+  void Wait();
+
+ private:
+  std::mutex mu_;
+  std::condition_variable zero_;
+  size_t left_;
+};
+
 class TaskState {
  public:
   using Raw = absl::StatusOr<std::string>;  // the encoded value, or why not
   using Callback = std::function<void(const Raw&)>;
 
+  // `latch`, if any, is counted down once as the task ends (after which
+  // the task never touches it).
   TaskState(ExecutorCore* core, std::shared_ptr<CallbackFailures> failures,
-            std::string name)
-      : core_(core), failures_(std::move(failures)), name_(std::move(name)) {}
+            std::string name, Latch* latch = nullptr)
+      : core_(core),
+        failures_(std::move(failures)),
+        name_(std::move(name)),
+        latch_(latch) {}
 
   bool done() const;
   bool cancelled() const;
@@ -89,6 +107,7 @@ class TaskState {
   ExecutorCore* const core_;  // outlives every undone task
   const std::shared_ptr<CallbackFailures> failures_;
   const std::string name_;
+  Latch* const latch_;
   std::atomic<size_t> index_{0};  // in the pool; set before any Give
   mutable std::mutex mu_;
   mutable std::condition_variable done_;  // phase_ became kDone
@@ -96,7 +115,7 @@ class TaskState {
   ClaimWord* claim_ = nullptr;  // while kGiven, if it has one
   bool cancelled_ = false;
   Raw raw_ = absl::UnknownError("not done");
-  std::deque<Callback> callbacks_;
+  std::vector<Callback> callbacks_;
   // A thread is running callbacks_: new ones join its queue.
   bool running_callbacks_ = false;
 };
@@ -111,6 +130,10 @@ class ExecutorCore {
   // The index the next Submit will get (for its default name).
   size_t next_index() const { return submitted_.load(); }
   std::shared_ptr<TaskState> Submit(PoolInput input);
+  // Submit() of each, under one lock and with one wake-up of the thread.
+  // `latch`: as TaskState's.
+  std::vector<std::shared_ptr<TaskState>> SubmitAll(
+      std::vector<PoolInput> inputs, Latch* latch = nullptr);
   // Asks the thread to kill a task a worker has (or to drop it).
   void Kill(size_t index);
   // Idempotent; the first call joins the thread and then throws a
