@@ -232,10 +232,14 @@ auto RunTasksInProcessPool(F task, std::vector<std::tuple<Args...>> inputs,
     std::unique_ptr<internal::WorkerPool> pool = internal::StartPool(
         internal::MakeTaskBody<F, Args...>(std::move(task)), processes,
         options.halt_on_error, /*keep_values=*/!kVoid, options);
+    // All queued at once: Finish() sends them to the workers in batches.
     for (size_t i = 0; i < inputs.size(); ++i) {
       std::apply(
           [&](const auto&... args) {
-            pool->Put(Encode(inputs[i]), internal::InputLabel(i, args...));
+            internal::PoolInput input;
+            input.args = Encode(inputs[i]);
+            input.label = internal::InputLabel(i, args...);
+            pool->Submit(std::move(input));
           },
           inputs[i]);
     }
