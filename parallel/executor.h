@@ -26,14 +26,20 @@
 // replace one; the fork contract of run_parallel_steps.h applies (a worker
 // sees the caller's memory as it was then; a lock another thread held then
 // stays held in the worker).
+// Each worker is sent up to internal::kLanes (8) tasks at once, so it never
+// waits for the executor's thread between tasks; a worker that runs out
+// takes the newest task another holds but has not started (withdrawn there,
+// exactly), so no task waits behind a long one while a worker idles. Map()
+// hands all its tasks over at once and wakes its caller once.
 //
 // Failure semantics (each a complaint about Python's pools):
 //  - A worker that crashes, exits, is killed (OOM) or times out fails only
 //    the task it ran — parallel::ProcessUnexpectedExit / ProcessTimeout with
 //    exit code or signal, pid, and the stack for crashes and timeouts — and
 //    is replaced. The executor never breaks.
-//  - Cancel(kIfPending) succeeds only for a task no worker has been given
-//    (tasks go only to idle workers), and then it never starts;
+//  - Cancel(kIfPending) succeeds for a task no worker has started (one
+//    waiting in a worker's socket is withdrawn there, exactly), and then it
+//    never starts;
 //    Cancel(kKillIfRunning) also kills a running task's process group and
 //    replaces its worker. A cancelled future is done, not failed.
 //  - A per-task timeout (TaskOptions::timeout, or task_timeout) kills the

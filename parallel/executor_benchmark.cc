@@ -98,6 +98,19 @@ BENCHMARK(BM_BaselineMap)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
+// Eight requests in flight per worker, as our pool keeps: the floor of a
+// pipelined Map.
+void BM_BaselinePipelinedMap(benchmark::State& state) {
+  const int tasks = static_cast<int>(state.range(0));
+  parallel_bench::PoolBaseline baseline;
+  for (auto _ : state) benchmark::DoNotOptimize(baseline.Map(tasks, 8));
+  PerTask(state, tasks);
+}
+BENCHMARK(BM_BaselinePipelinedMap)
+    ->Arg(10000)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
 }  // namespace
 
 BENCHMARK_MAIN();
