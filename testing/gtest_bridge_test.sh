@@ -5,18 +5,14 @@
 # code 1; a passing selection exits 0; --gtest_repeat, --gtest_shuffle and
 # --gtest_output=xml keep the failure.
 set -uo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/checks.sh"
 
 demo="$(pwd)/testing/gtest_bridge_demo"
 nobridge="$(pwd)/testing/gtest_nobridge_demo"
 source_file="testing/gtest_bridge_demo.cc"
 work="${TEST_TMPDIR:-$(mktemp -d)}/bridge"
 mkdir -p "$work"
-failures=0
 
-fail() {
-  echo "FAIL: $*" >&2
-  failures=$((failures + 1))
-}
 
 line_of() {  # the line of the marker in the demo's source
   grep -n -- "$1" "$source_file" | head -1 | cut -d: -f1
@@ -114,8 +110,4 @@ grep -q "link //testing:gtest_bridge" "$work/nobridge.txt" || fail "no bridge: n
 "$nobridge" --gtest_filter='NoBridge.PassingStepsPass' >"$work/nobridge_pass.txt" 2>&1 ||
   fail "no bridge: a passing test failed: $(cat "$work/nobridge_pass.txt")"
 
-if ((failures > 0)); then
-  echo "$failures check(s) failed" >&2
-  exit 1
-fi
-echo "all checks passed"
+end_checks

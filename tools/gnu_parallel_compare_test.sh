@@ -5,19 +5,15 @@
 # answers differently on purpose are listed at the end with the reason and
 # checked against our documented behaviour instead.
 set -uo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../testing/checks.sh"
 
 tool="$(pwd)/tools/parallel_steps"
 work="${TEST_TMPDIR:-$(mktemp -d)}/gnu_compare"
 mkdir -p "$work"
 cd "$work"
 export HOME="$work"  # GNU parallel keeps its state in ~/.parallel
-failures=0
 rows=0
 
-fail() {
-  echo "FAIL: $*" >&2
-  failures=$((failures + 1))
-}
 
 if ! command -v parallel >/dev/null || ! parallel --version 2>/dev/null | grep -q "GNU parallel"; then
   echo "GNU parallel is not installed: run tools/setup.sh" >&2
@@ -135,8 +131,4 @@ status=$?
 ((status == 2)) || fail "--halt now,fail=50%: exit status $status, want 2 (failed commands)"
 
 echo "$rows rows compared with GNU parallel $(parallel --version | head -1 | awk '{print $3}')"
-if ((failures > 0)); then
-  echo "$failures check(s) failed" >&2
-  exit 1
-fi
-echo "all checks passed"
+end_checks

@@ -3,6 +3,7 @@
 # passing, failing, crashing, hanging, flaky, disabled, parameterized and
 # typed tests (gtest_parallel_sample.cc).
 set -uo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../testing/checks.sh"
 
 tool="$(pwd)/tools/gtest_parallel"
 sample="$(pwd)/tools/gtest_parallel_sample"
@@ -11,15 +12,6 @@ mkdir -p "$work"
 cd "$work"
 export XDG_CACHE_HOME="$work/cache"
 export FLAKY_COUNTER="$work/flaky_counter"
-failures=0
-
-fail() {
-  echo "FAIL: $*" >&2
-  failures=$((failures + 1))
-}
-expect_eq() {  # name expected actual
-  [[ "$2" == "$3" ]] || fail "$1: expected [$2], got [$3]"
-}
 
 # Everything, with a timeout and one retry.
 rm -f "$FLAKY_COUNTER"
@@ -198,8 +190,4 @@ expect_eq "not executable" 255 $?
 expect_eq "cannot list" 255 $?
 grep -q "cannot list the tests of '/bin/false'" err.txt || fail "list error: $(cat err.txt)"
 
-if ((failures > 0)); then
-  echo "$failures check(s) failed" >&2
-  exit 1
-fi
-echo "all checks passed"
+end_checks

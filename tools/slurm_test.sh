@@ -8,6 +8,7 @@
 # queued or running in the cluster (squeue). Skipped, with the reason, only
 # when the daemons cannot run on this machine.
 set -uo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../testing/checks.sh"
 
 tool="$(pwd)/tools/parallel_steps"
 cluster_sh="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/slurm/local_cluster.sh"
@@ -16,7 +17,6 @@ cluster=$(mktemp -d /tmp/pslurm.XXXXXX)
 work="${TEST_TMPDIR:-$cluster}/slurm_work"
 mkdir -p "$work"
 cd "$work"
-failures=0
 
 stop_cluster() {
   "$cluster_sh" stop "$cluster" >/dev/null 2>&1
@@ -24,16 +24,6 @@ stop_cluster() {
 }
 trap stop_cluster EXIT
 
-fail() {
-  echo "FAIL: $*" >&2
-  failures=$((failures + 1))
-}
-
-expect_eq() {  # name expected actual
-  if [[ "$2" != "$3" ]]; then
-    fail "$1: expected [$2], got [$3]"
-  fi
-}
 
 "$cluster_sh" start "$cluster" >start.out 2>start.err
 case $? in
@@ -213,8 +203,4 @@ expect_eq "busy cluster: exit status once the other job ended" 0 $?
 expect_eq "busy cluster: output" "ran" "$(cat out.txt)"
 expect_nothing_left "busy cluster"
 
-if ((failures > 0)); then
-  echo "$failures check(s) failed" >&2
-  exit 1
-fi
-echo "all Slurm checks passed"
+end_checks "Slurm checks"
