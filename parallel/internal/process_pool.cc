@@ -211,15 +211,16 @@ void ProcessPool::Steal() {
       continue;
     }
     newest->stolen = true;
-    const size_t index = newest->index;
-    replayer_.Reopen(index);
-    input_at(index).state = Input::kWaiting;
-    if (input_at(index).cancelled) {
-      EndUnstarted(index, StepOutcome::kHalted);
-    } else {
-      SendTo(thief, index);
-    }
+    if (TakeBack(newest->index)) SendTo(thief, newest->index);
   }
+}
+
+bool ProcessPool::TakeBack(size_t index) {
+  replayer_.Reopen(index);
+  input_at(index).state = Input::kWaiting;
+  if (!input_at(index).cancelled) return true;
+  EndUnstarted(index, StepOutcome::kHalted);
+  return false;
 }
 
 void ProcessPool::FailWaitingIfNoWorker() {

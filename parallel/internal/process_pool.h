@@ -134,6 +134,10 @@ class ProcessPool : public WorkerPool, public SupervisorClient {
   // another worker holds but has not started (withdrawn there, exactly), so
   // that a deep pipeline never leaves a worker idle behind a long task.
   void Steal();
+  // An input a worker held but never started is no longer its: back to
+  // kWaiting, or ended if cancelled meanwhile. True if it is to be sent
+  // again.
+  bool TakeBack(size_t index);
   // Inputs the worker holds that it will run (not stolen from it).
   static size_t Live(const Worker& worker);
   // Whether the pooled worker may be sent one more input.

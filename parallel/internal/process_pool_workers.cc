@@ -268,14 +268,7 @@ void ProcessPool::OnEnded(size_t slot, const ProcessExit& exit,
   // (a cancelled one ends).
   for (auto it = worker.assigned.rbegin(); it != worker.assigned.rend(); ++it) {
     if (it->stolen) continue;  // another worker has it
-    const size_t index = it->index;
-    replayer_.Reopen(index);
-    input_at(index).state = Input::kWaiting;
-    if (input_at(index).cancelled) {
-      EndUnstarted(index, StepOutcome::kHalted);
-    } else {
-      waiting_.push_front(index);
-    }
+    if (TakeBack(it->index)) waiting_.push_front(it->index);
   }
   worker.assigned.clear();
   worker.socket.reset();
