@@ -54,10 +54,6 @@ std::string AbsolutePath(const std::string& path) {
   return ::realpath(path.c_str(), resolved) != nullptr ? resolved : path;
 }
 
-std::string Milliseconds(absl::Duration duration) {
-  return absl::StrCat(absl::ToInt64Milliseconds(duration), " ms");
-}
-
 // "[done/total] Suite.Test (12 ms)" redrawn in place on a terminal.
 class Progress {
  public:
@@ -516,6 +512,10 @@ bool Runner::AllPassed() const {
     if (task.attempts.empty() || !task.attempts.back().passed) return false;
   }
   return true;
+}
+
+std::string Milliseconds(absl::Duration duration) {
+  return absl::StrCat(absl::ToInt64Milliseconds(duration), " ms");
 }
 
 }  // namespace gtest

@@ -61,6 +61,9 @@ struct Options {
 // gtest's "# TypeParam = ..." comments dropped.
 std::vector<std::string> ParseTestList(absl::string_view listing);
 
+// "12 ms": how the tool shows a test's time.
+std::string Milliseconds(absl::Duration duration);
+
 // One test's part of a batch's output, from gtest's "[ RUN      ]" line to
 // its "[       OK ]" / "[  FAILED  ]" / "[  SKIPPED ]" line.
 struct BatchResult {

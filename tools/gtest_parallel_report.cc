@@ -23,10 +23,6 @@ namespace tools {
 namespace gtest {
 namespace {
 
-std::string Milliseconds(absl::Duration duration) {
-  return absl::StrCat(absl::ToInt64Milliseconds(duration), " ms");
-}
-
 std::string Basename(const std::string& path) {
   return path.substr(path.rfind('/') + 1);
 }
