@@ -210,8 +210,15 @@ TEST(ExecutorResources, AWorkerOverTheRssLimitIsReplaced) {
 Event* gate = nullptr;
 Array<int>* runs = nullptr;  // how often each input ran
 
+// runs->data()[kGateStarts] counts the starts of WaitForGate.
+constexpr int kGateStarts = 3999;
+
 // Blocks until the test opens the gate; returns its pid.
 int WaitForGate(int) {
+  {
+    std::lock_guard<Lock> hold(runs->get_lock());
+    ++runs->data()[kGateStarts];
+  }
   gate->Wait(absl::Seconds(60));
   return getpid();
 }
@@ -290,6 +297,37 @@ TEST_F(ExecutorPipeline, EveryInputRunsOnceWhileWorkersTakeFromEachOther) {
     ASSERT_EQ(runs_->Load(i), 1) << "input " << i;
   }
   executor.Shutdown();
+}
+
+// Shutdown(kCancelPending) cancels the tasks waiting in a worker's socket
+// without touching the task that worker runs: it finishes with its value.
+// (Cancelling them once killed the worker, and the running task with it.)
+TEST_F(ExecutorPipeline, CancelPendingSparesTheTaskRunningBeforeThem) {
+  ProcessPoolExecutor executor([&] {
+    ExecutorOptions options = Options();
+    options.max_workers = 1;
+    return options;
+  }());
+  Future<int> running = executor.Submit(WaitForGate, 0);
+  std::vector<Future<int>> queued;
+  for (int i = 1; i <= 3; ++i) queued.push_back(executor.Submit(CountRun, i));
+  // The worker runs the first task (the others wait behind it).
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  while (runs_->Load(kGateStarts) == 0 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  ASSERT_EQ(runs_->Load(kGateStarts), 1);
+  std::thread shutdown(
+      [&executor] { executor.Shutdown(ShutdownMode::kCancelPending); });
+  for (Future<int>& future : queued) {
+    ASSERT_TRUE(future.WaitFor(absl::Seconds(60)));
+    EXPECT_TRUE(future.cancelled());
+  }
+  gate_->Set();
+  shutdown.join();
+  absl::StatusOr<int> value = running.Get();
+  EXPECT_TRUE(value.ok()) << value.status();
+  for (int i = 1; i <= 3; ++i) EXPECT_EQ(runs_->Load(i), 0) << "task " << i;
 }
 
 // Cancels race the taking: a cancelled task never ran, a task that ran is

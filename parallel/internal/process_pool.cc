@@ -407,13 +407,21 @@ void ProcessPool::Cancel(size_t index) {
   if (input.state == Input::kDone) return;
   for (size_t slot = 0; slot < workers_.size(); ++slot) {
     const std::deque<Held>& assigned = workers_[slot].assigned;
-    if (std::any_of(assigned.begin(), assigned.end(), [&](const Held& held) {
-          return held.index == index && !held.stolen;
-        })) {
-      // Its end (OnEnded) judges it halted; the others it held go back.
-      supervisor_.Kill(slot, KillReason::kHalt, absl::Now());
+    const auto held =
+        std::find_if(assigned.begin(), assigned.end(), [&](const Held& h) {
+          return h.index == index && !h.stolen;
+        });
+    if (held == assigned.end()) continue;
+    // Not started yet: withdrawn, the worker skips it (its kDone ends it
+    // halted) and what the worker runs goes on.
+    if (held->claim != kNoClaim &&
+        ClaimWithdraw(&claims_.words()[held->claim], index)) {
       return;
     }
+    // Running: its end (OnEnded) judges it halted; the others it held go
+    // back.
+    supervisor_.Kill(slot, KillReason::kHalt, absl::Now());
+    return;
   }
 }
 

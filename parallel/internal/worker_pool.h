@@ -123,8 +123,10 @@ class WorkerPool {
   // Sends what can go to workers, then waits for one event (or `wake_fd`
   // readable, or `wake_at`) and handles it.
   virtual void Turn(int wake_fd, absl::Time wake_at) = 0;
-  // Ends an input that has not ended: dropped if no worker has it, else its
-  // worker is killed (and replaced). It ends as kHalted, output dropped.
+  // Ends an input that has not ended: dropped if no worker has it,
+  // withdrawn if its worker has not started it (the worker skips it and goes
+  // on), else its worker is killed (and replaced, the inputs it held but had
+  // not started going to others). It ends as kHalted, output dropped.
   virtual void Cancel(size_t index) = 0;
   // Inputs submitted that have not ended.
   virtual size_t unfinished() const = 0;
