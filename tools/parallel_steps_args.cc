@@ -199,7 +199,25 @@ Flags ParseFlags(int argc, char** argv) {
     auto no_value = [&] {
       if (has_value) UsageError(absl::StrCat("--", name, " takes no value"));
     };
-    if (name == "help" || name == "h") {
+    // Flags that switch something on and take no value.
+    static constexpr std::pair<const char*, bool Flags::*> kSwitches[] = {
+        {"tag", &Flags::tag},
+        {"line-buffer", &Flags::line_buffer},
+        {"slurm", &Flags::slurm},
+        {"tty", &Flags::tty},
+        {"link", &Flags::link},
+        {"dry-run", &Flags::dry_run},
+        {"resume", &Flags::resume},
+        {"resume-failed", &Flags::resume_failed},
+        {"halt-on-error", &Flags::halt_on_error},
+    };
+    const auto* on = std::find_if(
+        std::begin(kSwitches), std::end(kSwitches),
+        [&](const auto& entry) { return name == entry.first; });
+    if (on != std::end(kSwitches)) {
+      no_value();
+      flags.*(on->second) = true;
+    } else if (name == "help" || name == "h") {
       std::cout << kUsage;
       std::exit(0);
     } else if (name == "version") {
@@ -212,17 +230,8 @@ Flags ParseFlags(int argc, char** argv) {
             absl::StrCat("--jobs wants a positive number, got '", text, "'"));
       }
       flags.jobs_given = true;
-    } else if (name == "tag") {
-      no_value();
-      flags.tag = true;
-    } else if (name == "line-buffer") {
-      no_value();
-      flags.line_buffer = true;
     } else if (name == "results") {
       flags.results = take_value();
-    } else if (name == "slurm") {
-      no_value();
-      flags.slurm = true;
     } else if (name == "slurm-args") {
       flags.slurm_args = absl::StrSplit(take_value(), ' ', absl::SkipWhitespace());
       flags.slurm_args_given = true;
@@ -230,15 +239,6 @@ Flags ParseFlags(int argc, char** argv) {
       flags.slurm_alloc_args =
           absl::StrSplit(take_value(), ' ', absl::SkipWhitespace());
       flags.slurm_args_given = true;
-    } else if (name == "tty") {
-      no_value();
-      flags.tty = true;
-    } else if (name == "link") {
-      no_value();
-      flags.link = true;
-    } else if (name == "dry-run") {
-      no_value();
-      flags.dry_run = true;
     } else if (name == "joblog") {
       flags.joblog = take_value();
     } else if (name == "retries") {
@@ -247,15 +247,9 @@ Flags ParseFlags(int argc, char** argv) {
         UsageError(absl::StrCat("--retries wants a number >= 0, got '", text,
                                 "'"));
       }
-    } else if (name == "resume" || name == "resume-failed") {
-      no_value();
-      (name == "resume" ? flags.resume : flags.resume_failed) = true;
     } else if (name == "progress" || name == "no-progress") {
       no_value();
       flags.progress = name == "progress" ? 1 : 0;
-    } else if (name == "halt-on-error") {
-      no_value();
-      flags.halt_on_error = true;
     } else if (name == "halt") {
       ParseHalt(take_value(), &flags);
     } else if (name == "timeout") {
