@@ -63,11 +63,21 @@ class WorkerChannel {
         for (size_t i = 0; i < count; ++i) {
           int fd;
           std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-          fds_.push_back(fd);
+          fds_.push_back(AboveStdio(fd));
         }
       }
       inbox_.append(buffer, n);
     }
+  }
+  // A task that closed fds 1 and 2 leaves their numbers free, and a pipe
+  // received then would take them: the next RedirectOutput would close it
+  // under its lane (another input's output would go into it, and its own
+  // end look empty). So received descriptors live above 2.
+  static int AboveStdio(int fd) {
+    if (fd > STDERR_FILENO) return fd;
+    const int moved = ::fcntl(fd, F_DUPFD_CLOEXEC, STDERR_FILENO + 1);
+    ::close(fd);
+    return moved;  // -1: the input is refused as garbage (no pipe)
   }
   // The descriptors that came with the last frame, in order; -1 if missing.
   int TakeFd() {
