@@ -23,7 +23,9 @@
 //
 // Thread-safety: register observers before the first run (a static
 // initializer does). BeforeBody/AfterBody run on the thread that runs the
-// body; OnNote on the thread that runs the run's event loop (the caller's).
+// body; OnNote on the thread that runs the run's event loop: the caller's
+// for RunParallelSteps and RunSteps, the runner's or executor's own thread
+// for the task runners and ProcessPoolExecutor.
 // SendNoteToCaller may be called from any thread of the child.
 
 #ifndef PARALLEL_STEP_OBSERVER_H_

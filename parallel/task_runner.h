@@ -25,9 +25,20 @@
 // (parallel::ProcessUnexpectedExit, signal named) and is replaced; the other
 // inputs go on. Nothing hangs where Python's Pool.map would.
 //
+// Both are thin layers over the executor's core (executor.h,
+// internal/executor_state.h): one pool in the library. So a runner has a
+// thread of its own that runs the event loop — it forks the workers (and
+// their replacements, whose view of the caller's memory is therefore as of
+// a moment the caller does not choose: see above), replays output, and
+// calls StepObserver::OnNote. Put() queues an input for that thread and
+// returns; it blocks only while kRunnerQueuePerWorker inputs per worker are
+// already waiting or running, so memory stays bounded however many inputs
+// are put. Under the in-process fake (testing/in_process_steps.h) there is
+// no thread: each input runs inside its Put(), on the caller's thread.
+//
 // Thread-safety: a runner is used from the thread that created it; Put()
-// from another thread throws std::logic_error (it would race the event
-// loop, which runs inside Put() and Wait()). For submitting from several
+// from another thread throws std::logic_error (Put() order is output
+// order, which two threads would make a race). For submitting from several
 // threads use ProcessPoolExecutor (executor.h).
 
 #ifndef PARALLEL_TASK_RUNNER_H_
@@ -53,7 +64,9 @@
 #include "parallel/codec.h"
 #include "parallel/failure.h"
 #include "parallel/internal/capture.h"
+#include "parallel/internal/executor_state.h"
 #include "parallel/internal/labels.h"
+#include "parallel/internal/worker_main.h"
 #include "parallel/internal/worker_pool.h"
 #include "parallel/run_parallel_steps.h"
 
@@ -75,6 +88,11 @@ struct PoolOptions : ProcessOptions {
 };
 
 namespace internal {
+
+// BackgroundTaskRunner::Put() blocks while this many inputs per worker wait
+// or run (then until half as many do): deep enough that the runner's thread
+// never starves a worker, shallow enough for memory.
+inline constexpr size_t kRunnerQueuePerWorker = 2 * kLanes;
 
 inline int NumberOfCpus() {
   const long cpus = ::sysconf(_SC_NPROCESSORS_ONLN);
@@ -105,10 +123,11 @@ TaskBody MakeTaskBody(F task) {
   };
 }
 
-inline std::unique_ptr<WorkerPool> StartPool(TaskBody body, int processes,
-                                             bool halt_on_error,
-                                             bool keep_values,
-                                             const PoolOptions& options) {
+// The executor core a task runner is a layer over. Interrupts are re-raised
+// by the runner (ThrowIfFailed), on its caller's thread.
+inline std::unique_ptr<ExecutorCore> StartRunnerCore(
+    TaskBody body, int processes, bool halt_on_error, bool keep_values,
+    const PoolOptions& options) {
   if (processes < 0) {
     throw std::invalid_argument(absl::StrCat(
         "parallel: processes must be >= 0 (0 = number of CPUs), got ",
@@ -122,10 +141,11 @@ inline std::unique_ptr<WorkerPool> StartPool(TaskBody body, int processes,
   config.keep_values = keep_values;
   config.onexit = options.onexit;
   config.tag_lines = options.tag_lines;
-  absl::StatusOr<std::unique_ptr<WorkerPool>> pool =
-      WorkerPool::Start(std::move(body), std::move(config));
-  if (!pool.ok()) ThrowStatus(pool.status());
-  return *std::move(pool);
+  // Every input's report is kept: Wait() needs the failures, and
+  // RunTasksInProcessPool the values.
+  config.forget_ended = false;
+  return std::make_unique<ExecutorCore>(std::move(config), std::move(body),
+                                        /*reraise_interrupt=*/false);
 }
 
 }  // namespace internal
@@ -159,21 +179,23 @@ class BackgroundTaskRunner {
     static_cast<ProcessOptions&>(pool) = options;
     pool.onexit = std::move(options.onexit);
     pool.tag_lines = options.tag_lines;
-    pool_ = internal::StartPool(
+    const int processes =
+        options.processes == 0 ? internal::NumberOfCpus() : options.processes;
+    core_ = internal::StartRunnerCore(
         internal::MakeTaskBody<std::function<void(Args...)>, Args...>(
             std::move(task)),
-        options.processes == 0 ? internal::NumberOfCpus() : options.processes,
-        options.halt_on_error, /*keep_values=*/false, pool);
+        processes, options.halt_on_error, /*keep_values=*/false, pool);
+    room_ = internal::kRunnerQueuePerWorker * static_cast<size_t>(processes);
   }
 
   BackgroundTaskRunner(const BackgroundTaskRunner&) = delete;
   BackgroundTaskRunner& operator=(const BackgroundTaskRunner&) = delete;
 
-  // Hands the arguments to a free worker, blocking while all are busy (a
-  // full kernel socket is the only buffer). After a failure with
-  // halt_on_error, or an interrupt, the input is recorded as not run. If no
-  // worker can be started (out of processes) the input fails with
-  // parallel::ProcessStartError. Throws std::logic_error after Wait().
+  // Queues the arguments for a worker (see the header comment for when it
+  // blocks). After a failure with halt_on_error the input is recorded as
+  // not run; after an interrupt it is dropped (the signal is re-raised by
+  // Wait()). If no worker can be started (out of processes) the input fails
+  // with parallel::ProcessStartError. Throws std::logic_error after Wait().
   void Put(Args... args) {
     if (waited_) throw std::logic_error("parallel: Put() after Wait()");
     if (std::this_thread::get_id() != owner_) {
@@ -182,23 +204,33 @@ class BackgroundTaskRunner {
           "one that created the runner (use ProcessPoolExecutor to submit "
           "from several threads)");
     }
-    std::tuple<std::decay_t<Args>...> encoded(args...);
-    pool_->Put(Encode(encoded), internal::InputLabel(inputs_++, args...));
+    internal::PoolInput input;
+    input.args = Encode(std::tuple<std::decay_t<Args>...>(args...));
+    input.label = internal::InputLabel(inputs_++, args...);
+    core_->WaitForRoom(room_);
+    std::vector<internal::PoolInput> one;
+    one.push_back(std::move(input));
+    core_->Feed(std::move(one));
   }
 
   // Idempotent: only the first call waits and may throw.
   void Wait() {
     if (waited_) return;
     waited_ = true;
-    internal::ThrowIfFailed(pool_->Finish());
+    core_->Shutdown(false, false, /*quiet=*/true);
+    internal::ThrowIfFailed(core_->report());
   }
 
   ~BackgroundTaskRunner() noexcept(false) {
     if (std::uncaught_exceptions() > uncaught_) {
       if (!waited_) {
         waited_ = true;
-        if (halt_on_error_) pool_->Kill();
-        pool_->Finish();  // replays; the foreground exception wins
+        // Replays either way; the foreground exception wins.
+        if (halt_on_error_) {
+          core_->Halt();
+        } else {
+          core_->Shutdown(false, false, /*quiet=*/true);
+        }
       }
       return;
     }
@@ -206,7 +238,8 @@ class BackgroundTaskRunner {
   }
 
  private:
-  std::unique_ptr<internal::WorkerPool> pool_;
+  std::unique_ptr<internal::ExecutorCore> core_;
+  size_t room_ = 0;
   const int uncaught_;
   const bool halt_on_error_;
   const std::thread::id owner_ = std::this_thread::get_id();
@@ -229,21 +262,22 @@ auto RunTasksInProcessPool(F task, std::vector<std::tuple<Args...>> inputs,
                               ? options.processes
                               : std::min<int>(internal::NumberOfCpus(),
                                               static_cast<int>(inputs.size()));
-    std::unique_ptr<internal::WorkerPool> pool = internal::StartPool(
+    std::unique_ptr<internal::ExecutorCore> core = internal::StartRunnerCore(
         internal::MakeTaskBody<F, Args...>(std::move(task)), processes,
         options.halt_on_error, /*keep_values=*/!kVoid, options);
-    // All queued at once: Finish() sends them to the workers in batches.
+    // All handed to the core's thread at once (one lock, one wake-up).
+    std::vector<internal::PoolInput> pool_inputs(inputs.size());
     for (size_t i = 0; i < inputs.size(); ++i) {
       std::apply(
           [&](const auto&... args) {
-            internal::PoolInput input;
-            input.args = Encode(inputs[i]);
-            input.label = internal::InputLabel(i, args...);
-            pool->Submit(std::move(input));
+            pool_inputs[i].args = Encode(inputs[i]);
+            pool_inputs[i].label = internal::InputLabel(i, args...);
           },
           inputs[i]);
     }
-    const RunReport& report = pool->Finish();
+    core->Feed(std::move(pool_inputs));
+    core->Shutdown(false, false, /*quiet=*/true);
+    const RunReport& report = core->report();
     internal::ThrowIfFailed(report);
     if constexpr (!kVoid) {
       results.reserve(inputs.size());

@@ -13,6 +13,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -260,6 +261,50 @@ TEST(BackgroundTaskRunner, AReplacementWorkerSeesTheCallersMemoryOfItsFork) {
     EXPECT_EQ(failure.exc_infos().size(), 1u);
   }
   EXPECT_EQ(out.Contents(), "0:1\n2:2\n");
+}
+
+// Put() queues for the runner's thread and returns before the input ran,
+// but never lets more than kRunnerQueuePerWorker inputs per worker wait or
+// run: memory is bounded however many are put.
+TEST(BackgroundTaskRunner, PutQueuesButBlocksWhileTheQueueIsFull) {
+  int gate[2];
+  ASSERT_EQ(pipe2(gate, O_CLOEXEC), 0);
+  OutputFile out;
+  std::atomic<int> put{0};
+  std::atomic<int> seen_while_blocked{-1};
+  std::thread watcher;
+  {
+    using Runner = BackgroundTaskRunner<int>;
+    Runner runner(
+        [read_end = gate[0]](int i) {
+          char byte;
+          if (i == 0) (void)!read(read_end, &byte, 1);  // until released
+          Say(absl::StrCat(i, "\n"));
+        },
+        Into<Runner>(out, 1));
+    constexpr int kLimit = internal::kRunnerQueuePerWorker;
+    watcher = std::thread([&] {
+      while (put.load() < kLimit + 1) sched_yield();
+      // Without the bound, the other Put() calls would be done by now.
+      usleep(300 * 1000);
+      seen_while_blocked = put.load();
+      (void)!write(gate[1], "x", 1);
+    });
+    for (int i = 0; i < 3 * kLimit; ++i) {
+      runner.Put(i);
+      ++put;
+    }
+  }
+  watcher.join();
+  // Puts 0..kLimit returned (input 0 had not ended); the next one waited.
+  EXPECT_EQ(seen_while_blocked.load(), internal::kRunnerQueuePerWorker + 1);
+  std::string expected;
+  for (size_t i = 0; i < 3 * internal::kRunnerQueuePerWorker; ++i) {
+    absl::StrAppend(&expected, i, "\n");
+  }
+  EXPECT_EQ(out.Contents(), expected);
+  close(gate[0]);
+  close(gate[1]);
 }
 
 TEST(BackgroundTaskRunner, PutAfterWaitIsALogicError) {

@@ -1,5 +1,6 @@
 #include "testing/in_process_steps.h"
 
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <stdexcept>
@@ -104,6 +105,7 @@ TEST(InProcessSteps, TaskRunnersRunInline) {
     BackgroundTaskRunner<int> runner([&](int i) { seen.push_back(i); },
                                      options);
     runner.Put(3);
+    EXPECT_THAT(seen, ElementsAre(3));  // ran inside Put(), on this thread
     runner.Put(4);
   }
   EXPECT_THAT(seen, ElementsAre(3, 4));
@@ -111,6 +113,23 @@ TEST(InProcessSteps, TaskRunnersRunInline) {
   EXPECT_THAT(RunTasksInProcessPool([](int i) { return i * i; },
                                     std::vector<std::tuple<int>>{{2}, {3}}),
               ElementsAre(4, 9));
+}
+
+pid_t ThreadId() { return static_cast<pid_t>(syscall(SYS_gettid)); }
+
+TEST(InProcessSteps, ExecutorTasksRunInsideSubmitOnTheCallersThread) {
+  testing::InProcessSteps in_process;
+  ProcessPoolExecutor executor;
+  Future<pid_t> thread = executor.Submit(ThreadId);
+  EXPECT_TRUE(thread.done());
+  EXPECT_EQ(thread.Get().value(), ThreadId());
+  std::vector<absl::StatusOr<pid_t>> mapped =
+      executor.Map(ThreadId, std::vector<std::tuple<>>(2));
+  ASSERT_EQ(mapped.size(), 2u);
+  EXPECT_EQ(mapped[1].value(), ThreadId());
+  executor.Shutdown();
+  EXPECT_EQ(executor.Submit(ThreadId).Get().status().code(),
+            absl::StatusCode::kFailedPrecondition);
 }
 
 TEST(InProcessSteps, RealRunsResumeWhenItEnds) {

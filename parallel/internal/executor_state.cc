@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "parallel/codec.h"
 #include "parallel/internal/call_body.h"
+#include "parallel/internal/in_process.h"
 #include "parallel/internal/interrupt.h"
 
 namespace parallel {
@@ -210,15 +211,46 @@ void Latch::Wait() {
 
 // ExecutorCore.
 
-ExecutorCore::ExecutorCore(PoolConfig config)
-    : wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+namespace {
+
+[[noreturn]] void ThrowStartError(const absl::Status& status) {
+  if (status.code() == absl::StatusCode::kInvalidArgument) {
+    throw std::invalid_argument(absl::StrCat("parallel: ", status.message()));
+  }
+  throw std::runtime_error(
+      absl::StrCat("parallel: cannot start the workers: ", status.message()));
+}
+
+TaskBody NoCode() {
+  return [](absl::string_view) -> absl::StatusOr<std::string> {
+    return absl::InternalError("executor task without code");
+  };
+}
+
+}  // namespace
+
+ExecutorCore::ExecutorCore(PoolConfig config, TaskBody task,
+                           bool reraise_interrupt)
+    : reraise_interrupt_(reraise_interrupt) {
+  if (task == nullptr) task = NoCode();
+  if (InProcessMode()) {
+    Hook(config);
+    absl::StatusOr<std::unique_ptr<WorkerPool>> pool =
+        WorkerPool::Start(std::move(task), std::move(config));
+    if (!pool.ok()) ThrowStartError(pool.status());
+    inline_pool_ = *std::move(pool);
+    pool_ = inline_pool_.get();
+    return;
+  }
+  wake_ = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!wake_.valid()) {
     throw std::runtime_error(
         absl::StrCat("parallel: eventfd: ", std::strerror(errno)));
   }
-  thread_ = std::thread([this, config = std::move(config)]() mutable {
-    Loop(std::move(config));
-  });
+  thread_ = std::thread(
+      [this, config = std::move(config), task = std::move(task)]() mutable {
+        Loop(std::move(config), std::move(task));
+      });
   absl::Status status;
   {
     std::unique_lock<std::mutex> lock(mu_);
@@ -227,15 +259,12 @@ ExecutorCore::ExecutorCore(PoolConfig config)
   }
   if (status.ok()) return;
   thread_.join();
-  if (status.code() == absl::StatusCode::kInvalidArgument) {
-    throw std::invalid_argument(absl::StrCat("parallel: ", status.message()));
-  }
-  throw std::runtime_error(
-      absl::StrCat("parallel: cannot start the workers: ", status.message()));
+  ThrowStartError(status);
 }
 
 ExecutorCore::~ExecutorCore() {
-  if (thread_.joinable()) thread_.join();
+  // An owner left by an exception before shutting down: no hang, no throw.
+  Shutdown(false, false, /*quiet=*/true);
 }
 
 std::shared_ptr<TaskState> ExecutorCore::Submit(PoolInput input) {
@@ -246,12 +275,28 @@ std::shared_ptr<TaskState> ExecutorCore::Submit(PoolInput input) {
 
 std::vector<std::shared_ptr<TaskState>> ExecutorCore::SubmitAll(
     std::vector<PoolInput> inputs, Latch* latch) {
-  submitted_.fetch_add(inputs.size());
   std::vector<std::shared_ptr<TaskState>> states;
   states.reserve(inputs.size());
   for (const PoolInput& input : inputs) {
     states.push_back(
         std::make_shared<TaskState>(this, failures_, input.label, latch));
+  }
+  Enqueue(states, std::move(inputs));
+  return states;
+}
+
+void ExecutorCore::Feed(std::vector<PoolInput> inputs) {
+  std::vector<std::shared_ptr<TaskState>> none(inputs.size());
+  Enqueue(none, std::move(inputs));
+}
+
+void ExecutorCore::Enqueue(
+    const std::vector<std::shared_ptr<TaskState>>& states,
+    std::vector<PoolInput> inputs) {
+  submitted_.fetch_add(inputs.size());
+  if (inline_pool_ != nullptr) {
+    SubmitInline(states, inputs);
+    return;
   }
   absl::Status refused;
   {
@@ -268,20 +313,51 @@ std::vector<std::shared_ptr<TaskState>> ExecutorCore::SubmitAll(
     }
   }
   if (!refused.ok()) {
+    ended_.fetch_add(inputs.size());
     for (size_t i = 0; i < inputs.size(); ++i) {
+      if (states[i] == nullptr) continue;  // fed: dropped
       states[i]->Resolve(
           refused.code() == absl::StatusCode::kFailedPrecondition
               ? absl::FailedPreconditionError(
                     absl::StrCat(inputs[i].label, ": ", refused.message()))
               : refused);
     }
-    return states;
+    return;
   }
   if (!inputs.empty()) Wake();
-  return states;
+}
+
+void ExecutorCore::SubmitInline(
+    const std::vector<std::shared_ptr<TaskState>>& states,
+    std::vector<PoolInput>& inputs) {
+  std::lock_guard<std::recursive_mutex> lock(inline_mu_);
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (shut_down_) {
+      ended_.fetch_add(1);
+      if (states[i] == nullptr) continue;  // fed: dropped
+      states[i]->Resolve(absl::FailedPreconditionError(
+          absl::StrCat(inputs[i].label, ": submitted after Shutdown()")));
+      continue;
+    }
+    if (states[i] != nullptr) {
+      states[i]->set_index(first_state_ + states_.size());
+    }
+    states_.push_back(states[i]);
+    inline_pool_->Submit(std::move(inputs[i]));  // runs it (on_done)
+  }
+}
+
+void ExecutorCore::WaitForRoom(size_t limit) {
+  auto unfinished = [this] { return submitted_.load() - ended_.load(); };
+  if (unfinished() <= limit) return;
+  std::unique_lock<std::mutex> lock(mu_);
+  room_waiters_.fetch_add(1);
+  room_.wait(lock, [&] { return stopped_ || unfinished() <= limit / 2; });
+  room_waiters_.fetch_sub(1);
 }
 
 void ExecutorCore::Kill(size_t index) {
+  if (inline_pool_ != nullptr) return;  // every task ended in its Submit()
   {
     std::lock_guard<std::mutex> lock(mu_);
     kills_.push_back(index);
@@ -304,6 +380,7 @@ bool ExecutorCore::TakeRequests(WorkerPool& pool) {
   bool shutting_down;
   bool cancel_pending;
   bool kill_running;
+  bool halt;
   {
     std::lock_guard<std::mutex> lock(mu_);
     incoming.swap(incoming_);
@@ -311,15 +388,20 @@ bool ExecutorCore::TakeRequests(WorkerPool& pool) {
     shutting_down = shutting_down_;
     cancel_pending = cancel_pending_;
     kill_running = kill_running_;
+    halt = halt_;
   }
   for (Incoming& task : incoming) {
     const size_t index = first_state_ + states_.size();
-    task.state->set_index(index);
+    if (task.state != nullptr) task.state->set_index(index);
     states_.push_back(task.state);
     pool.Submit(std::move(task.input));  // may end it (on_done) at once
   }
   for (size_t index : kills) pool.Cancel(index);
   if (!shutting_down) return true;
+  if (halt) {
+    pool.Kill();  // Finish() then reaps the workers and ends the rest
+    return false;
+  }
   if (cancel_pending && !cancelled_for_shutdown_) {
     cancelled_for_shutdown_ = true;
     // A cancel that ends a task may drop states from the front.
@@ -337,6 +419,16 @@ bool ExecutorCore::TakeRequests(WorkerPool& pool) {
 }
 
 void ExecutorCore::OnDone(size_t index, const StepReport& report) {
+  // Every task the pool has ends here once. A producer in WaitForRoom sees
+  // the count either before it sleeps or through this notification (both
+  // sides: atomic, then read the other's).
+  ended_.fetch_add(1);
+  if (room_waiters_.load() > 0) {
+    std::lock_guard<std::mutex> lock(mu_);
+    room_.notify_all();
+  }
+  // A fed task (no state) may have been dropped from the front already.
+  if (index < first_state_) return;
   std::shared_ptr<TaskState> state = std::move(states_[index - first_state_]);
   while (!states_.empty() && states_.front() == nullptr) {
     states_.pop_front();
@@ -365,25 +457,28 @@ void ExecutorCore::OnDone(size_t index, const StepReport& report) {
   }
   // After an interrupt nothing may end before the signal is re-raised: a
   // caller waiting in Get() must not go on as if the run had ended.
-  if (pool_->interrupt_signal() != 0) {
+  if (reraise_interrupt_ && pool_->interrupt_signal() != 0) {
     interrupted_.push_back(std::move(ended));
     return;
   }
   ended.state->Resolve(std::move(ended.raw), ended.cancelled);
 }
 
-void ExecutorCore::Loop(PoolConfig config) {
+void ExecutorCore::Hook(PoolConfig& config) {
   config.on_done = [this](size_t index, const StepReport& report) {
     OnDone(index, report);
   };
   config.may_start = [this](size_t index, ClaimWord* claim) {
-    return states_[index - first_state_]->Give(claim);
+    if (index < first_state_) return true;  // fed: no state
+    const std::shared_ptr<TaskState>& state = states_[index - first_state_];
+    return state == nullptr || state->Give(claim);
   };
-  absl::StatusOr<std::unique_ptr<WorkerPool>> started = WorkerPool::Start(
-      [](absl::string_view) -> absl::StatusOr<std::string> {
-        return absl::InternalError("executor task without code");
-      },
-      std::move(config));
+}
+
+void ExecutorCore::Loop(PoolConfig config, TaskBody task) {
+  Hook(config);
+  absl::StatusOr<std::unique_ptr<WorkerPool>> started =
+      WorkerPool::Start(std::move(task), std::move(config));
   {
     std::lock_guard<std::mutex> lock(mu_);
     started_ = true;
@@ -397,7 +492,7 @@ void ExecutorCore::Loop(PoolConfig config) {
     pool.Turn(wake_.get(), absl::InfiniteFuture());
   }
   const int signo = pool.interrupt_signal();
-  pool.Finish();  // the rest replayed, every worker gone
+  Finished(pool, signo);  // the rest replayed, every worker gone
   pool_ = nullptr;
   started->reset();  // the caller's signal dispositions are back
   std::deque<Incoming> late;  // came while the pool was stopping
@@ -406,15 +501,18 @@ void ExecutorCore::Loop(PoolConfig config) {
     stopped_ = true;
     interrupt_signal_ = signo;
     late.swap(incoming_);
+    room_.notify_all();
   }
+  ended_.fetch_add(late.size());
   for (Incoming& task : late) {
+    if (task.state == nullptr) continue;  // fed: dropped
     task.state->Resolve(
         signo != 0 ? absl::AbortedError(absl::StrCat(
                          "the executor was stopped by signal ", signo))
                    : absl::FailedPreconditionError(absl::StrCat(
                          task.input.label, ": submitted after Shutdown()")));
   }
-  if (signo == 0) return;
+  if (signo == 0 || !reraise_interrupt_) return;
   ReraiseSignal(signo);
   // The caller's disposition let it live (a handler, or ignored).
   for (Ended& ended : interrupted_) {
@@ -423,18 +521,31 @@ void ExecutorCore::Loop(PoolConfig config) {
   interrupted_.clear();
 }
 
+void ExecutorCore::Finished(WorkerPool& pool, int signo) {
+  report_ = std::move(pool.Finish());
+  report_.interrupt_signal = signo;
+}
+
 void ExecutorCore::Shutdown(bool cancel_pending, bool kill_running,
                             bool quiet) {
   if (shut_down_) return;
-  shut_down_ = true;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    shutting_down_ = true;
-    cancel_pending_ = cancel_pending;
-    kill_running_ = kill_running;
+  if (inline_pool_ != nullptr) {
+    // Every task ended in its Submit(): nothing is pending or running.
+    std::lock_guard<std::recursive_mutex> lock(inline_mu_);
+    shut_down_ = true;
+    if (halt_) inline_pool_->Kill();  // no onexit
+    Finished(*inline_pool_, 0);
+  } else {
+    shut_down_ = true;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      shutting_down_ = true;
+      cancel_pending_ = cancel_pending;
+      kill_running_ = kill_running;
+    }
+    Wake();
+    if (thread_.joinable()) thread_.join();
   }
-  Wake();
-  if (thread_.joinable()) thread_.join();
   std::vector<ExceptionInfo> failures;
   {
     std::lock_guard<std::mutex> lock(failures_->mu);
@@ -442,6 +553,15 @@ void ExecutorCore::Shutdown(bool cancel_pending, bool kill_running,
     failures.swap(failures_->failures);
   }
   if (!failures.empty() && !quiet) throw BackgroundFailure(std::move(failures));
+}
+
+void ExecutorCore::Halt() {
+  if (shut_down_) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    halt_ = true;
+  }
+  Shutdown(true, true, /*quiet=*/true);
 }
 
 // CompletionRange.

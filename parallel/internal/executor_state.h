@@ -1,6 +1,9 @@
-// The untyped machinery under executor.h: one TaskState per submitted task
-// (shared by its Future and the executor's thread), the ExecutorCore that
-// owns that thread and the worker pool, and the range AsCompleted returns.
+// The untyped machinery under executor.h and task_runner.h: one TaskState
+// per submitted task (shared by its Future and the executor's thread), the
+// ExecutorCore that owns that thread and the worker pool — the one pool of
+// the library: ProcessPoolExecutor, BackgroundTaskRunner and
+// RunTasksInProcessPool are each a thin layer over an ExecutorCore — and the
+// range AsCompleted returns.
 //
 // A task's phase moves kPending → kGiven (a worker has it) → kDone, under
 // the state's mutex; a cancel and the task's end race only there, so exactly
@@ -31,6 +34,7 @@
 #include "parallel/failure.h"
 #include "parallel/internal/fd.h"
 #include "parallel/internal/worker_pool.h"
+#include "parallel/step.h"
 
 namespace parallel {
 
@@ -124,8 +128,17 @@ class ExecutorCore {
  public:
   // Starts the thread and waits for its workers. Throws
   // std::invalid_argument / std::runtime_error.
-  explicit ExecutorCore(PoolConfig config);
-  ~ExecutorCore();  // Shutdown(kWait) must have returned
+  // `task`: what an input that names no code of its own runs (the task
+  // runners' one task); the executor's inputs always name theirs.
+  // `reraise_interrupt`: after SIGINT/SIGTERM/..., the thread re-raises the
+  // signal itself once the pool has stopped (the executor: a caller blocked
+  // in Get() must not go on); false leaves that to the owner, through
+  // report().interrupt_signal (the task runners re-raise it in Wait()).
+  // Under the in-process test seam (in_process.h) there is no thread: every
+  // input runs inside the Submit() that brings it, on the submitting thread.
+  explicit ExecutorCore(PoolConfig config, TaskBody task = nullptr,
+                        bool reraise_interrupt = true);
+  ~ExecutorCore();  // Shutdown(kWait, quiet) unless shut down already
 
   // The index the next Submit will get (for its default name).
   size_t next_index() const { return submitted_.load(); }
@@ -134,6 +147,15 @@ class ExecutorCore {
   // `latch`: as TaskState's.
   std::vector<std::shared_ptr<TaskState>> SubmitAll(
       std::vector<PoolInput> inputs, Latch* latch = nullptr);
+  // Tasks whose ends only report() tells (the task runners): no TaskState
+  // and no future each, nothing per task beyond what the pool keeps; not
+  // cancelled by Shutdown(kCancelPending) (Halt() ends them). Refused after
+  // Shutdown() or an interrupt: dropped.
+  void Feed(std::vector<PoolInput> inputs);
+  // Blocks while more than `limit` submitted tasks have not ended, then
+  // until no more than limit / 2 have (one wake-up per half), or the loop
+  // ended: back-pressure for a producer that must not queue without bound.
+  void WaitForRoom(size_t limit);
   // Asks the thread to kill a task a worker has (or to drop it).
   void Kill(size_t index);
   // Idempotent; the first call joins the thread and then throws a
@@ -141,10 +163,16 @@ class ExecutorCore {
   // `cancel_pending`: tasks no worker has are cancelled; `kill_running`:
   // those that run too.
   void Shutdown(bool cancel_pending, bool kill_running, bool quiet);
+  // Shutdown at once: every worker killed, tasks not done end halted
+  // (cancelled), no onexit runs. Raises nothing.
+  void Halt();
+  // After Shutdown() or Halt(): the pool's final report — every task's
+  // unless PoolConfig::forget_ended, onexit failures, the interrupt signal.
+  const RunReport& report() const { return report_; }
 
  private:
   struct Incoming {
-    std::shared_ptr<TaskState> state;
+    std::shared_ptr<TaskState> state;  // null: fed
     PoolInput input;
   };
   struct Ended {
@@ -152,15 +180,31 @@ class ExecutorCore {
     TaskState::Raw raw;
     bool cancelled;
   };
-  void Loop(PoolConfig config);
+  void Loop(PoolConfig config, TaskBody task);
+  // The pool's callbacks into the core (on_done, may_start).
+  void Hook(PoolConfig& config);
+  // What the pool reports at its end; resolves what waits for a re-raise.
+  void Finished(WorkerPool& pool, int signo);
+  // SubmitAll and Feed: `states[i]` is null for a fed input.
+  void Enqueue(const std::vector<std::shared_ptr<TaskState>>& states,
+               std::vector<PoolInput> inputs);
+  // The in-process seam's Enqueue: runs each input now, here.
+  void SubmitInline(const std::vector<std::shared_ptr<TaskState>>& states,
+                    std::vector<PoolInput>& inputs);
   // The thread's work between turns: new tasks, kills, shutdown. False
   // when the loop should end.
   bool TakeRequests(WorkerPool& pool);
   void Wake();
   void OnDone(size_t index, const StepReport& report);
 
+  const bool reraise_interrupt_;
   UniqueFd wake_;  // an eventfd the loop polls
   std::atomic<size_t> submitted_{0};
+  // Tasks ended (OnDone, or refused at Submit), and producers blocked in
+  // WaitForRoom; room_ is notified under mu_ only when there are some.
+  std::atomic<size_t> ended_{0};
+  std::atomic<int> room_waiters_{0};
+  std::condition_variable room_;
   std::mutex mu_;
   std::deque<Incoming> incoming_;
   std::vector<size_t> kills_;
@@ -171,6 +215,7 @@ class ExecutorCore {
   bool stopped_ = false;  // the loop ended
   bool cancel_pending_ = false;
   bool kill_running_ = false;
+  bool halt_ = false;
   int interrupt_signal_ = 0;
   std::atomic<bool> wake_pending_{false};
   const std::shared_ptr<CallbackFailures> failures_ =
@@ -186,6 +231,11 @@ class ExecutorCore {
   // Tasks that ended after an interrupt: resolved only if the re-raised
   // signal did not end the process.
   std::vector<Ended> interrupted_;
+  RunReport report_;  // set as the loop ends
+  // The in-process seam: the pool, run on submitting threads one at a time
+  // (recursive: a callback may submit).
+  std::unique_ptr<WorkerPool> inline_pool_;
+  std::recursive_mutex inline_mu_;
   std::thread thread_;
 };
 

@@ -359,25 +359,6 @@ size_t ProcessPool::Add(PoolInput given) {
   return index;
 }
 
-void ProcessPool::Put(std::string encoded_args, std::string label) {
-  PoolInput input;
-  input.args = std::move(encoded_args);
-  input.label = std::move(label);
-  Add(std::move(input));
-  // Backpressure: return once the input is with a worker.
-  while (!waiting_.empty()) {
-    if (stopped()) {
-      DropWaiting();
-      break;
-    }
-    if (DispatchWaiting()) break;
-    FailWaitingIfNoWorker();
-    if (waiting_.empty()) break;
-    supervisor_.Turn();
-  }
-  replayer_.Pump();
-}
-
 size_t ProcessPool::Submit(PoolInput input) { return Add(std::move(input)); }
 
 void ProcessPool::Turn(int wake_fd, absl::Time wake_at) {
@@ -485,7 +466,7 @@ void ProcessPool::SendFinish() {
   }
 }
 
-const RunReport& ProcessPool::Finish() {
+RunReport& ProcessPool::Finish() {
   if (finished_) return report_;
   finishing_ = true;
   onexit_units_.resize(workers_.size(), Supervisor::kNoUnit);

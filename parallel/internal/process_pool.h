@@ -40,7 +40,6 @@ class ProcessPool : public WorkerPool, public SupervisorClient {
   ProcessPool(TaskBody task, PoolConfig config);
 
   absl::Status StartWorkers();
-  void Put(std::string encoded_args, std::string label) override;
   size_t Submit(PoolInput input) override;
   void Turn(int wake_fd, absl::Time wake_at) override;
   void Cancel(size_t index) override;
@@ -48,7 +47,7 @@ class ProcessPool : public WorkerPool, public SupervisorClient {
   int interrupt_signal() const override {
     return supervisor_.interrupt_signal();
   }
-  const RunReport& Finish() override;
+  RunReport& Finish() override;
   void Kill() override;
   void OnEnded(size_t slot, const ProcessExit& exit, KillReason why) override;
   void OnReadable(size_t slot) override { ReadFrom(slot); }

@@ -340,19 +340,12 @@ int WorkerMain(int socket, const WorkerSpec& spec) {
 
 namespace {
 
-// The test seam (in_process.h): no workers; Put() and Submit() run the
-// input here, at once.
+// The test seam (in_process.h): no workers; Submit() runs the input here,
+// at once.
 class InlinePool : public WorkerPool {
  public:
   InlinePool(TaskBody task, PoolConfig config)
       : task_(std::move(task)), config_(std::move(config)) {}
-
-  void Put(std::string encoded_args, std::string label) override {
-    PoolInput input;
-    input.args = std::move(encoded_args);
-    input.label = std::move(label);
-    Submit(std::move(input));
-  }
 
   size_t Submit(PoolInput input) override {
     const size_t index = report_.steps.size();
@@ -386,7 +379,7 @@ class InlinePool : public WorkerPool {
   size_t unfinished() const override { return 0; }
   int interrupt_signal() const override { return 0; }
 
-  const RunReport& Finish() override {
+  RunReport& Finish() override {
     if (finished_) return report_;
     finished_ = true;
     if (!config_.onexit || halted_) return report_;

@@ -67,7 +67,7 @@ struct WorkerSpec {
 // worker's exit code (3 if the parent sent garbage).
 int WorkerMain(int socket, const WorkerSpec& spec);
 
-// Runs every input in Put(), here, one after another (no capture).
+// Runs every input in Submit(), here, one after another (no capture).
 std::unique_ptr<WorkerPool> MakeInlinePool(TaskBody task, PoolConfig config);
 
 }  // namespace internal

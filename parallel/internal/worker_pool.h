@@ -1,18 +1,18 @@
-// The engine behind BackgroundTaskRunner and RunTasksInProcessPool: a pool of
-// pre-forked worker processes that run encoded inputs one at a time, as a
+// The engine under ExecutorCore (executor_state.h), and so under
+// ProcessPoolExecutor, BackgroundTaskRunner and RunTasksInProcessPool: a pool
+// of pre-forked worker processes that run encoded inputs one at a time, as a
 // client of the supervisor (supervisor.h).
 //
 // Each input gets its own output pipe(s), passed to the worker with the input
 // (SCM_RIGHTS), so output is grouped per input by construction (not per
-// worker, as chromite does) and replayed in Put() order by the replayer, the
+// worker, as chromite does) and replayed in Submit() order by the replayer, the
 // earliest unfinished input streamed live. A worker tells the parent when it
 // starts an input (kStarted): only an input that really started can fail
 // when its worker dies; inputs it had not started go to another worker. A
 // dead worker is replaced.
 //
-// The same pool serves ProcessPoolExecutor (executor.h) from its own thread:
-// Submit() queues without blocking, the owner drives Turn(), and on_done
-// reports each input as it ends. Inputs may name their own code (an entry
+// Its owner (ExecutorCore's thread) queues inputs with Submit(), drives
+// Turn(), and hears of each input's end through on_done. Inputs may name their own code (an entry
 // point valid in every worker, or a body that gets a fresh process of its
 // own), their own timeout, and may be cancelled.
 //
@@ -64,7 +64,7 @@ struct PoolConfig : ProcessOptions {
   bool keep_values = false;
   bool tag_lines = false;
   // Replay each input's output when it ends, in the order they end, instead
-  // of in Put()/Submit() order (none is then streamed live).
+  // of in Submit() order (none is then streamed live).
   bool replay_in_completion_order = false;
   std::function<void()> onexit;
   // Runs in each worker before its first input, captured with that input;
@@ -106,19 +106,14 @@ inline constexpr int kMaxInitializerFailures = 3;
 class WorkerPool {
  public:
   // Validates the configuration and the temp dir, then forks the workers (or,
-  // under the in-process test seam, runs every input inline in Put()).
+  // under the in-process test seam, runs every input inline in Submit()).
   static absl::StatusOr<std::unique_ptr<WorkerPool>> Start(TaskBody task,
                                                            PoolConfig config);
   virtual ~WorkerPool() = default;  // kills and reaps whatever still runs
 
-  // Hands one input to a worker with room, first running the event loop
-  // until one has room (never more than one input waits per worker beyond
-  // the one it runs). After a halt or an interrupt the input is recorded,
-  // not run.
-  virtual void Put(std::string encoded_args, std::string label) = 0;
-
-  // Queues an input without waiting; returns its index (Put order and
-  // Submit order are one sequence). The owner drives Turn().
+  // Queues an input without waiting; returns its index (Submit order is
+  // replay order). The owner drives Turn(). After a halt or an interrupt
+  // the input is recorded, not run.
   virtual size_t Submit(PoolInput input) = 0;
   // Sends what can go to workers, then waits for one event (or `wake_fd`
   // readable, or `wake_at`) and handles it.
@@ -134,10 +129,11 @@ class WorkerPool {
   virtual int interrupt_signal() const = 0;
 
   // Lets every worker finish its inputs and run onexit, replays all output in
-  // Put() order (onexit output after it, worker by worker), and reports one
+  // Submit() order (onexit output after it, worker by worker), and reports one
   // StepReport per input, plus one per worker whose onexit failed.
-  // Idempotent: later calls return the same report.
-  virtual const RunReport& Finish() = 0;
+  // Idempotent: later calls return the same report (the owner may move it
+  // out).
+  virtual RunReport& Finish() = 0;
 
   // Kills every worker now; inputs not yet done are reported as halted and
   // their output dropped. Then Finish() returns at once.
