@@ -307,6 +307,54 @@ TEST(BackgroundTaskRunner, PutQueuesButBlocksWhileTheQueueIsFull) {
   close(gate[1]);
 }
 
+// While the workers hold all they can, Put() does not wake the runner's
+// thread: the input must still run as soon as a worker is free, not only at
+// Wait(). Input 0 holds the only worker until released; the worker is then
+// given kLanes inputs (the thread has time to take them), and three more
+// are put without a wake-up; the last writes a file the caller waits for
+// before it calls Wait().
+TEST(BackgroundTaskRunner, AnInputPutWhileTheWorkersAreFullRunsBeforeWait) {
+  int gate[2];
+  int started[2];
+  ASSERT_EQ(pipe2(gate, O_CLOEXEC), 0);
+  ASSERT_EQ(pipe2(started, O_CLOEXEC), 0);
+  const std::string marker =
+      absl::StrCat(::testing::TempDir(), "/last_input_ran");
+  unlink(marker.c_str());
+  OutputFile out;
+  using Runner = BackgroundTaskRunner<int>;
+  Runner runner(
+      [read_end = gate[0], started_w = started[1], marker](int i) {
+        char byte;
+        if (i == 0) {
+          (void)!write(started_w, "s", 1);
+          (void)!read(read_end, &byte, 1);
+        }
+        if (i == static_cast<int>(internal::kLanes) + 2) {
+          std::ofstream(marker) << "ran";
+        }
+      },
+      Into<Runner>(out, 1));
+  runner.Put(0);
+  char byte;
+  ASSERT_EQ(read(started[0], &byte, 1), 1);
+  for (int i = 1; i < static_cast<int>(internal::kLanes); ++i) runner.Put(i);
+  usleep(200 * 1000);  // the thread takes them (else this tests less)
+  for (int i = internal::kLanes; i <= static_cast<int>(internal::kLanes) + 2;
+       ++i) {
+    runner.Put(i);
+  }
+  ASSERT_EQ(write(gate[1], "x", 1), 1);
+  bool ran = false;
+  for (int waited_ms = 0; waited_ms < 60000 && !ran; waited_ms += 10) {
+    ran = access(marker.c_str(), F_OK) == 0;
+    if (!ran) usleep(10000);
+  }
+  EXPECT_TRUE(ran) << "the last input waited for Wait()";
+  runner.Wait();
+  for (int fd : {gate[0], gate[1], started[0], started[1]}) close(fd);
+}
+
 TEST(BackgroundTaskRunner, PutAfterWaitIsALogicError) {
   BackgroundTaskRunner<int> runner([](int) {});
   runner.Wait();

@@ -285,14 +285,18 @@ std::vector<std::shared_ptr<TaskState>> ExecutorCore::SubmitAll(
   return states;
 }
 
-void ExecutorCore::Feed(std::vector<PoolInput> inputs) {
+void ExecutorCore::Feed(std::vector<PoolInput> inputs, size_t full) {
   std::vector<std::shared_ptr<TaskState>> none(inputs.size());
-  Enqueue(none, std::move(inputs));
+  // Every task counted here ends through OnDone, after which the loop takes
+  // the incoming tasks before it sleeps again.
+  const bool wake =
+      full == 0 || submitted_.load() - ended_.load() < full;
+  Enqueue(none, std::move(inputs), wake);
 }
 
 void ExecutorCore::Enqueue(
     const std::vector<std::shared_ptr<TaskState>>& states,
-    std::vector<PoolInput> inputs) {
+    std::vector<PoolInput> inputs, bool wake) {
   submitted_.fetch_add(inputs.size());
   if (inline_pool_ != nullptr) {
     SubmitInline(states, inputs);
@@ -324,7 +328,7 @@ void ExecutorCore::Enqueue(
     }
     return;
   }
-  if (!inputs.empty()) Wake();
+  if (wake && !inputs.empty()) Wake();
 }
 
 void ExecutorCore::SubmitInline(

@@ -151,7 +151,13 @@ class ExecutorCore {
   // and no future each, nothing per task beyond what the pool keeps; not
   // cancelled by Shutdown(kCancelPending) (Halt() ends them). Refused after
   // Shutdown() or an interrupt: dropped.
-  void Feed(std::vector<PoolInput> inputs);
+  // `full`: as many unfinished tasks as the workers can hold at once
+  // (processes × pipeline depth), or 0. While at least that many are
+  // unfinished, a fed task could not go to a worker before one of them ends,
+  // which wakes the thread anyway: it is queued without a wake-up of its
+  // own (a producer faster than the workers then costs the thread one
+  // wake-up per worker reply, not one per task).
+  void Feed(std::vector<PoolInput> inputs, size_t full = 0);
   // Blocks while more than `limit` submitted tasks have not ended, then
   // until no more than limit / 2 have (one wake-up per half), or the loop
   // ended: back-pressure for a producer that must not queue without bound.
@@ -186,8 +192,9 @@ class ExecutorCore {
   // What the pool reports at its end; resolves what waits for a re-raise.
   void Finished(WorkerPool& pool, int signo);
   // SubmitAll and Feed: `states[i]` is null for a fed input.
+  // `wake`: false if the thread need not be woken for these (Feed).
   void Enqueue(const std::vector<std::shared_ptr<TaskState>>& states,
-               std::vector<PoolInput> inputs);
+               std::vector<PoolInput> inputs, bool wake = true);
   // The in-process seam's Enqueue: runs each input now, here.
   void SubmitInline(const std::vector<std::shared_ptr<TaskState>>& states,
                     std::vector<PoolInput>& inputs);
