@@ -355,6 +355,7 @@ void ExecutorCore::WaitForRoom(size_t limit) {
   auto unfinished = [this] { return submitted_.load() - ended_.load(); };
   if (unfinished() <= limit) return;
   std::unique_lock<std::mutex> lock(mu_);
+  room_target_.store(limit / 2);
   room_waiters_.fetch_add(1);
   room_.wait(lock, [&] { return stopped_ || unfinished() <= limit / 2; });
   room_waiters_.fetch_sub(1);
@@ -425,9 +426,12 @@ bool ExecutorCore::TakeRequests(WorkerPool& pool) {
 void ExecutorCore::OnDone(size_t index, const StepReport& report) {
   // Every task the pool has ends here once. A producer in WaitForRoom sees
   // the count either before it sleeps or through this notification (both
-  // sides: atomic, then read the other's).
+  // sides: atomic, then read the other's), which comes once the target is
+  // reached — one wake-up per half queue, not one per task. (Its producer
+  // is blocked: submitted_ does not move meanwhile.)
   ended_.fetch_add(1);
-  if (room_waiters_.load() > 0) {
+  if (room_waiters_.load() > 0 &&
+      submitted_.load() - ended_.load() <= room_target_.load()) {
     std::lock_guard<std::mutex> lock(mu_);
     room_.notify_all();
   }

@@ -189,7 +189,7 @@ class ExecutorCore {
   void Loop(PoolConfig config, TaskBody task);
   // The pool's callbacks into the core (on_done, may_start).
   void Hook(PoolConfig& config);
-  // What the pool reports at its end; resolves what waits for a re-raise.
+  // Takes the pool's final report, with the signal that stopped it.
   void Finished(WorkerPool& pool, int signo);
   // SubmitAll and Feed: `states[i]` is null for a fed input.
   // `wake`: false if the thread need not be woken for these (Feed).
@@ -208,9 +208,11 @@ class ExecutorCore {
   UniqueFd wake_;  // an eventfd the loop polls
   std::atomic<size_t> submitted_{0};
   // Tasks ended (OnDone, or refused at Submit), and producers blocked in
-  // WaitForRoom; room_ is notified under mu_ only when there are some.
+  // WaitForRoom until no more than room_target_ are unfinished; room_ is
+  // notified under mu_ only when there are some and the target is reached.
   std::atomic<size_t> ended_{0};
   std::atomic<int> room_waiters_{0};
+  std::atomic<size_t> room_target_{0};
   std::condition_variable room_;
   std::mutex mu_;
   std::deque<Incoming> incoming_;
