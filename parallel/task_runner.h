@@ -66,7 +66,6 @@
 #include "parallel/internal/capture.h"
 #include "parallel/internal/executor_state.h"
 #include "parallel/internal/labels.h"
-#include "parallel/internal/worker_main.h"
 #include "parallel/internal/worker_pool.h"
 #include "parallel/run_parallel_steps.h"
 

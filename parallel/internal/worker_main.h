@@ -38,12 +38,6 @@
 namespace parallel {
 namespace internal {
 
-// Output pipe pairs per worker: one for the input it runs, one for each
-// input waiting in its socket. Eight: with trivial inputs the parent's
-// wake-ups set the pace at 2 (ProcessPoolExecutor::Map measured 36-40 us per
-// task at 2, 18-23 at 8, tools/bench/executor_vs_python.sh).
-inline constexpr uint32_t kLanes = 8;
-
 // The id a worker's records carry for its onexit.
 inline constexpr uint64_t kOnexitId = std::numeric_limits<uint64_t>::max();
 
