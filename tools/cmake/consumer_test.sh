@@ -15,7 +15,9 @@ prefix=$scratch/prefix
 jobs=$(nproc)
 
 python3 tools/cmake/check_sources.py
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
+# PARALLEL_BUILD_BENCHMARKS=OFF: .ci/run's (Bazel built them already).
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release \
+  -DPARALLEL_BUILD_BENCHMARKS="${PARALLEL_BUILD_BENCHMARKS:-ON}" >/dev/null
 cmake --build "$build" -j "$jobs"
 # CTEST_EXCLUDE: a regular expression of tests to leave out (.ci/run's).
 [[ ${SKIP_CTEST:-0} == 1 ]] || (cd "$build" && ctest --output-on-failure -j "$jobs" --timeout 600 \
