@@ -4,6 +4,7 @@
 // the library: ProcessPoolExecutor, BackgroundTaskRunner and
 // RunTasksInProcessPool are each a thin layer over an ExecutorCore — and the
 // range AsCompleted returns.
+// (executor_core.cc has ExecutorCore; executor_state.cc the rest.)
 //
 // A task's phase moves kPending → kGiven (a worker has it) → kDone, under
 // the state's mutex; a cancel and the task's end race only there, so exactly
