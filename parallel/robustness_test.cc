@@ -228,6 +228,75 @@ TEST(Robustness, ASignalIgnoredAtTheStartStaysIgnored) {
   EXPECT_EQ(out.Contents(), "ignored\nsurvived\n");
 }
 
+// The task runners sit on the executor's core, whose thread sees the
+// signal; the runner, not that thread, re-raises it — in Wait(), once.
+TEST(Robustness, SignalToARunnersOwnerKillsItsWorkersAndEndsIt) {
+  OutputFile out;
+  PidPipe pids;
+  const pid_t owner = fork();
+  ASSERT_GE(owner, 0);
+  if (owner == 0) {
+    BackgroundTaskRunner<int>::Options options;
+    options.output_fd = out.fd();
+    options.processes = 1;
+    BackgroundTaskRunner<int> runner(
+        [](int) {
+          Say("before the signal\n");
+          const std::string line = absl::StrCat(getpid(), "\n");
+          (void)!write(9, line.data(), line.size());
+          pause();
+        },
+        options);
+    runner.Put(0);
+    runner.Put(1);
+    try {
+      runner.Wait();
+    } catch (...) {
+    }
+    _exit(0);  // not reached: the signal is re-raised
+  }
+  close(9);
+  const std::vector<pid_t> workers = ReadPids(pids.read_end, 1);
+  ASSERT_EQ(workers.size(), 1u);
+  kill(owner, SIGTERM);
+  int status = 0;
+  ASSERT_EQ(waitpid(owner, &status, 0), owner);
+  ASSERT_TRUE(WIFSIGNALED(status)) << status;
+  EXPECT_EQ(WTERMSIG(status), SIGTERM);
+  EXPECT_TRUE(WaitForExit(workers[0], 1000));
+  EXPECT_EQ(out.Contents(), "before the signal\n");
+}
+
+TEST(Robustness, ARunnersCallerHandlerRunsOnceAndWaitReportsTheInterrupt) {
+  static volatile sig_atomic_t handled = 0;
+  handled = 0;
+  struct sigaction action = {}, previous;
+  action.sa_handler = [](int) { ++handled; };
+  sigaction(SIGTERM, &action, &previous);
+  PidPipe pids;
+  const pid_t self = getpid();
+  std::thread killer([&pids, self] {
+    ReadPids(pids.read_end, 1);
+    kill(self, SIGTERM);
+  });
+  try {
+    BackgroundTaskRunner<int> runner([](int) {
+      const std::string line = absl::StrCat(getpid(), "\n");
+      (void)!write(9, line.data(), line.size());
+      pause();
+    });
+    runner.Put(0);
+    runner.Wait();
+    ADD_FAILURE() << "an interrupted runner passed for a success";
+  } catch (const BackgroundFailure& failure) {
+    EXPECT_TRUE(failure.HasFailureType("parallel::Interrupted"));
+  }
+  killer.join();
+  EXPECT_EQ(handled, 1) << "the signal must reach the handler exactly once";
+  sigaction(SIGTERM, &previous, nullptr);
+  EXPECT_THAT(testing::ChildPids(), IsEmpty());
+}
+
 TEST(Robustness, CallerHandlerRunsAndTheRunReportsTheInterrupt) {
   // A caller with its own SIGTERM handler keeps it: the library restores it,
   // re-raises into it, and still reports that the run did not complete.
