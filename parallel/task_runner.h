@@ -187,8 +187,6 @@ class BackgroundTaskRunner {
             std::move(task)),
         processes, options.halt_on_error, /*keep_values=*/false, pool);
     room_ = internal::kRunnerQueuePerWorker * static_cast<size_t>(processes);
-    full_ = static_cast<size_t>(processes) *
-            (options.halt_on_error ? 1 : internal::kLanes);
   }
 
   BackgroundTaskRunner(const BackgroundTaskRunner&) = delete;
@@ -213,7 +211,7 @@ class BackgroundTaskRunner {
     core_->WaitForRoom(room_);
     std::vector<internal::PoolInput> one;
     one.push_back(std::move(input));
-    core_->Feed(std::move(one), full_);
+    core_->Feed(std::move(one));
   }
 
   // Idempotent: only the first call waits and may throw.
@@ -243,7 +241,6 @@ class BackgroundTaskRunner {
  private:
   std::unique_ptr<internal::ExecutorCore> core_;
   size_t room_ = 0;
-  size_t full_ = 0;  // inputs the workers hold at once (Feed)
   const int uncaught_;
   const bool halt_on_error_;
   const std::thread::id owner_ = std::this_thread::get_id();

@@ -47,7 +47,9 @@ TaskBody NoCode() {
 
 ExecutorCore::ExecutorCore(PoolConfig config, TaskBody task,
                            bool reraise_interrupt)
-    : reraise_interrupt_(reraise_interrupt) {
+    : reraise_interrupt_(reraise_interrupt),
+      workers_full_(static_cast<size_t>(config.processes) *
+                    PipelineDepth(config)) {
   if (task == nullptr) task = NoCode();
   if (InProcessMode()) {
     Hook(config);
@@ -101,12 +103,11 @@ std::vector<std::shared_ptr<TaskState>> ExecutorCore::SubmitAll(
   return states;
 }
 
-void ExecutorCore::Feed(std::vector<PoolInput> inputs, size_t full) {
+void ExecutorCore::Feed(std::vector<PoolInput> inputs) {
   std::vector<std::shared_ptr<TaskState>> none(inputs.size());
   // Every task counted here ends through OnDone, after which the loop takes
   // the incoming tasks before it sleeps again.
-  const bool wake =
-      full == 0 || submitted_.load() - ended_.load() < full;
+  const bool wake = submitted_.load() - ended_.load() < workers_full_;
   Enqueue(none, std::move(inputs), wake);
 }
 

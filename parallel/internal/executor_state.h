@@ -152,13 +152,12 @@ class ExecutorCore {
   // and no future each, nothing per task beyond what the pool keeps; not
   // cancelled by Shutdown(kCancelPending) (Halt() ends them). Refused after
   // Shutdown() or an interrupt: dropped.
-  // `full`: as many unfinished tasks as the workers can hold at once
-  // (processes × pipeline depth), or 0. While at least that many are
-  // unfinished, a fed task could not go to a worker before one of them ends,
-  // which wakes the thread anyway: it is queued without a wake-up of its
-  // own (a producer faster than the workers then costs the thread one
-  // wake-up per worker reply, not one per task).
-  void Feed(std::vector<PoolInput> inputs, size_t full = 0);
+  // While at least as many tasks are unfinished as the workers can hold at
+  // once (processes × PipelineDepth), a fed task could not go to a worker
+  // before one of them ends, which wakes the thread anyway: it is queued
+  // without a wake-up of its own (a producer faster than the workers then
+  // costs the thread one wake-up per worker reply, not one per task).
+  void Feed(std::vector<PoolInput> inputs);
   // Blocks while more than `limit` submitted tasks have not ended, then
   // until no more than limit / 2 have (one wake-up per half), or the loop
   // ended: back-pressure for a producer that must not queue without bound.
@@ -206,6 +205,7 @@ class ExecutorCore {
   void OnDone(size_t index, const StepReport& report);
 
   const bool reraise_interrupt_;
+  const size_t workers_full_;  // processes × PipelineDepth (Feed)
   UniqueFd wake_;  // an eventfd the loop polls
   std::atomic<size_t> submitted_{0};
   // Tasks ended (OnDone, or refused at Submit), and producers blocked in

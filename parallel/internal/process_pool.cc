@@ -24,20 +24,18 @@
 
 namespace parallel {
 namespace internal {
-namespace {
-
-size_t DepthOf(const PoolConfig& config) {
-  if (config.pipeline_depth > 0) return config.pipeline_depth;
+size_t PipelineDepth(const PoolConfig& config) {
+  if (config.pipeline_depth > 0) {
+    return std::min<size_t>(config.pipeline_depth, kLanes);
+  }
   // With halt_on_error only one, so that nothing starts after a failure.
   return config.halt_on_error ? 1 : kLanes;
 }
 
-}  // namespace
-
 ProcessPool::ProcessPool(TaskBody task, PoolConfig config)
     : task_(std::move(task)),
       config_(std::move(config)),
-      depth_(std::min<size_t>(DepthOf(config_), kLanes)),
+      depth_(PipelineDepth(config_)),
       claims_(static_cast<size_t>(config_.processes) * kLanes),
       spec_{&task_,
             &config_.onexit,

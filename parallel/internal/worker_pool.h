@@ -12,9 +12,9 @@
 // dead worker is replaced.
 //
 // Its owner (ExecutorCore's thread) queues inputs with Submit(), drives
-// Turn(), and hears of each input's end through on_done. Inputs may name their own code (an entry
-// point valid in every worker, or a body that gets a fresh process of its
-// own), their own timeout, and may be cancelled.
+// Turn(), and hears of each input's end through on_done. Inputs may name
+// their own code (an entry point valid in every worker, or a body that gets
+// a fresh process of its own), their own timeout, and may be cancelled.
 //
 // Thread-safety: one pool per owner, used from one thread.
 
@@ -109,6 +109,11 @@ inline constexpr int kMaxInitializerFailures = 3;
 // task at 2, 18-23 at 8, tools/bench/executor_vs_python.sh).
 inline constexpr uint32_t kLanes = 8;
 
+// Inputs a pooled worker holds at once under `config` (pipeline_depth,
+// resolved): with `processes`, how many the pool can hand out before one
+// ends.
+size_t PipelineDepth(const PoolConfig& config);
+
 class WorkerPool {
  public:
   // Validates the configuration and the temp dir, then forks the workers (or,
@@ -137,8 +142,8 @@ class WorkerPool {
   // Lets every worker finish its inputs and run onexit, replays all output in
   // Submit() order (onexit output after it, worker by worker), and reports one
   // StepReport per input, plus one per worker whose onexit failed.
-  // Idempotent: later calls return the same report (the owner may move it
-  // out).
+  // Idempotent: later calls return the same object (which the owner may
+  // have moved from).
   virtual RunReport& Finish() = 0;
 
   // Kills every worker now; inputs not yet done are reported as halted and
