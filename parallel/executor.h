@@ -74,6 +74,9 @@
 // future — the executor's thread for a task's end, the cancelling thread for
 // a cancel — or at once on the registering thread when already done; they
 // should not block for long (the executor's thread waits for them).
+// Under the in-process fake (testing/in_process_steps.h) there is no such
+// thread: each task runs inside its Submit() (or Map()), on the calling
+// thread, and its future is done when Submit() returns.
 //
 // Thread-safety: thread-safe, except that Shutdown() and the destructor must
 // not race each other.

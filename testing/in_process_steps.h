@@ -2,8 +2,9 @@
 // tests (what chromite's ParallelMock was).
 //
 // While an InProcessSteps object lives, RunParallelSteps, RunSteps,
-// BackgroundTaskRunner and RunTasksInProcessPool run closures one after
-// another in the calling process: no fork, no capture (steps write straight
+// BackgroundTaskRunner, RunTasksInProcessPool and ProcessPoolExecutor run
+// closures one after another in the calling process (a runner's input inside
+// its Put(), an executor's task inside its Submit(), on the calling thread): no fork, no capture (steps write straight
 // to the process's stdout), so gMock expectations and fakes set inside steps
 // are seen by the test, and a debugger or sanitizer follows every step.
 // Failures are still gathered into BackgroundFailure exactly as in real runs;
