@@ -3,10 +3,11 @@
 //
 // While an InProcessSteps object lives, RunParallelSteps, RunSteps,
 // BackgroundTaskRunner, RunTasksInProcessPool and ProcessPoolExecutor run
-// closures one after another in the calling process (a runner's input inside
-// its Put(), an executor's task inside its Submit(), on the calling thread): no fork, no capture (steps write straight
-// to the process's stdout), so gMock expectations and fakes set inside steps
-// are seen by the test, and a debugger or sanitizer follows every step.
+// closures one after another in the calling process (a runner's input
+// inside its Put(), an executor's task inside its Submit(), on the calling
+// thread): no fork, no capture (steps write straight to the process's
+// stdout), so gMock expectations and fakes set inside steps are seen by the
+// test, and a debugger or sanitizer follows every step.
 // Failures are still gathered into BackgroundFailure exactly as in real runs;
 // halt_on_error stops at the first failure; timeouts are not enforced.
 // Command steps still run as real processes, one at a time.
