@@ -145,6 +145,18 @@ TEST(Robustness, ParentKilledBySigkillTakesGrandchildrenAlong) {
   }
 }
 
+// Sends `signo` to a caller of the library: it must die of that signal
+// (re-raised), and its children within a second.
+void KillAndExpectDeath(pid_t caller, int signo,
+                        const std::vector<pid_t>& children) {
+  kill(caller, signo);
+  int status = 0;
+  ASSERT_EQ(waitpid(caller, &status, 0), caller);
+  ASSERT_TRUE(WIFSIGNALED(status)) << status;
+  EXPECT_EQ(WTERMSIG(status), signo);
+  for (pid_t child : children) EXPECT_TRUE(WaitForExit(child, 1000));
+}
+
 class InterruptTest : public ::testing::TestWithParam<int> {};
 
 TEST_P(InterruptTest, SignalToParentKillsStepsReplaysAndEndsTheParent) {
@@ -177,12 +189,7 @@ TEST_P(InterruptTest, SignalToParentKillsStepsReplaysAndEndsTheParent) {
   close(9);
   const std::vector<pid_t> steps = ReadPids(pids.read_end, 2);
   ASSERT_EQ(steps.size(), 2u);
-  kill(parent, signo);
-  int status = 0;
-  ASSERT_EQ(waitpid(parent, &status, 0), parent);
-  ASSERT_TRUE(WIFSIGNALED(status)) << status;
-  EXPECT_EQ(WTERMSIG(status), signo);
-  for (pid_t step : steps) EXPECT_TRUE(WaitForExit(step, 1000));
+  KillAndExpectDeath(parent, signo, steps);
   EXPECT_EQ(out.Contents(), "before the signal\n");
 }
 
@@ -258,12 +265,7 @@ TEST(Robustness, SignalToARunnersOwnerKillsItsWorkersAndEndsIt) {
   close(9);
   const std::vector<pid_t> workers = ReadPids(pids.read_end, 1);
   ASSERT_EQ(workers.size(), 1u);
-  kill(owner, SIGTERM);
-  int status = 0;
-  ASSERT_EQ(waitpid(owner, &status, 0), owner);
-  ASSERT_TRUE(WIFSIGNALED(status)) << status;
-  EXPECT_EQ(WTERMSIG(status), SIGTERM);
-  EXPECT_TRUE(WaitForExit(workers[0], 1000));
+  KillAndExpectDeath(owner, SIGTERM, workers);
   EXPECT_EQ(out.Contents(), "before the signal\n");
 }
 
