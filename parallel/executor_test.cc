@@ -255,6 +255,47 @@ TEST(Executor, TaskTimeoutKillsEvenATaskThatIgnoresSigterm) {
 #endif
 }
 
+// Arguments far bigger than a socket's buffer, queued behind a task that
+// never returns: the worker reads nothing meanwhile, and the executor's
+// thread must not wait for it (its timeout is that thread's to enforce).
+TEST(Executor, BigArgumentsQueuedBehindAHungTaskLeaveItsTimeoutWorking) {
+  OutputFile out;
+  ExecutorOptions options = Into(out, 1);
+  options.task_timeout = absl::Seconds(1);
+  ProcessPoolExecutor executor(options);
+  const std::string big(4 << 20, 'x');
+  std::vector<Future<size_t>> sizes;
+  for (int i = 0; i < 4; ++i) {
+    sizes.push_back(executor.Submit(
+        +[](int i, std::string text) -> size_t {
+          if (i == 0) ::pause();
+          return text.size();
+        },
+        i, big));
+  }
+  EXPECT_EQ(sizes[0].Get().status().code(),
+            absl::StatusCode::kDeadlineExceeded);
+  for (int i = 1; i < 4; ++i) EXPECT_EQ(*sizes[i].Get(), big.size()) << i;
+}
+
+// Big arguments one way and big results the other, through one worker: the
+// worker writes its result while the executor still has arguments for it,
+// and neither side may wait for the other to read.
+TEST(Executor, BigArgumentsAndBigResultsCrossWithoutDeadlock) {
+  OutputFile out;
+  ProcessPoolExecutor executor(Into(out, 1));
+  std::vector<Future<std::string>> echoes;
+  for (int i = 0; i < 6; ++i) {
+    echoes.push_back(executor.Submit(
+        +[](std::string text) { return text; }, std::string(4 << 20, 'a' + i)));
+  }
+  for (int i = 0; i < 6; ++i) {
+    absl::StatusOr<std::string> echo = echoes[i].Get();
+    ASSERT_TRUE(echo.ok()) << echo.status();
+    EXPECT_EQ(*echo, std::string(4 << 20, 'a' + i));
+  }
+}
+
 TEST(Executor, CancelIfPendingNeverStartsTheTask) {
   OutputFile out;
   const std::string dir = MakeTempDir();

@@ -269,6 +269,48 @@ TEST(Robustness, SignalToARunnersOwnerKillsItsWorkersAndEndsIt) {
   EXPECT_EQ(out.Contents(), "before the signal\n");
 }
 
+// A signal that lands while the executor's thread is between two polls
+// (here: running a callback, raise() delivers it to that very thread) is
+// acted on like one during a poll: the run stops, every task's output is
+// replayed — B's, which waits in a spill file behind the running A — and
+// the signal is re-raised. Before the fix, it took the default action at
+// once: B's output was never replayed and its spill file was left behind.
+TEST(Robustness, ASignalBetweenTwoTurnsOfTheLoopLosesNoOutput) {
+  OutputFile out;
+  const std::string temp_dir = ::parallel::testing::MakeTempDir();
+  PidPipe pids;
+  const pid_t owner = fork();
+  ASSERT_GE(owner, 0);
+  if (owner == 0) {
+    ExecutorOptions options;
+    options.output_fd = out.fd();
+    options.max_workers = 2;
+    options.temp_dir = temp_dir;
+    ProcessPoolExecutor executor(options);
+    Future<int> a = executor.Submit([] {
+      const std::string line = absl::StrCat(getpid(), "\n");
+      (void)!write(9, line.data(), line.size());
+      pause();
+      return 0;
+    });
+    ReadPids(pids.read_end, 1);  // A runs: B's output cannot stream live
+    Future<int> b = executor.Submit([] {
+      Say("B's output\n");
+      return 1;
+    });
+    b.OnDone([](const absl::StatusOr<int>&) { raise(SIGTERM); });
+    (void)a.Get();
+    _exit(0);  // not reached: the signal is re-raised
+  }
+  close(9);
+  int status = 0;
+  ASSERT_EQ(waitpid(owner, &status, 0), owner);
+  ASSERT_TRUE(WIFSIGNALED(status)) << status;
+  EXPECT_EQ(WTERMSIG(status), SIGTERM);
+  EXPECT_EQ(out.Contents(), "B's output\n");
+  EXPECT_EQ(::parallel::testing::CountDirEntries(temp_dir), 0);
+}
+
 TEST(Robustness, ARunnersCallerHandlerRunsOnceAndWaitReportsTheInterrupt) {
   static volatile sig_atomic_t handled = 0;
   handled = 0;

@@ -313,11 +313,20 @@ void ExecutorCore::Loop(PoolConfig config, TaskBody task) {
   if (!started.ok()) return;
   WorkerPool& pool = **started;
   pool_ = &pool;
-  while (TakeRequests(pool) && pool.interrupt_signal() == 0) {
-    pool.Turn(wake_.get(), absl::InfiniteFuture());
+  int signo = 0;
+  {
+    // The loop acts on SIGINT/SIGTERM/... for its whole length, not only
+    // while it polls: a signal that lands between two turns (draining a
+    // worker's output, say) is recorded and wakes the next one, where a
+    // default disposition would end the process with that output unread.
+    // Between turns the loop only does bounded work (sends never block).
+    InterruptWait waiting;
+    while (TakeRequests(pool) && pool.interrupt_signal() == 0) {
+      pool.Turn(wake_.get(), absl::InfiniteFuture());
+    }
+    signo = pool.interrupt_signal();
+    Finished(pool, signo);  // the rest replayed, every worker gone
   }
-  const int signo = pool.interrupt_signal();
-  Finished(pool, signo);  // the rest replayed, every worker gone
   pool_ = nullptr;
   started->reset();  // the caller's signal dispositions are back
   std::deque<Incoming> late;  // came while the pool was stopping

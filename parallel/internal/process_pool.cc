@@ -113,14 +113,19 @@ bool ProcessPool::DispatchWaiting() {
 
 void ProcessPool::FlushSends() {
   for (size_t slot = 0; slot < workers_.size(); ++slot) {
-    Worker& worker = workers_[slot];
-    if (worker.outbox.empty()) continue;
-    const int error = SendFully(worker.socket.get(), worker.outbox.data(),
-                                worker.outbox.size(), nullptr, 0);
-    worker.outbox.clear();
-    // The worker is gone: its end (OnEnded) gives its inputs to another.
-    if (error != 0) supervisor_.child(slot).SignalGroup(SIGKILL);
+    if (!workers_[slot].outbox.empty()) SendQueued(slot);
   }
+}
+
+void ProcessPool::SendQueued(size_t slot) {
+  Worker& worker = workers_[slot];
+  if (!worker.socket.valid() || !supervisor_.active(slot)) return;
+  if (worker.outbox.Flush(worker.socket.get()) != 0) {
+    // The worker is gone: its end (OnEnded) gives its inputs to another.
+    worker.outbox.Clear();
+    supervisor_.child(slot).SignalGroup(SIGKILL);
+  }
+  supervisor_.WantWritable(slot, !worker.outbox.empty());
 }
 
 bool ProcessPool::DispatchQueued() {
@@ -310,25 +315,20 @@ void ProcessPool::Dispatch(size_t slot, size_t index, uint32_t lane_index,
   input.state = Input::kQueued;
   input.report.pid = supervisor_.child(slot).pid();
   worker.assigned.push_back(Held{index, lane_index, claim});
-  const size_t frame = worker.outbox.size();
+  std::string record;
   AppendRecord(RecordKind::kInput,
                Encode(std::make_tuple(static_cast<uint64_t>(index), lane_index,
                                       new_pipes, input.entry, input.args,
                                       claim)),
-               &worker.outbox);
-  if (!new_pipes) return;  // goes with the pass's others (FlushSends)
-  // The pipes travel with the record's first byte: what was queued before
-  // it goes first, then the record with them.
-  const int fds[2] = {out_w.get(), err_w.get()};
-  int error = SendFully(worker.socket.get(), worker.outbox.data(), frame,
-                        nullptr, 0);
-  if (error == 0) {
-    error = SendFully(worker.socket.get(), worker.outbox.data() + frame,
-                      worker.outbox.size() - frame, fds, err_w.valid() ? 2 : 1);
+               &record);
+  // New pipes travel with the record's first byte. Sent with the pass's
+  // others (FlushSends).
+  std::vector<UniqueFd> pipes;
+  if (new_pipes) {
+    pipes.push_back(std::move(out_w));
+    if (err_w.valid()) pipes.push_back(std::move(err_w));
   }
-  worker.outbox.clear();
-  // The worker is gone: its end (OnEnded) gives the input to another.
-  if (error != 0) supervisor_.child(slot).SignalGroup(SIGKILL);
+  worker.outbox.Append(record, std::move(pipes));
 }
 
 size_t ProcessPool::Add(PoolInput given) {
@@ -453,14 +453,18 @@ void ProcessPool::SendFinish() {
     onexit_reports_[i].name = absl::StrCat("onexit of worker ", i);
     onexit_reports_[i].pid = supervisor_.child(i).pid();
     UniqueFd out_w, err_w;
+    if (!replayer_.Open(onexit_units_[i], &out_w, &err_w).ok()) {
+      supervisor_.child(i).SignalGroup(SIGKILL);
+      continue;
+    }
     std::string frame;
     AppendRecord(RecordKind::kFinish, "", &frame);
-    if (!replayer_.Open(onexit_units_[i], &out_w, &err_w).ok() ||
-        SendFully(worker.socket.get(), frame.data(), frame.size(),
-                  std::vector<int>{out_w.get(), err_w.get()}.data(),
-                  err_w.valid() ? 2 : 1) != 0) {
-      supervisor_.child(i).SignalGroup(SIGKILL);
-    }
+    // The worker takes two descriptors with it, -1 if one is missing.
+    std::vector<UniqueFd> pipes;
+    pipes.push_back(std::move(out_w));
+    if (err_w.valid()) pipes.push_back(std::move(err_w));
+    worker.outbox.Append(frame, std::move(pipes));
+    SendQueued(i);
   }
 }
 

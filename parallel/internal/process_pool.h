@@ -24,6 +24,7 @@
 #include "parallel/internal/record.h"
 #include "parallel/internal/replayer.h"
 #include "parallel/internal/result.h"
+#include "parallel/internal/send_queue.h"
 #include "parallel/internal/supervisor.h"
 #include "parallel/internal/worker_main.h"
 #include "parallel/internal/worker_pool.h"
@@ -51,6 +52,7 @@ class ProcessPool : public WorkerPool, public SupervisorClient {
   void Kill() override;
   void OnEnded(size_t slot, const ProcessExit& exit, KillReason why) override;
   void OnReadable(size_t slot) override { ReadFrom(slot); }
+  void OnWritable(size_t slot) override { SendQueued(slot); }
 
  private:
   // A pipe pair the worker reuses (worker_main.h): the parent's read ends;
@@ -72,9 +74,11 @@ class ProcessPool : public WorkerPool, public SupervisorClient {
     UniqueFd socket;  // the parent's end, non-blocking
     Lane lanes[kLanes];
     std::string inbox;
-    // Input records not yet sent: those of one dispatching pass go in one
-    // write, one wake-up of the worker (FlushSends).
-    std::string outbox;
+    // Records (and lane pipes) not yet sent: those of one dispatching pass
+    // go in one write, one wake-up of the worker (FlushSends); what its
+    // socket cannot take now waits for room (OnWritable), never blocking
+    // the loop on a worker busy with a long task.
+    SendQueue outbox;
     // Inputs sent to it, oldest first; the front one runs once started.
     std::deque<Held> assigned;
     bool front_started = false;
@@ -129,6 +133,9 @@ class ProcessPool : public WorkerPool, public SupervisorClient {
   bool DispatchQueued();
   // Writes every worker's outbox.
   void FlushSends();
+  // Writes what the worker's socket takes of its outbox now, and has the
+  // supervisor say when it takes more; a send that fails kills the worker.
+  void SendQueued(size_t slot);
   // With claims, once nothing waits: an idle worker takes the newest input
   // another worker holds but has not started (withdrawn there, exactly), so
   // that a deep pipeline never leaves a worker idle behind a long task.

@@ -271,6 +271,7 @@ void ProcessPool::OnEnded(size_t slot, const ProcessExit& exit,
     if (TakeBack(it->index)) waiting_.push_front(it->index);
   }
   worker.assigned.clear();
+  worker.outbox.Clear();
   worker.socket.reset();
   for (Lane& lane : worker.lanes) lane = Lane();
   // Only a death of its own counts: one the pool caused (a cancel, a

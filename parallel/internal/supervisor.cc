@@ -104,6 +104,7 @@ void Supervisor::Launch(size_t index, Child child, const SlotOptions& options,
   slot.stop_signal = -1;
   slot.options = options;
   slot.client_fd = -1;
+  slot.client_writes = false;
   ++active_;
   Disarm(index);
   (void)now;
@@ -127,6 +128,10 @@ void Supervisor::Disarm(size_t index) {
 
 void Supervisor::SetClientFd(size_t index, int fd) {
   slots_[index].client_fd = fd;
+}
+
+void Supervisor::WantWritable(size_t index, bool want) {
+  slots_[index].client_writes = want;
 }
 
 void Supervisor::Kill(size_t index, KillReason reason, absl::Time now) {
@@ -172,6 +177,7 @@ void Supervisor::Reap(size_t index) {
   slot.kill = KillReason::kNone;
   slot.killing = KillSequence();
   slot.client_fd = -1;
+  slot.client_writes = false;
   Disarm(index);
   --active_;
   client_->OnEnded(index, exit, why);
@@ -219,8 +225,11 @@ void Supervisor::BuildPollSet(int extra_wake_fd) {
   for (size_t i = 0; i < slots_.size(); ++i) {
     if (!slots_[i].child.alive()) continue;
     add(slots_[i].child.pidfd(), POLLIN, Owner::kPidfd, i);
-    if (slots_[i].client_fd >= 0)
-      add(slots_[i].client_fd, POLLIN, Owner::kClient, i);
+    if (slots_[i].client_fd >= 0) {
+      add(slots_[i].client_fd,
+          POLLIN | (slots_[i].client_writes ? POLLOUT : 0), Owner::kClient,
+          i);
+    }
   }
   const size_t before = fds_.size();
   replayer_->AppendPollFds(&fds_, &owners_);
@@ -250,9 +259,17 @@ void Supervisor::HandleReady(absl::Time now) {
     }
   }
   for (size_t i = 0; i < fds_.size(); ++i) {
-    if (fds_[i].revents != 0 && kinds_[i] == Owner::kClient && Current(i) &&
-        slots_[owners_[i]].client_fd == fds_[i].fd) {
+    if (fds_[i].revents == 0 || kinds_[i] != Owner::kClient) continue;
+    // Checked before each call: the one before may have ended the child.
+    const auto current = [&] {
+      return Current(i) && slots_[owners_[i]].client_fd == fds_[i].fd;
+    };
+    if ((fds_[i].revents & ~POLLOUT) != 0 && current()) {
       client_->OnReadable(owners_[i]);
+    }
+    if ((fds_[i].revents & (POLLOUT | POLLERR | POLLHUP)) != 0 &&
+        slots_[owners_[i]].client_writes && current()) {
+      client_->OnWritable(owners_[i]);
     }
   }
   for (size_t i = 0; i < fds_.size(); ++i) {

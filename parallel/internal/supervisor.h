@@ -64,6 +64,8 @@ class SupervisorClient {
                        KillReason why) = 0;
   // The slot's client descriptor is readable (or hung up).
   virtual void OnReadable(size_t slot) { (void)slot; }
+  // It can take more bytes, and the client asked to be told (WantWritable).
+  virtual void OnWritable(size_t slot) { (void)slot; }
 };
 
 class Supervisor {
@@ -89,8 +91,11 @@ class Supervisor {
            absl::Duration timeout = absl::InfiniteDuration());
   // The child waits for work: no deadlines run.
   void Disarm(size_t slot);
-  // A descriptor of the client's to poll for this slot (-1: none).
+  // A descriptor of the client's to poll for this slot (-1: none), for
+  // reading; for writing too while `WantWritable(slot, true)` (until the
+  // slot's next Launch).
   void SetClientFd(size_t slot, int fd);
+  void WantWritable(size_t slot, bool want);
 
   bool active(size_t slot) const { return slots_[slot].child.alive(); }
   const Child& child(size_t slot) const { return slots_[slot].child; }
@@ -135,6 +140,7 @@ class Supervisor {
     absl::Time silent_deadline = absl::InfiniteFuture();
     uint64_t last_bytes = 0;
     int client_fd = -1;
+    bool client_writes = false;
     uint64_t generation = 0;  // one more for every child launched in it
   };
   enum class Owner { kPidfd, kClient, kUnit, kSink, kWake };
