@@ -483,7 +483,10 @@ for _ in $(seq 1 150); do
   pgrep -f "sleep 9.(2513|5117)" >/dev/null || break
   sleep 0.02
 done
-pgrep -f "sleep 9.(2513|5117)" >/dev/null && fail "commands' children outlived the SIGKILLed tool"
+if pgrep -f "sleep 9.(2513|5117)" >/dev/null; then
+  # Which processes, in which state, so that a failure explains itself.
+  fail "commands' children outlived the SIGKILLed tool: $(ps -o pid=,ppid=,pgid=,sid=,stat=,args= -p "$(pgrep -d, -f "sleep 9.(2513|5117)")" | tr '\n' ';')"
+fi
 pkill -f "sleep 9.(2513|5117)" 2>/dev/null
 
 # make's spelling of -j; a NUL in a command from stdin is refused.

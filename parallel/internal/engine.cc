@@ -263,6 +263,7 @@ absl::Status Engine::Launch(size_t index, absl::Time now) {
     }
   }
   ChildSetup setup;
+  setup.watch_fd = supervisor_.watch_fd();
   setup.stdin_fd =
       hooks_.terminal_fd >= 0 ? hooks_.terminal_fd : supervisor_.dev_null();
   setup.foreground_tty_fd = hooks_.terminal_fd;

@@ -27,6 +27,7 @@
 #include "parallel/internal/interrupt.h"
 #include "parallel/internal/record.h"
 #include "parallel/internal/stack.h"
+#include "parallel/internal/watchdog.h"
 #include "parallel/step_observer_internal.h"
 
 extern char** environ;
@@ -89,6 +90,9 @@ SetupError PrepareChild(const ChildSetup& setup, pid_t parent) {
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) return failed("prctl");
   // The parent may have died before prctl took effect.
   if (::getppid() != parent) return SetupError{"getppid", ESRCH};
+  // From here the parent's death kills this process (PDEATHSIG) and, once
+  // registered, its whole group (the watchdog): before any process of its own.
+  WatchOwnGroup(setup.watch_fd);
   struct sigaction dfl = {};
   dfl.sa_handler = SIG_DFL;
   for (int signo = 1; signo < NSIG; ++signo) {

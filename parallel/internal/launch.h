@@ -53,6 +53,11 @@ struct ChildSetup {
   // same names in) the caller's environment; null: none. Forked children
   // ignore it.
   const std::vector<std::string>* extra_env = nullptr;
+  // The run's watchdog (watchdog.h; -1: none): the child registers its new
+  // process group there itself, after PR_SET_PDEATHSIG and before it can
+  // start a process, so the caller's death at any moment leaves nothing of
+  // the group behind.
+  int watch_fd = -1;
   // A terminal whose foreground process group the child's new group becomes
   // (tcsetpgrp, before exec: the child never stops on SIGTTIN); -1: none.
   int foreground_tty_fd = -1;

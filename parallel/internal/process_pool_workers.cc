@@ -65,6 +65,7 @@ absl::Status ProcessPool::StartWorker(size_t slot, const TaskBody* own_body) {
   std::vector<int> own_fds = {parent_end.get()};
   OwnFds(&own_fds);
   ChildSetup setup;
+  setup.watch_fd = supervisor_.watch_fd();
   setup.stdin_fd = supervisor_.dev_null();
   setup.stdout_fd = supervisor_.dev_null();
   setup.stderr_fd = supervisor_.dev_null();

@@ -97,7 +97,6 @@ void Supervisor::Launch(size_t index, Child child, const SlotOptions& options,
                         absl::Time now) {
   Slot& slot = slots_[index];
   slot.child = std::move(child);
-  watchdog_.Watch(slot.child.pid());
   ++slot.generation;
   slot.killing = KillSequence();
   slot.kill = KillReason::kNone;

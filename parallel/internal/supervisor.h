@@ -82,7 +82,9 @@ class Supervisor {
   Supervisor& operator=(const Supervisor&) = delete;
 
   size_t AddSlot();
-  // Hands a started child to the slot (which must be free).
+  // Hands a started child to the slot (which must be free). The child was
+  // started with ChildSetup::watch_fd = watch_fd(), or its group is not
+  // killed if the caller dies.
   void Launch(size_t slot, Child child, const SlotOptions& options,
               absl::Time now);
   // The child now works for output unit `unit`: its timeout (the slot's, or
@@ -119,6 +121,9 @@ class Supervisor {
   // and the replayer's pipes, spill files and replay targets. The client
   // adds its own (a closure's result file).
   void AppendFds(std::vector<int>* fds) const;
+  // Where children register their groups with the watchdog (launch.h); -1
+  // if it could not be started.
+  int watch_fd() const { return watchdog_.watch_fd(); }
   // /dev/null, read-write: a child's stdin (and a waiting worker's output).
   // -1 if it could not be opened (then children keep the caller's stdin).
   int dev_null() const { return dev_null_.get(); }

@@ -156,8 +156,17 @@ void Watchdog::Send(int32_t word) {
   }
 }
 
-void Watchdog::Watch(pid_t group) {
-  if (group > 0) Send(static_cast<int32_t>(group));
+void WatchOwnGroup(int watch_fd) {
+  if (watch_fd < 0) return;
+  const int32_t word = static_cast<int32_t>(::getpid());
+  for (int tries = 0; tries < 20; ++tries) {
+    const ssize_t n = RetryOnEintr(
+        [&] { return ::write(watch_fd, &word, sizeof(word)); });
+    if (n == static_cast<ssize_t>(sizeof(word))) return;  // pipes: atomic
+    if (n >= 0 || errno != EAGAIN) return;
+    pollfd room = {watch_fd, POLLOUT, 0};
+    RetryOnEintr([&] { return ::poll(&room, 1, kDrainEveryMs); });
+  }
 }
 
 void Watchdog::Forget(pid_t group) {
