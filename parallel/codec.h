@@ -199,10 +199,28 @@ struct Codec<T, std::enable_if_t<std::is_enum_v<T>>> {
   }
 };
 
+namespace codec_internal {
+// A std::string's encoding is this head (its size) and then its bytes, so a
+// big one can be written from where it is, without an encoded copy.
+inline void PutStringHead(size_t size, std::string* out) {
+  PutVarint(size, out);
+}
+// Turns `bytes`, the whole encoding of one std::string, into that string
+// in place (its buffer reused: nothing the size of the value is
+// allocated). False, with `bytes` untouched, if it is not one.
+inline bool DecodeStringInPlace(std::string* bytes) {
+  absl::string_view view(*bytes);
+  uint64_t size;
+  if (!GetVarint(&view, &size) || size != view.size()) return false;
+  bytes->erase(0, bytes->size() - view.size());
+  return true;
+}
+}  // namespace codec_internal
+
 template <>
 struct Codec<std::string> {
   static void Encode(const std::string& value, std::string* out) {
-    codec_internal::PutVarint(value.size(), out);
+    codec_internal::PutStringHead(value.size(), out);
     out->append(value);
   }
   static bool Decode(absl::string_view* in, std::string* out) {

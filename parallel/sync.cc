@@ -256,10 +256,13 @@ bool QueueCore::RecordFits(size_t footprint) const {
   return shared_->tail - shared_->head + footprint <= capacity_;
 }
 
-void QueueCore::Append(const Record& record, const char* payload) {
+void QueueCore::Append(const Record& record, absl::string_view head,
+                       absl::string_view body) {
   CopyIn(shared_->tail, &record, sizeof(record));
   if (record.spill_id == 0) {
-    CopyIn(shared_->tail + sizeof(record), payload, record.size);
+    CopyIn(shared_->tail + sizeof(record), head.data(), head.size());
+    CopyIn(shared_->tail + sizeof(record) + head.size(), body.data(),
+           body.size());
   }
   shared_->items += 1;
   shared_->queued_bytes += record.size;
@@ -282,8 +285,9 @@ void QueueCore::Recover() {
 
 void QueueCore::Unlock() { pthread_mutex_unlock(&shared_->mutex); }
 
-absl::Status QueueCore::Put(const std::string& bytes, absl::Time deadline) {
-  Record record{bytes.size(), 0};
+absl::Status QueueCore::Put(absl::string_view head, absl::string_view body,
+                            absl::Time deadline) {
+  Record record{head.size() + body.size(), 0};
   auto spill = [&]() -> absl::Status {
     record.spill_id = shared_->next_spill.fetch_add(1);
     const std::string path = SpillPath(record.spill_id);
@@ -291,13 +295,15 @@ absl::Status QueueCore::Put(const std::string& bytes, absl::Time deadline) {
       return ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     }));
     if (!file.valid()) return ErrnoStatus(absl::StrCat("open ", path));
-    if (const int error = WriteFully(file.get(), bytes.data(), bytes.size())) {
+    int error = WriteFully(file.get(), head.data(), head.size());
+    if (error == 0) error = WriteFully(file.get(), body.data(), body.size());
+    if (error != 0) {
       ::unlink(path.c_str());
       return ErrnoStatus(error, absl::StrCat("write ", path));
     }
     return absl::OkStatus();
   };
-  if (sizeof(Record) + bytes.size() > kInlineMax) {
+  if (sizeof(Record) + record.size > kInlineMax) {
     if (absl::Status status = spill(); !status.ok()) return status;
   }
   if (LockRobust(&shared_->mutex)) Recover();
@@ -326,7 +332,7 @@ absl::Status QueueCore::Put(const std::string& bytes, absl::Time deadline) {
     if (LockRobust(&shared_->mutex)) Recover();
     --shared_->putters_waiting;
   }
-  Append(record, bytes.data());
+  Append(record, head, body);
   shared_->put_seq.fetch_add(1);
   const bool wake = shared_->getters_waiting > 0;
   Unlock();

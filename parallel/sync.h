@@ -104,7 +104,9 @@ class QueueCore {
   QueueCore(const QueueCore&) = delete;
   QueueCore& operator=(const QueueCore&) = delete;
   ~QueueCore();
-  absl::Status Put(const std::string& bytes, absl::Time deadline);
+  // Queues one item: the bytes of `head` and then those of `body`.
+  absl::Status Put(absl::string_view head, absl::string_view body,
+                   absl::Time deadline);
   absl::StatusOr<std::string> Get(absl::Time deadline);
   size_t size() const;
 
@@ -113,7 +115,8 @@ class QueueCore {
   struct Record;
   void Recover();  // after a holder died: recount from the records
   bool RecordFits(size_t payload) const;
-  void Append(const Record& record, const char* payload);
+  void Append(const Record& record, absl::string_view head,
+              absl::string_view body);
   Record Front() const;
   void CopyIn(uint64_t at, const void* data, size_t size);
   void CopyOut(uint64_t at, void* data, size_t size) const;
@@ -322,12 +325,12 @@ class Queue {
   // Throws std::system_error if the item cannot be stored (the spill
   // directory is full or gone).
   void Put(const T& value) {
-    absl::Status status = core_.Put(Encode(value), absl::InfiniteFuture());
+    absl::Status status = PutValue(value, absl::InfiniteFuture());
     if (!status.ok()) ThrowPutFailure(status);
   }
   // With a bound: waits at most `timeout` for room; kDeadlineExceeded then.
   absl::Status PutFor(const T& value, absl::Duration timeout) {
-    return core_.Put(Encode(value), absl::Now() + timeout);
+    return PutValue(value, absl::Now() + timeout);
   }
   // The oldest item; kDeadlineExceeded after `timeout` with none;
   // kDataLoss if its bytes are not a T (e.g. a Queue<T> read as another
@@ -337,6 +340,11 @@ class Queue {
         timeout == absl::InfiniteDuration() ? absl::InfiniteFuture()
                                             : absl::Now() + timeout);
     if (!bytes.ok()) return bytes.status();
+    // A string item becomes the value in place: a 1 GiB item is read once
+    // and never copied.
+    if constexpr (std::is_same_v<T, std::string>) {
+      if (codec_internal::DecodeStringInPlace(&*bytes)) return bytes;
+    }
     absl::StatusOr<T> value = Decode<T>(*bytes);
     if (!value.ok()) {
       return absl::DataLossError(absl::StrCat(
@@ -349,6 +357,17 @@ class Queue {
 
  private:
   [[noreturn]] static void ThrowPutFailure(const absl::Status& status);
+  // A string goes from where it is (its codec head, then its bytes): a big
+  // one is never copied into an encoding first.
+  absl::Status PutValue(const T& value, absl::Time deadline) {
+    if constexpr (std::is_same_v<T, std::string>) {
+      std::string head;
+      codec_internal::PutStringHead(value.size(), &head);
+      return core_.Put(head, value, deadline);
+    } else {
+      return core_.Put(Encode(value), absl::string_view(), deadline);
+    }
+  }
 
   internal::QueueCore core_;
 };
