@@ -333,10 +333,11 @@ TEST(RunSteps, StdinIsDevNull) {
 TEST(RunSteps, StepsFinishingAheadOfASlowHeadKeepFdUseConstant) {
   // Step 0 is the head until the last step releases it, so every other step
   // finishes ahead of it and must be kept for replay. Their captures move to
-  // one spool file instead of holding a descriptor each. 1,000 steps are 30
-  // times the held captures' limit: a descriptor kept per step would show as
-  // ~1,000 (it was 3,000 steps, 37 s of each CI stage, for the same check).
-  constexpr int kSteps = 1000;
+  // one spool file instead of holding a descriptor each. 300 steps are 9
+  // times the held captures' limit and 4.7 times the bound checked below: a
+  // descriptor kept per step would show as ~300 (it was 3,000 steps, then
+  // 1,000 — 10 s of the plain stage, 21 s of ASan's — for the same check).
+  constexpr int kSteps = 300;
   int gate[2];
   ASSERT_EQ(pipe(gate), 0);
   std::vector<Step> steps;
