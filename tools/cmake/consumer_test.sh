@@ -16,7 +16,9 @@ jobs=$(nproc)
 
 python3 tools/cmake/check_sources.py
 # PARALLEL_BUILD_BENCHMARKS=OFF: .ci/run's (Bazel built them already).
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release \
+# PARALLEL_CMAKE_BUILD_TYPE (default Release): .ci/run's is None, with
+# CXXFLAGS=-O1 (CMake takes CXXFLAGS from the environment).
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE="${PARALLEL_CMAKE_BUILD_TYPE:-Release}" \
   -DPARALLEL_BUILD_BENCHMARKS="${PARALLEL_BUILD_BENCHMARKS:-ON}" >/dev/null
 cmake --build "$build" -j "$jobs"
 # CTEST_EXCLUDE: a regular expression of tests to leave out (.ci/run's).
