@@ -13,9 +13,12 @@
 // (each costs ~14 us on this project's VMs: BM_ForkWritingPages).
 
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -57,8 +60,15 @@ double Faults() {
   return total;
 }
 
+// This process's alone: those a zygote would spare it.
+double ParentFaults() {
+  rusage usage;
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_minflt);
+}
+
 void ReportPerStep(benchmark::State& state, double cpu_start,
-                   double faults_start) {
+                   double faults_start, double parent_faults_start) {
   const double steps =
       static_cast<double>(state.iterations()) * kStepsPerIteration;
   state.counters["per_step"] = benchmark::Counter(
@@ -66,6 +76,8 @@ void ReportPerStep(benchmark::State& state, double cpu_start,
   // Parent and children together, microseconds of CPU per step.
   state.counters["cpu_us_per_step"] = (CpuSeconds() - cpu_start) * 1e6 / steps;
   state.counters["faults_per_step"] = (Faults() - faults_start) / steps;
+  state.counters["parent_faults_per_step"] =
+      (ParentFaults() - parent_faults_start) / steps;
 }
 constexpr int kSlots = 2;
 
@@ -73,6 +85,7 @@ void BM_BareForkLoop(benchmark::State& state) {
   const int dev_null = open("/dev/null", O_WRONLY | O_CLOEXEC);
   const double cpu_start = CpuSeconds();
   const double faults_start = Faults();
+  const double parent_faults_start = ParentFaults();
   for (auto _ : state) {
     int running = 0;
     int started = 0;
@@ -106,7 +119,7 @@ void BM_BareForkLoop(benchmark::State& state) {
     }
   }
   close(dev_null);
-  ReportPerStep(state, cpu_start, faults_start);
+  ReportPerStep(state, cpu_start, faults_start, parent_faults_start);
 }
 BENCHMARK(BM_BareForkLoop)->Unit(benchmark::kMillisecond)->UseRealTime();
 
@@ -132,6 +145,124 @@ BENCHMARK(BM_ForkWritingPages)
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
 
+// The bare loop again, with the forks done by a zygote: a process forked
+// once, quiet and single-threaded, that forks each child on request with
+// CLONE_PARENT (so the child is still this process's, for waitpid) and
+// sends back its pid. The memfd goes to it with the request (SCM_RIGHTS).
+// This is the most a zygote could do for the library: the caller no longer
+// forks, so it takes no copy-on-write faults on pages its children share,
+// and what each fork copies is the zygote's memory as at its start — at
+// the cost of two socket messages per child.
+void BM_ZygoteForkLoop(benchmark::State& state) {
+  int sockets[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sockets) != 0) {
+    state.SkipWithError("socketpair");
+    return;
+  }
+  const pid_t zygote = fork();
+  if (zygote == 0) {
+    close(sockets[0]);
+    while (true) {
+      char byte;
+      char control[CMSG_SPACE(sizeof(int))];
+      iovec iov = {&byte, 1};
+      msghdr message = {};
+      message.msg_iov = &iov;
+      message.msg_iovlen = 1;
+      message.msg_control = control;
+      message.msg_controllen = sizeof(control);
+      if (recvmsg(sockets[1], &message, 0) <= 0) _exit(0);
+      int fd;
+      std::memcpy(&fd, CMSG_DATA(CMSG_FIRSTHDR(&message)), sizeof(fd));
+      const pid_t pid = static_cast<pid_t>(
+          syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0));
+      if (pid == 0) {
+        dup2(fd, 1);
+        const char line[] = "step output\n";
+        (void)!write(1, line, sizeof(line) - 1);
+        _exit(0);
+      }
+      close(fd);
+      (void)!send(sockets[1], &pid, sizeof(pid), 0);
+    }
+  }
+  close(sockets[1]);
+  const int dev_null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+  const double cpu_start = CpuSeconds();
+  const double faults_start = Faults();
+  const double parent_faults_start = ParentFaults();
+  auto spawn = [&](int fd) {
+    char byte = 0;
+    char control[CMSG_SPACE(sizeof(int))] = {};
+    iovec iov = {&byte, 1};
+    msghdr message = {};
+    message.msg_iov = &iov;
+    message.msg_iovlen = 1;
+    message.msg_control = control;
+    message.msg_controllen = sizeof(control);
+    cmsghdr* header = CMSG_FIRSTHDR(&message);
+    header->cmsg_level = SOL_SOCKET;
+    header->cmsg_type = SCM_RIGHTS;
+    header->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(header), &fd, sizeof(fd));
+    pid_t pid = -1;
+    if (sendmsg(sockets[0], &message, 0) != 1 ||
+        recv(sockets[0], &pid, sizeof(pid), 0) != sizeof(pid)) {
+      return pid_t{-1};
+    }
+    return pid;
+  };
+  for (auto _ : state) {
+    int running = 0;
+    int started = 0;
+    pid_t pids[kSlots];
+    int fds[kSlots];
+    while (started < kStepsPerIteration || running > 0) {
+      while (running < kSlots && started < kStepsPerIteration) {
+        const int fd = memfd_create("zygote", MFD_CLOEXEC);
+        pids[running] = spawn(fd);
+        fds[running] = fd;
+        ++running;
+        ++started;
+      }
+      waitpid(pids[0], nullptr, 0);
+      off_t offset = 0;
+      sendfile(dev_null, fds[0], &offset, 1 << 20);
+      close(fds[0]);
+      for (int i = 1; i < running; ++i) {
+        pids[i - 1] = pids[i];
+        fds[i - 1] = fds[i];
+      }
+      --running;
+    }
+  }
+  ReportPerStep(state, cpu_start, faults_start, parent_faults_start);
+  close(sockets[0]);
+  waitpid(zygote, nullptr, 0);
+  close(dev_null);
+}
+BENCHMARK(BM_ZygoteForkLoop)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// What the caller's resident memory costs each fork: fork, _exit, waitpid
+// with state.range(0) MiB of the caller's heap touched (page tables copied
+// at the fork, torn down at the child's exit). A run whose caller holds
+// more per step (its closures, their captures) pays this at every step.
+void BM_ForkWithResidentMiB(benchmark::State& state) {
+  std::vector<char> resident(static_cast<size_t>(state.range(0)) << 20, 1);
+  benchmark::DoNotOptimize(resident.data());
+  for (auto _ : state) {
+    const pid_t pid = fork();
+    if (pid == 0) _exit(0);
+    waitpid(pid, nullptr, 0);
+  }
+}
+BENCHMARK(BM_ForkWithResidentMiB)
+    ->Arg(0)
+    ->Arg(8)
+    ->Arg(32)
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+
 void BM_RunParallelSteps(benchmark::State& state) {
   const int dev_null = open("/dev/null", O_WRONLY | O_CLOEXEC);
   parallel::ParallelOptions options;
@@ -141,33 +272,50 @@ void BM_RunParallelSteps(benchmark::State& state) {
       kStepsPerIteration, [] { std::fputs("step output\n", stdout); });
   const double cpu_start = CpuSeconds();
   const double faults_start = Faults();
+  const double parent_faults_start = ParentFaults();
   for (auto _ : state) {
     parallel::RunParallelSteps(steps, options);
   }
   close(dev_null);
-  ReportPerStep(state, cpu_start, faults_start);
+  ReportPerStep(state, cpu_start, faults_start, parent_faults_start);
 }
 BENCHMARK(BM_RunParallelSteps)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // Scale: N trivial steps in one call, two at a time. Linear time means the
 // same per_step at 10,000 and 100,000 (the 100,000 run takes about 30 s).
+// Second argument: 0, the caller keeps its vector of N std::functions (32
+// bytes each, 3.2 MB at 100,000) while the run forks; 1, it hands the
+// vector over (std::move), and RunParallelSteps frees it before the run —
+// every fork copies the page tables of the caller's memory
+// (BM_ForkWithResidentMiB).
 void BM_ManySteps(benchmark::State& state) {
   const int count = static_cast<int>(state.range(0));
+  const bool hand_over = state.range(1) != 0;
   const int dev_null = open("/dev/null", O_WRONLY | O_CLOEXEC);
   parallel::ParallelOptions options;
   options.max_parallel = kSlots;
   options.output_fd = dev_null;
-  std::vector<std::function<void()>> steps(
-      count, [] { std::fputs("step output\n", stdout); });
-  for (auto _ : state) parallel::RunParallelSteps(steps, options);
+  for (auto _ : state) {
+    state.PauseTiming();
+    std::vector<std::function<void()>> steps(
+        count, [] { std::fputs("step output\n", stdout); });
+    state.ResumeTiming();
+    if (hand_over) {
+      parallel::RunParallelSteps(std::move(steps), options);
+    } else {
+      parallel::RunParallelSteps(steps, options);
+    }
+  }
   close(dev_null);
   state.counters["per_step"] = benchmark::Counter(
       static_cast<double>(state.iterations()) * count,
       benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
 BENCHMARK(BM_ManySteps)
-    ->Arg(10000)
-    ->Arg(100000)
+    ->Args({10000, 0})
+    ->Args({100000, 0})
+    ->Args({10000, 1})
+    ->Args({100000, 1})
     ->Iterations(1)
     ->Unit(benchmark::kSecond)
     ->UseRealTime();
