@@ -67,25 +67,32 @@ double ParentFaults() {
   return static_cast<double>(usage.ru_minflt);
 }
 
-void ReportPerStep(benchmark::State& state, double cpu_start,
-                   double faults_start, double parent_faults_start) {
+// What the counters said when a benchmark's clock started.
+struct Start {
+  double cpu = CpuSeconds();
+  double faults = Faults();
+  double parent_faults = ParentFaults();
+};
+
+void ReportPerStep(benchmark::State& state, const Start& start) {
   const double steps =
       static_cast<double>(state.iterations()) * kStepsPerIteration;
   state.counters["per_step"] = benchmark::Counter(
       steps, benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
   // Parent and children together, microseconds of CPU per step.
-  state.counters["cpu_us_per_step"] = (CpuSeconds() - cpu_start) * 1e6 / steps;
-  state.counters["faults_per_step"] = (Faults() - faults_start) / steps;
+  state.counters["cpu_us_per_step"] = (CpuSeconds() - start.cpu) * 1e6 / steps;
+  state.counters["faults_per_step"] = (Faults() - start.faults) / steps;
   state.counters["parent_faults_per_step"] =
-      (ParentFaults() - parent_faults_start) / steps;
+      (ParentFaults() - start.parent_faults) / steps;
 }
 constexpr int kSlots = 2;
 
-void BM_BareForkLoop(benchmark::State& state) {
+// The floor's loop: `spawn(fd)` starts a child that writes a line into the
+// memfd `fd` and exits, and returns its pid; two children at a time, each
+// waited for and its output copied to /dev/null in start order.
+template <typename Spawn>
+void ForkLoop(benchmark::State& state, Spawn spawn) {
   const int dev_null = open("/dev/null", O_WRONLY | O_CLOEXEC);
-  const double cpu_start = CpuSeconds();
-  const double faults_start = Faults();
-  const double parent_faults_start = ParentFaults();
   for (auto _ : state) {
     int running = 0;
     int started = 0;
@@ -94,14 +101,7 @@ void BM_BareForkLoop(benchmark::State& state) {
     while (started < kStepsPerIteration || running > 0) {
       while (running < kSlots && started < kStepsPerIteration) {
         const int fd = memfd_create("bare", MFD_CLOEXEC);
-        const pid_t pid = fork();
-        if (pid == 0) {
-          dup2(fd, 1);
-          const char line[] = "step output\n";
-          (void)!write(1, line, sizeof(line) - 1);
-          _exit(0);
-        }
-        pids[running] = pid;
+        pids[running] = spawn(fd);
         fds[running] = fd;
         ++running;
         ++started;
@@ -119,7 +119,24 @@ void BM_BareForkLoop(benchmark::State& state) {
     }
   }
   close(dev_null);
-  ReportPerStep(state, cpu_start, faults_start, parent_faults_start);
+}
+
+// What a child of the floor does: its line into `fd`, then _exit.
+[[noreturn]] void WriteLineAndExit(int fd) {
+  dup2(fd, 1);
+  const char line[] = "step output\n";
+  (void)!write(1, line, sizeof(line) - 1);
+  _exit(0);
+}
+
+void BM_BareForkLoop(benchmark::State& state) {
+  const Start start;
+  ForkLoop(state, [](int fd) {
+    const pid_t pid = fork();
+    if (pid == 0) WriteLineAndExit(fd);
+    return pid;
+  });
+  ReportPerStep(state, start);
 }
 BENCHMARK(BM_BareForkLoop)->Unit(benchmark::kMillisecond)->UseRealTime();
 
@@ -176,22 +193,14 @@ void BM_ZygoteForkLoop(benchmark::State& state) {
       std::memcpy(&fd, CMSG_DATA(CMSG_FIRSTHDR(&message)), sizeof(fd));
       const pid_t pid = static_cast<pid_t>(
           syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0));
-      if (pid == 0) {
-        dup2(fd, 1);
-        const char line[] = "step output\n";
-        (void)!write(1, line, sizeof(line) - 1);
-        _exit(0);
-      }
+      if (pid == 0) WriteLineAndExit(fd);
       close(fd);
       (void)!send(sockets[1], &pid, sizeof(pid), 0);
     }
   }
   close(sockets[1]);
-  const int dev_null = open("/dev/null", O_WRONLY | O_CLOEXEC);
-  const double cpu_start = CpuSeconds();
-  const double faults_start = Faults();
-  const double parent_faults_start = ParentFaults();
-  auto spawn = [&](int fd) {
+  const Start start;
+  ForkLoop(state, [&](int fd) {
     char byte = 0;
     char control[CMSG_SPACE(sizeof(int))] = {};
     iovec iov = {&byte, 1};
@@ -211,36 +220,11 @@ void BM_ZygoteForkLoop(benchmark::State& state) {
       return pid_t{-1};
     }
     return pid;
-  };
-  for (auto _ : state) {
-    int running = 0;
-    int started = 0;
-    pid_t pids[kSlots];
-    int fds[kSlots];
-    while (started < kStepsPerIteration || running > 0) {
-      while (running < kSlots && started < kStepsPerIteration) {
-        const int fd = memfd_create("zygote", MFD_CLOEXEC);
-        pids[running] = spawn(fd);
-        fds[running] = fd;
-        ++running;
-        ++started;
-      }
-      waitpid(pids[0], nullptr, 0);
-      off_t offset = 0;
-      sendfile(dev_null, fds[0], &offset, 1 << 20);
-      close(fds[0]);
-      for (int i = 1; i < running; ++i) {
-        pids[i - 1] = pids[i];
-        fds[i - 1] = fds[i];
-      }
-      --running;
-    }
-  }
+  });
   // Reaped first, so that its CPU time (the forks) counts.
   close(sockets[0]);
   waitpid(zygote, nullptr, 0);
-  ReportPerStep(state, cpu_start, faults_start, parent_faults_start);
-  close(dev_null);
+  ReportPerStep(state, start);
 }
 BENCHMARK(BM_ZygoteForkLoop)->Unit(benchmark::kMillisecond)->UseRealTime();
 
@@ -271,14 +255,12 @@ void BM_RunParallelSteps(benchmark::State& state) {
   options.output_fd = dev_null;
   std::vector<std::function<void()>> steps(
       kStepsPerIteration, [] { std::fputs("step output\n", stdout); });
-  const double cpu_start = CpuSeconds();
-  const double faults_start = Faults();
-  const double parent_faults_start = ParentFaults();
+  const Start start;
   for (auto _ : state) {
     parallel::RunParallelSteps(steps, options);
   }
   close(dev_null);
-  ReportPerStep(state, cpu_start, faults_start, parent_faults_start);
+  ReportPerStep(state, start);
 }
 BENCHMARK(BM_RunParallelSteps)->Unit(benchmark::kMillisecond)->UseRealTime();
 

@@ -42,24 +42,27 @@ int WriteFully(int fd, const void* data, size_t size, int64_t offset) {
   return 0;
 }
 
+void AttachFds(msghdr* message, FdControl* control, const int* fds,
+               size_t count) {
+  message->msg_control = control->bytes;
+  message->msg_controllen = CMSG_SPACE(sizeof(int) * count);
+  cmsghdr* header = CMSG_FIRSTHDR(message);
+  header->cmsg_level = SOL_SOCKET;
+  header->cmsg_type = SCM_RIGHTS;
+  header->cmsg_len = CMSG_LEN(sizeof(int) * count);
+  ::memcpy(CMSG_DATA(header), fds, sizeof(int) * count);
+}
+
 int SendFully(int socket, const char* data, size_t size, const int* fds,
               size_t fd_count) {
-  char control[CMSG_SPACE(sizeof(int) * 4)] = {};
-  if (fd_count > 4) return EINVAL;
+  FdControl control = {};
+  if (fd_count > kMaxSentFds) return EINVAL;
   while (size > 0 || fd_count > 0) {
     iovec iov = {const_cast<char*>(data), size};
     msghdr message = {};
     message.msg_iov = &iov;
     message.msg_iovlen = 1;
-    if (fd_count > 0) {
-      message.msg_control = control;
-      message.msg_controllen = CMSG_SPACE(sizeof(int) * fd_count);
-      cmsghdr* header = CMSG_FIRSTHDR(&message);
-      header->cmsg_level = SOL_SOCKET;
-      header->cmsg_type = SCM_RIGHTS;
-      header->cmsg_len = CMSG_LEN(sizeof(int) * fd_count);
-      ::memcpy(CMSG_DATA(header), fds, sizeof(int) * fd_count);
-    }
+    if (fd_count > 0) AttachFds(&message, &control, fds, fd_count);
     const ssize_t n = ::sendmsg(socket, &message, MSG_NOSIGNAL);
     if (n > 0 || (n == 0 && size == 0)) {
       data += n;

@@ -6,6 +6,8 @@
 #ifndef PARALLEL_INTERNAL_FD_H_
 #define PARALLEL_INTERNAL_FD_H_
 
+#include <sys/socket.h>
+
 #include <cerrno>
 #include <cstddef>
 #include <utility>
@@ -59,6 +61,16 @@ void WaitWritable(int fd);
 // (pwrite) and leaves the file offset alone. The only write-all loop of the
 // library. Async-signal-safe.
 int WriteFully(int fd, const void* data, size_t size, int64_t offset = -1);
+
+// At most this many descriptors go with one sendmsg (SCM_RIGHTS) here.
+inline constexpr size_t kMaxSentFds = 4;
+// Room for their control message.
+struct FdControl {
+  alignas(cmsghdr) char bytes[CMSG_SPACE(sizeof(int) * kMaxSentFds)];
+};
+// Attaches `fds` (`count` <= kMaxSentFds) to `message`, in `control`.
+void AttachFds(msghdr* message, FdControl* control, const int* fds,
+               size_t count);
 
 // Sends all of `bytes` on a stream socket, `fds` (if any) attached to the
 // first part (SCM_RIGHTS); never raises SIGPIPE; waits in poll() while a

@@ -3,7 +3,6 @@
 #include <sys/socket.h>
 
 #include <algorithm>
-#include <cstring>
 #include <utility>
 
 namespace parallel {
@@ -38,19 +37,12 @@ int SendQueue::Flush(int socket) {
     msghdr message = {};
     message.msg_iov = &iov;
     message.msg_iovlen = 1;
-    char control[CMSG_SPACE(sizeof(int) * kMaxFds)] = {};
+    FdControl control = {};
     if (with != nullptr) {
+      int fds[kMaxFds];
       const size_t count = std::min(with->fds.size(), kMaxFds);
-      message.msg_control = control;
-      message.msg_controllen = CMSG_SPACE(sizeof(int) * count);
-      cmsghdr* header = CMSG_FIRSTHDR(&message);
-      header->cmsg_level = SOL_SOCKET;
-      header->cmsg_type = SCM_RIGHTS;
-      header->cmsg_len = CMSG_LEN(sizeof(int) * count);
-      for (size_t i = 0; i < count; ++i) {
-        const int fd = with->fds[i].get();
-        std::memcpy(CMSG_DATA(header) + i * sizeof(int), &fd, sizeof(int));
-      }
+      for (size_t i = 0; i < count; ++i) fds[i] = with->fds[i].get();
+      AttachFds(&message, &control, fds, count);
     }
     const ssize_t n = RetryOnEintr([&] {
       return ::sendmsg(socket, &message, MSG_NOSIGNAL | MSG_DONTWAIT);

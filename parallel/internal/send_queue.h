@@ -27,7 +27,7 @@ namespace internal {
 class SendQueue {
  public:
   // At most this many descriptors go with one piece of data.
-  static constexpr size_t kMaxFds = 4;
+  static constexpr size_t kMaxFds = kMaxSentFds;
 
   // Queues `data`; `fds` (at most kMaxFds, owned here until sent) go with
   // its first byte. Data with fds must not be empty.

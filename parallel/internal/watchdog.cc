@@ -159,7 +159,11 @@ void Watchdog::Send(int32_t word) {
 void WatchOwnGroup(int watch_fd) {
   if (watch_fd < 0) return;
   const int32_t word = static_cast<int32_t>(::getpid());
-  for (int tries = 0; tries < 20; ++tries) {
+  // A live watchdog empties the pipe every kDrainEveryMs, and a run cannot
+  // fill 256 KiB of words in that time: a full pipe means it is stopped or
+  // dead, and (a vfork-style child holds its parent meanwhile) not worth a
+  // long wait.
+  for (int tries = 0; tries < 5; ++tries) {
     const ssize_t n = RetryOnEintr(
         [&] { return ::write(watch_fd, &word, sizeof(word)); });
     if (n == static_cast<ssize_t>(sizeof(word))) return;  // pipes: atomic

@@ -39,7 +39,7 @@ namespace internal {
 
 // In a child that leads its own process group, before it starts anything:
 // has the watchdog behind `watch_fd` kill that group if the run's process
-// dies. Waits at most about a second for room in a full pipe (the watchdog
+// dies. Waits at most about 250 ms for room in a full pipe (the watchdog
 // takes its words every 50 ms), then goes on unwatched. Async-signal-safe.
 void WatchOwnGroup(int watch_fd);
 
