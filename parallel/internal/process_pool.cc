@@ -459,7 +459,7 @@ void ProcessPool::SendFinish() {
     }
     std::string frame;
     AppendRecord(RecordKind::kFinish, "", &frame);
-    // The worker takes two descriptors with it, -1 if one is missing.
+    // Its onexit's stdout pipe, and its stderr pipe unless combined.
     std::vector<UniqueFd> pipes;
     pipes.push_back(std::move(out_w));
     if (err_w.valid()) pipes.push_back(std::move(err_w));
