@@ -73,7 +73,8 @@
 // called from any thread. Callbacks run on the thread that completes the
 // future — the executor's thread for a task's end, the cancelling thread for
 // a cancel — or at once on the registering thread when already done; they
-// should not block for long (the executor's thread waits for them).
+// should not block for long (the executor's thread waits for them, and a
+// SIGINT or SIGTERM that arrives meanwhile is acted on once they return).
 // Under the in-process fake (testing/in_process_steps.h) there is no such
 // thread: each task runs inside its Submit() (or Map()), on the calling
 // thread, and its future is done when Submit() returns.

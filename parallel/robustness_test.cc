@@ -80,6 +80,14 @@ struct PidPipe {
   }
 };
 
+// In a step or task: tells the test its pid through fd 9 (PidPipe), then
+// waits to be killed.
+void ReportPidAndPause() {
+  const std::string line = absl::StrCat(getpid(), "\n");
+  (void)!write(9, line.data(), line.size());
+  pause();
+}
+
 TEST(Robustness, ParentKilledBySigkillTakesItsStepsAlong) {
   PidPipe pids;
   const pid_t parent = fork();
@@ -87,9 +95,7 @@ TEST(Robustness, ParentKilledBySigkillTakesItsStepsAlong) {
   if (parent == 0) {
     std::vector<Step> steps;
     steps.push_back(Step::Function([]() -> absl::StatusOr<std::string> {
-      const std::string line = absl::StrCat(getpid(), "\n");
-      (void)!write(9, line.data(), line.size());
-      pause();
+      ReportPidAndPause();
       return std::string();
     }));
     steps.push_back(Step::Shell("echo $$ >&9; exec sleep 60"));
@@ -145,15 +151,21 @@ TEST(Robustness, ParentKilledBySigkillTakesGrandchildrenAlong) {
   }
 }
 
-// Sends `signo` to a caller of the library: it must die of that signal
-// (re-raised), and its children within a second.
-void KillAndExpectDeath(pid_t caller, int signo,
-                        const std::vector<pid_t>& children) {
-  kill(caller, signo);
+// Reaps a caller of the library, which must have died of `signo`
+// (re-raised).
+void ExpectDiedOf(pid_t caller, int signo) {
   int status = 0;
   ASSERT_EQ(waitpid(caller, &status, 0), caller);
   ASSERT_TRUE(WIFSIGNALED(status)) << status;
   EXPECT_EQ(WTERMSIG(status), signo);
+}
+
+// Sends `signo` to a caller of the library: it must die of that signal,
+// and its children within a second.
+void KillAndExpectDeath(pid_t caller, int signo,
+                        const std::vector<pid_t>& children) {
+  kill(caller, signo);
+  ExpectDiedOf(caller, signo);
   for (pid_t child : children) EXPECT_TRUE(WaitForExit(child, 1000));
 }
 
@@ -172,15 +184,9 @@ TEST_P(InterruptTest, SignalToParentKillsStepsReplaysAndEndsTheParent) {
     try {
       RunParallelSteps({[] {
                           Say("before the signal\n");
-                          const std::string line = absl::StrCat(getpid(), "\n");
-                          (void)!write(9, line.data(), line.size());
-                          pause();
+                          ReportPidAndPause();
                         },
-                        [] {
-                          const std::string line = absl::StrCat(getpid(), "\n");
-                          (void)!write(9, line.data(), line.size());
-                          pause();
-                        }},
+                        ReportPidAndPause},
                        options);
     } catch (...) {
     }
@@ -249,9 +255,7 @@ TEST(Robustness, SignalToARunnersOwnerKillsItsWorkersAndEndsIt) {
     BackgroundTaskRunner<int> runner(
         [](int) {
           Say("before the signal\n");
-          const std::string line = absl::StrCat(getpid(), "\n");
-          (void)!write(9, line.data(), line.size());
-          pause();
+          ReportPidAndPause();
         },
         options);
     runner.Put(0);
@@ -288,9 +292,7 @@ TEST(Robustness, ASignalBetweenTwoTurnsOfTheLoopLosesNoOutput) {
     options.temp_dir = temp_dir;
     ProcessPoolExecutor executor(options);
     Future<int> a = executor.Submit([] {
-      const std::string line = absl::StrCat(getpid(), "\n");
-      (void)!write(9, line.data(), line.size());
-      pause();
+      ReportPidAndPause();
       return 0;
     });
     ReadPids(pids.read_end, 1);  // A runs: B's output cannot stream live
@@ -303,10 +305,7 @@ TEST(Robustness, ASignalBetweenTwoTurnsOfTheLoopLosesNoOutput) {
     _exit(0);  // not reached: the signal is re-raised
   }
   close(9);
-  int status = 0;
-  ASSERT_EQ(waitpid(owner, &status, 0), owner);
-  ASSERT_TRUE(WIFSIGNALED(status)) << status;
-  EXPECT_EQ(WTERMSIG(status), SIGTERM);
+  ExpectDiedOf(owner, SIGTERM);
   EXPECT_EQ(out.Contents(), "B's output\n");
   EXPECT_EQ(::parallel::testing::CountDirEntries(temp_dir), 0);
 }
@@ -325,9 +324,7 @@ TEST(Robustness, ARunnersCallerHandlerRunsOnceAndWaitReportsTheInterrupt) {
   });
   try {
     BackgroundTaskRunner<int> runner([](int) {
-      const std::string line = absl::StrCat(getpid(), "\n");
-      (void)!write(9, line.data(), line.size());
-      pause();
+      ReportPidAndPause();
     });
     runner.Put(0);
     runner.Wait();
@@ -356,9 +353,7 @@ TEST(Robustness, CallerHandlerRunsAndTheRunReportsTheInterrupt) {
   });
   try {
     RunParallelSteps({[] {
-      const std::string line = absl::StrCat(getpid(), "\n");
-      (void)!write(9, line.data(), line.size());
-      pause();
+      ReportPidAndPause();
     }});
     ADD_FAILURE() << "an interrupted run passed for a success";
   } catch (const BackgroundFailure& failure) {

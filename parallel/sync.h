@@ -145,6 +145,24 @@ class ConnectionCore {
   UniqueFd fd_;
 };
 
+// What Queue::Get and Connection::Recv return for the bytes they got: the
+// value, or kDataLoss naming `what` if they are not a T. A std::string is
+// decoded in the buffer it was read into (a 1 GiB item is never copied).
+template <typename T>
+absl::StatusOr<T> DecodeReceived(absl::StatusOr<std::string> bytes,
+                                 absl::string_view what) {
+  if (!bytes.ok()) return bytes.status();
+  if constexpr (std::is_same_v<T, std::string>) {
+    if (codec_internal::DecodeStringInPlace(&*bytes)) return bytes;
+  }
+  absl::StatusOr<T> value = Decode<T>(*bytes);
+  if (!value.ok()) {
+    return absl::DataLossError(absl::StrCat(
+        what, " is not a valid value: ", value.status().message()));
+  }
+  return value;
+}
+
 }  // namespace internal
 
 // A mutex for processes and threads: lock(), unlock(), try_lock() (so
@@ -339,18 +357,8 @@ class Queue {
     absl::StatusOr<std::string> bytes = core_.Get(
         timeout == absl::InfiniteDuration() ? absl::InfiniteFuture()
                                             : absl::Now() + timeout);
-    if (!bytes.ok()) return bytes.status();
-    // A string item becomes the value in place: a 1 GiB item is read once
-    // and never copied.
-    if constexpr (std::is_same_v<T, std::string>) {
-      if (codec_internal::DecodeStringInPlace(&*bytes)) return bytes;
-    }
-    absl::StatusOr<T> value = Decode<T>(*bytes);
-    if (!value.ok()) {
-      return absl::DataLossError(absl::StrCat(
-          "Queue::Get: an item is not a valid value: ", value.status().message()));
-    }
-    return value;
+    return internal::DecodeReceived<T>(std::move(bytes),
+                                       "Queue::Get: an item");
   }
   // Items queued now (a snapshot).
   size_t size() const { return core_.size(); }
@@ -389,15 +397,8 @@ class Connection {
   // kDeadlineExceeded if no message starts within `timeout` (a message
   // that has started is read to its end); kOutOfRange at the end.
   absl::StatusOr<T> Recv(absl::Duration timeout = absl::InfiniteDuration()) {
-    absl::StatusOr<std::string> bytes = core_.Recv(timeout);
-    if (!bytes.ok()) return bytes.status();
-    absl::StatusOr<T> value = Decode<T>(*bytes);
-    if (!value.ok()) {
-      return absl::DataLossError(absl::StrCat(
-          "Connection::Recv: a message is not a valid value: ",
-          value.status().message()));
-    }
-    return value;
+    return internal::DecodeReceived<T>(core_.Recv(timeout),
+                                       "Connection::Recv: a message");
   }
   // Whether Recv() would return at once (a message, or the end).
   bool Poll(absl::Duration timeout = absl::ZeroDuration()) const {

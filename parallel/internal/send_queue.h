@@ -29,8 +29,10 @@ class SendQueue {
   // At most this many descriptors go with one piece of data.
   static constexpr size_t kMaxFds = kMaxSentFds;
 
-  // Queues `data`; `fds` (at most kMaxFds, owned here until sent) go with
-  // its first byte. Data with fds must not be empty.
+  // Queues `data`; `fds`, owned here until sent, go with its first byte.
+  // Callers pass at most kMaxFds, with non-empty data: any more are closed
+  // unsent, and those of empty data go with the next data queued (or are
+  // closed unsent by a Flush that finds nothing after them).
   void Append(absl::string_view data, std::vector<UniqueFd> fds = {});
   // Sends what `socket` takes without blocking. Returns 0 (all sent, or the
   // socket is full: see empty()), or the errno of a failed send (EPIPE when

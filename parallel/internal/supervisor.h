@@ -64,7 +64,8 @@ class SupervisorClient {
                        KillReason why) = 0;
   // The slot's client descriptor is readable (or hung up).
   virtual void OnReadable(size_t slot) { (void)slot; }
-  // It can take more bytes, and the client asked to be told (WantWritable).
+  // It can take more bytes, or has failed (the next send says which), and
+  // the client asked to be told (WantWritable).
   virtual void OnWritable(size_t slot) { (void)slot; }
 };
 
