@@ -258,24 +258,31 @@ TEST(Executor, TaskTimeoutKillsEvenATaskThatIgnoresSigterm) {
 // Arguments far bigger than a socket's buffer, queued behind a task that
 // never returns: the worker reads nothing meanwhile, and the executor's
 // thread must not wait for it (its timeout is that thread's to enforce).
+// The killed worker's unsent records and lane pipes are dropped with it:
+// once the executor is gone, no descriptor or process is left.
 TEST(Executor, BigArgumentsQueuedBehindAHungTaskLeaveItsTimeoutWorking) {
   OutputFile out;
-  ExecutorOptions options = Into(out, 1);
-  options.task_timeout = absl::Seconds(1);
-  ProcessPoolExecutor executor(options);
-  const std::string big(4 << 20, 'x');
-  std::vector<Future<size_t>> sizes;
-  for (int i = 0; i < 4; ++i) {
-    sizes.push_back(executor.Submit(
-        +[](int i, std::string text) -> size_t {
-          if (i == 0) ::pause();
-          return text.size();
-        },
-        i, big));
+  const int fds_before = ::parallel::testing::CountOpenFds();
+  {
+    ExecutorOptions options = Into(out, 1);
+    options.task_timeout = absl::Seconds(1);
+    ProcessPoolExecutor executor(options);
+    const std::string big(4 << 20, 'x');
+    std::vector<Future<size_t>> sizes;
+    for (int i = 0; i < 4; ++i) {
+      sizes.push_back(executor.Submit(
+          +[](int i, std::string text) -> size_t {
+            if (i == 0) ::pause();
+            return text.size();
+          },
+          i, big));
+    }
+    EXPECT_EQ(sizes[0].Get().status().code(),
+              absl::StatusCode::kDeadlineExceeded);
+    for (int i = 1; i < 4; ++i) EXPECT_EQ(*sizes[i].Get(), big.size()) << i;
   }
-  EXPECT_EQ(sizes[0].Get().status().code(),
-            absl::StatusCode::kDeadlineExceeded);
-  for (int i = 1; i < 4; ++i) EXPECT_EQ(*sizes[i].Get(), big.size()) << i;
+  EXPECT_EQ(::parallel::testing::CountOpenFds(), fds_before);
+  EXPECT_TRUE(::parallel::testing::ChildPids().empty());
 }
 
 // Big arguments one way and big results the other, through one worker: the
