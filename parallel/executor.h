@@ -30,7 +30,13 @@
 // waits for the executor's thread between tasks; a worker that runs out
 // takes the newest task another holds but has not started (withdrawn there,
 // exactly), so no task waits behind a long one while a worker idles. Map()
-// hands all its tasks over at once and wakes its caller once.
+// hands all its tasks over at once and wakes its caller once. A lone
+// Submit() while the executor's thread waits for an event (the usual case
+// for Submit-then-Get one at a time) sends the task to an idle worker from
+// the submitting thread itself: a round trip is then submitter → worker →
+// executor's thread → submitter, not through the executor's thread first
+// (otherwise, and always for a task that needs a process of its own, the
+// task is queued for that thread).
 //
 // Failure semantics (each a complaint about Python's pools):
 //  - A worker that crashes, exits, is killed (OOM) or times out fails only

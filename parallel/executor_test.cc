@@ -431,6 +431,80 @@ TEST(Executor, EightThreadsSubmitAtOnce) {
   EXPECT_EQ(wrong.load(), 0);
 }
 
+// A task submitted while the executor's thread waits for an event goes
+// straight to an idle worker from the submitting thread (executor.h): its
+// output pipes, its timeout and a task that needs a process of its own must
+// all still be seen to, and a task from the thread's own callback still
+// takes the queue.
+TEST(Executor, TasksSubmittedWhileTheLoopWaitsAreSeenToWhole) {
+  OutputFile out;
+  ProcessPoolExecutor executor(Into(out, 2));
+  const std::string chunk(1 << 16, 'y');
+  std::vector<Future<int>> futures;
+  for (int i = 0; i < 50; ++i) {
+    usleep(i % 10 == 0 ? 20000 : 0);  // now and then, an idle loop for sure
+    Future<int> future = executor.Submit(
+        [](int n, const std::string& chunk) {
+          Say(absl::StrCat("<", n, ">"));
+          for (int k = 0; k < 16; ++k) Say(chunk);  // 1 MiB: pipes polled
+          Say(absl::StrCat("</", n, ">\n"));
+          return n;
+        },
+        i, chunk);
+    if (i % 3 == 0) {
+      absl::StatusOr<int> got = future.Get();
+      ASSERT_TRUE(got.ok()) << got.status();
+      EXPECT_EQ(*got, i);
+    }
+    futures.push_back(std::move(future));
+  }
+  usleep(20000);
+  TaskOptions stubborn;
+  stubborn.timeout = absl::Milliseconds(300);
+  absl::StatusOr<int> hung = executor.Submit(stubborn, +[]() -> int {
+    while (true) ::pause();
+  }).Get();
+  EXPECT_EQ(hung.status().code(), absl::StatusCode::kDeadlineExceeded);
+  usleep(20000);
+  const int seen = 7;
+  EXPECT_EQ(*executor.Submit([seen] { return seen * 6; }).Get(), 42);
+  Future<int> from_callback;
+  std::mutex mu;
+  executor.Submit(Square, 3).OnDone([&](const absl::StatusOr<int>&) {
+    std::lock_guard<std::mutex> lock(mu);
+    from_callback = executor.Submit(Square, 5);
+  });
+  for (int tries = 0; tries < 2000; ++tries) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (from_callback.valid()) break;
+    }
+    usleep(10000);
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    ASSERT_TRUE(from_callback.valid());
+    EXPECT_EQ(*from_callback.Get(), 25);
+  }
+  for (int i = 0; i < 50; ++i) EXPECT_EQ(*futures[i].Get(), i);
+  executor.Shutdown();
+  // Every block whole, in Submit() order.
+  const std::string got = out.Contents();
+  size_t at = 0;
+  for (int i = 0; i < 50; ++i) {
+    const std::string open = absl::StrCat("<", i, ">");
+    ASSERT_EQ(got.compare(at, open.size(), open), 0) << "task " << i;
+    at += open.size();
+    ASSERT_EQ(got.find_first_not_of('y', at), at + (size_t{1} << 20));
+    at += size_t{1} << 20;
+    const std::string close = absl::StrCat("</", i, ">\n");
+    ASSERT_EQ(got.compare(at, close.size(), close), 0) << "task " << i;
+    at += close.size();
+  }
+  // Then only the timed-out task's stack dump.
+  EXPECT_EQ(got.find("yyyy", at), std::string::npos);
+}
+
 TEST(Executor, CallbacksRunInOrderAndOneThatThrowsIsRaisedByShutdown) {
   OutputFile out;
   ProcessPoolExecutor executor(Into(out, 2));

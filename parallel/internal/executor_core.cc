@@ -8,13 +8,16 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <mutex>
 #include <stdexcept>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "parallel/internal/executor_state.h"
 #include "parallel/internal/in_process.h"
 #include "parallel/internal/interrupt.h"
+#include "parallel/internal/supervisor.h"
 
 namespace parallel {
 namespace internal {
@@ -69,6 +72,7 @@ ExecutorCore::ExecutorCore(PoolConfig config, TaskBody task,
       [this, config = std::move(config), task = std::move(task)]() mutable {
         Loop(std::move(config), std::move(task));
       });
+  loop_id_ = thread_.get_id();
   absl::Status status;
   {
     std::unique_lock<std::mutex> lock(mu_);
@@ -119,6 +123,10 @@ void ExecutorCore::Enqueue(
     SubmitInline(states, inputs);
     return;
   }
+  if (wake && inputs.size() == 1 && states.front() != nullptr &&
+      SubmitDirectly(states.front(), inputs.front())) {
+    return;
+  }
   absl::Status refused;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -146,6 +154,32 @@ void ExecutorCore::Enqueue(
     return;
   }
   if (wake && !inputs.empty()) Wake();
+}
+
+bool ExecutorCore::SubmitDirectly(const std::shared_ptr<TaskState>& state,
+                                  PoolInput& input) {
+  // The loop's own thread (a callback that submits) holds pool_mu_.
+  if (std::this_thread::get_id() == loop_id_) return false;
+  std::unique_lock<std::mutex> pool_lock(pool_mu_, std::try_to_lock);
+  if (!pool_lock.owns_lock() || pool_ == nullptr) return false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    // Tasks queued before this one go first; a refusal is the queue's.
+    // (A Shutdown() from here on finds this task in the pool, as if the
+    // loop had taken it from the queue.)
+    if (!incoming_.empty() || interrupt_signal_ != 0 || shutting_down_ ||
+        stopped_) {
+      return false;
+    }
+  }
+  state->set_index(first_state_ + states_.size());
+  states_.push_back(state);
+  pool_->Submit(std::move(input));  // may end it (on_done) at once
+  // The loop polls the worker's socket already; it needs waking only for
+  // what an event would not bring it (or to resolve a task that ended
+  // here, on its own thread as every task).
+  if (!pool_->SendNow() || !to_resolve_.empty()) Wake();
+  return true;
 }
 
 void ExecutorCore::SubmitInline(
@@ -286,8 +320,31 @@ void ExecutorCore::OnDone(size_t index, const StepReport& report) {
     interrupted_.push_back(std::move(ended));
     return;
   }
-  ended.state->Resolve(std::move(ended.raw), ended.cancelled);
+  if (inline_pool_ != nullptr) {  // no loop: it ends inside its Submit()
+    ended.state->Resolve(std::move(ended.raw), ended.cancelled);
+    return;
+  }
+  to_resolve_.push_back(std::move(ended));
 }
+
+void ExecutorCore::UnlockAndResolve() {
+  resolving_.swap(to_resolve_);
+  pool_mu_.unlock();
+  for (Ended& ended : resolving_) {
+    ended.state->Resolve(std::move(ended.raw), ended.cancelled);
+  }
+  resolving_.clear();
+}
+
+class ExecutorCore::LoopWait : public WaitHooks {
+ public:
+  explicit LoopWait(ExecutorCore* core) : core_(core) {}
+  void BeforeWait() override { core_->UnlockAndResolve(); }
+  void AfterWait() override { core_->pool_mu_.lock(); }
+
+ private:
+  ExecutorCore* const core_;
+};
 
 void ExecutorCore::Hook(PoolConfig& config) {
   config.on_done = [this](size_t index, const StepReport& report) {
@@ -312,6 +369,7 @@ void ExecutorCore::Loop(PoolConfig config, TaskBody task) {
   started_cv_.notify_all();
   if (!started.ok()) return;
   WorkerPool& pool = **started;
+  pool_mu_.lock();
   pool_ = &pool;
   int signo = 0;
   {
@@ -321,13 +379,19 @@ void ExecutorCore::Loop(PoolConfig config, TaskBody task) {
     // default disposition would end the process with that output unread.
     // Between turns the loop only does bounded work (sends never block).
     InterruptWait waiting;
+    LoopWait wait(this);
     while (TakeRequests(pool) && pool.interrupt_signal() == 0) {
-      pool.Turn(wake_.get(), absl::InfiniteFuture());
+      pool.Turn(wake_.get(), absl::InfiniteFuture(), &wait);
     }
+    // What ended before the stop ends now (after an interrupt, OnDone
+    // holds back what ends from here on).
+    UnlockAndResolve();
+    pool_mu_.lock();
     signo = pool.interrupt_signal();
     Finished(pool, signo);  // the rest replayed, every worker gone
+    pool_ = nullptr;
+    UnlockAndResolve();
   }
-  pool_ = nullptr;
   started->reset();  // the caller's signal dispositions are back
   std::deque<Incoming> late;  // came while the pool was stopping
   {

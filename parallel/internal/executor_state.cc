@@ -92,17 +92,21 @@ bool TaskState::Cancel(bool kill_if_running) {
 }
 
 bool TaskState::Resolve(Raw raw, bool cancelled) {
+  bool callbacks;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (phase_ == Phase::kDone) return false;
     phase_ = Phase::kDone;
     cancelled_ = cancelled;
     raw_ = std::move(raw);
-    running_callbacks_ = true;
+    // With none yet, one added from now on runs in its OnDone(); not taking
+    // the lock again here spares the woken waiter a wait for it.
+    callbacks = !callbacks_.empty();
+    running_callbacks_ = callbacks;
   }
   done_.notify_all();
   if (latch_ != nullptr) latch_->CountDown();
-  RunCallbacks();
+  if (callbacks) RunCallbacks();
   return true;
 }
 

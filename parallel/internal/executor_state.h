@@ -195,6 +195,13 @@ class ExecutorCore {
   // `wake`: false if the thread need not be woken for these (Feed).
   void Enqueue(const std::vector<std::shared_ptr<TaskState>>& states,
                std::vector<PoolInput> inputs, bool wake = true);
+  // A lone task from a thread other than the loop's, while the loop waits
+  // for an event: given to the pool (and sent to an idle worker) here, so
+  // that the round trip is caller → worker → loop → caller, not through
+  // the loop first. False (nothing done) if the loop is busy or tasks wait
+  // in incoming_ before it: the queue's way then.
+  bool SubmitDirectly(const std::shared_ptr<TaskState>& state,
+                      PoolInput& input);
   // The in-process seam's Enqueue: runs each input now, here.
   void SubmitInline(const std::vector<std::shared_ptr<TaskState>>& states,
                     std::vector<PoolInput>& inputs);
@@ -203,6 +210,12 @@ class ExecutorCore {
   bool TakeRequests(WorkerPool& pool);
   void Wake();
   void OnDone(size_t index, const StepReport& report);
+  // pool_mu_ is held: releases it, then resolves the tasks that ended
+  // (OnDone) — with the lock free, so that a caller woken by its result
+  // can submit the next task straight to a worker (SubmitDirectly), and
+  // callbacks never run under it.
+  void UnlockAndResolve();
+  class LoopWait;  // the loop's WaitHooks
 
   const bool reraise_interrupt_;
   const size_t workers_full_;  // processes × PipelineDepth (Feed)
@@ -231,22 +244,32 @@ class ExecutorCore {
   const std::shared_ptr<CallbackFailures> failures_ =
       std::make_shared<CallbackFailures>();
   bool shut_down_ = false;  // Shutdown() ran (caller's thread)
-  // The loop's thread only: the state of each pool index from
-  // `first_state_` on (reset as each ends, dropped from the front), and
-  // whether a kCancelPending/kKillRunning shutdown cancelled them.
+  // Held by the loop's thread except while it waits for an event (Turn's
+  // ppoll): guards the pool and the members below, down to to_resolve_
+  // (SubmitDirectly takes it, never waiting for it, from other threads).
+  // Taken before mu_, never after.
+  std::mutex pool_mu_;
+  // The state of each pool index from `first_state_` on (reset as each
+  // ends, dropped from the front), and whether a kCancelPending/kKillRunning
+  // shutdown cancelled them.
   std::deque<std::shared_ptr<TaskState>> states_;
   size_t first_state_ = 0;
   bool cancelled_for_shutdown_ = false;
-  WorkerPool* pool_ = nullptr;
+  WorkerPool* pool_ = nullptr;  // while the loop runs it
   // Tasks that ended after an interrupt: resolved only if the re-raised
   // signal did not end the process.
   std::vector<Ended> interrupted_;
+  // Tasks that ended, resolved as the loop next releases pool_mu_ (before
+  // its wait), on its thread; `resolving_`: the loop's, outside the lock.
+  std::vector<Ended> to_resolve_;
+  std::vector<Ended> resolving_;
   RunReport report_;  // set as the loop ends
   // The in-process seam: the pool, run on submitting threads one at a time
   // (recursive: a callback may submit).
   std::unique_ptr<WorkerPool> inline_pool_;
   std::recursive_mutex inline_mu_;
   std::thread thread_;
+  std::thread::id loop_id_;  // thread_'s, set before the constructor returns
 };
 
 // AsCompleted's range: indices as their futures end.

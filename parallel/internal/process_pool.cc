@@ -139,7 +139,7 @@ bool ProcessPool::DispatchQueued() {
     const bool may_add_process =
         BusyProcesses() < static_cast<size_t>(config_.processes);
     const bool own = static_cast<bool>(input.own_body);
-    if (own && !may_add_process) return false;
+    if (own && (!may_add_process || !may_fork_)) return false;
     const size_t slot = own ? OneShotSlot() : FreeWorker(may_add_process);
     if (slot == workers_.size()) return false;
     waiting_.pop_front();
@@ -359,7 +359,22 @@ size_t ProcessPool::Add(PoolInput given) {
 
 size_t ProcessPool::Submit(PoolInput input) { return Add(std::move(input)); }
 
-void ProcessPool::Turn(int wake_fd, absl::Time wake_at) {
+bool ProcessPool::SendNow() {
+  if (stopped()) return false;
+  // Not the thread that drives Turn(): it forks no process (a child's
+  // PR_SET_PDEATHSIG follows the thread that forked it, and its descriptors
+  // would not be polled before the next Turn anyway).
+  may_fork_ = false;
+  DispatchWaiting();
+  may_fork_ = true;
+  if (!waiting_.empty()) return false;
+  for (const Worker& worker : workers_) {
+    if (!worker.outbox.empty()) return false;
+  }
+  return true;
+}
+
+void ProcessPool::Turn(int wake_fd, absl::Time wake_at, WaitHooks* hooks) {
   const size_t unfinished = unfinished_;
   if (stopped()) {
     DropWaiting();
@@ -369,7 +384,7 @@ void ProcessPool::Turn(int wake_fd, absl::Time wake_at) {
   }
   // An input that ended here (cancelled, refused) is news for the owner:
   // no waiting for the next event first.
-  if (unfinished_ == unfinished) supervisor_.Turn(wake_fd, wake_at);
+  if (unfinished_ == unfinished) supervisor_.Turn(wake_fd, wake_at, hooks);
   if (stopped()) DropWaiting();
   replayer_.Pump();
 }

@@ -3,7 +3,7 @@
 // ending, cancelling, finishing); process_pool_workers.cc the workers' side
 // (starting, what they say, their end, recycling).
 //
-// Thread-safety: used from one thread.
+// Thread-safety: used by one thread at a time (worker_pool.h).
 
 #ifndef PARALLEL_INTERNAL_PROCESS_POOL_H_
 #define PARALLEL_INTERNAL_PROCESS_POOL_H_
@@ -42,7 +42,8 @@ class ProcessPool : public WorkerPool, public SupervisorClient {
 
   absl::Status StartWorkers();
   size_t Submit(PoolInput input) override;
-  void Turn(int wake_fd, absl::Time wake_at) override;
+  void Turn(int wake_fd, absl::Time wake_at, WaitHooks* hooks) override;
+  bool SendNow() override;
   void Cancel(size_t index) override;
   size_t unfinished() const override { return unfinished_; }
   int interrupt_signal() const override {
@@ -200,6 +201,7 @@ class ProcessPool : public WorkerPool, public SupervisorClient {
   std::vector<StepReport> onexit_reports_;
   int initializer_failures_ = 0;
   std::optional<ExceptionInfo> initializer_error_;  // the last one
+  bool may_fork_ = true;  // false within SendNow()
   bool finishing_ = false;
   bool finished_ = false;
   bool killed_ = false;

@@ -278,7 +278,8 @@ void Supervisor::HandleReady(absl::Time now) {
   }
 }
 
-void Supervisor::Turn(int extra_wake_fd, absl::Time wake_at) {
+void Supervisor::Turn(int extra_wake_fd, absl::Time wake_at,
+                      WaitHooks* hooks) {
   BuildPollSet(extra_wake_fd);
   absl::Time now = absl::Now();
   const absl::Time wake = std::min(NextWake(), wake_at);
@@ -288,9 +289,11 @@ void Supervisor::Turn(int extra_wake_fd, absl::Time wake_at) {
     InterruptWait waiting;
     timespec timeout =
         absl::ToTimespec(std::max(wake - now, absl::ZeroDuration()));
+    if (hooks != nullptr) hooks->BeforeWait();
     ready =
         ::ppoll(fds_.data(), fds_.size(),
                 wake == absl::InfiniteFuture() ? nullptr : &timeout, nullptr);
+    if (hooks != nullptr) hooks->AfterWait();
   }
   now = absl::Now();
   // Priority: an interrupt beats everything that came with it.

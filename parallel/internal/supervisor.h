@@ -25,7 +25,8 @@
 // SA_NOCLDWAIT (the caller's is restored afterwards): with SIGCHLD ignored the
 // kernel would reap children itself and their exit status would be lost.
 //
-// Thread-safety: one supervisor per run, used from one thread.
+// Thread-safety: one supervisor per run, used by one thread at a time (under
+// the owner's lock, released only around Turn's wait: WaitHooks).
 
 #ifndef PARALLEL_INTERNAL_SUPERVISOR_H_
 #define PARALLEL_INTERNAL_SUPERVISOR_H_
@@ -67,6 +68,21 @@ class SupervisorClient {
   // It can take more bytes, or has failed (the next send says which), and
   // the client asked to be told (WantWritable).
   virtual void OnWritable(size_t slot) { (void)slot; }
+};
+
+// What a Turn does around its wait (the ppoll itself), for an owner whose
+// other threads use the supervisor and its client meanwhile: BeforeWait
+// releases the owner's lock (and may do work that must not hold it),
+// AfterWait takes it back. A Turn's poll set and deadline are taken before
+// the wait, so what another thread changes meanwhile is seen by the next
+// Turn: that thread must wake this one if it cannot wait for an event.
+class WaitHooks {
+ public:
+  virtual void BeforeWait() = 0;
+  virtual void AfterWait() = 0;
+
+ protected:
+  ~WaitHooks() = default;
 };
 
 class Supervisor {
@@ -131,8 +147,10 @@ class Supervisor {
 
   // One wait and what follows. `extra_wake_fd` (a throttle's) ends the wait
   // when readable. `wake_at` bounds it (the client's own next deadline).
+  // `hooks`, if any, run just before and after the wait.
   void Turn(int extra_wake_fd = -1,
-            absl::Time wake_at = absl::InfiniteFuture());
+            absl::Time wake_at = absl::InfiniteFuture(),
+            WaitHooks* hooks = nullptr);
 
  private:
   struct Slot {

@@ -374,7 +374,8 @@ class InlinePool : public WorkerPool {
     return index;
   }
 
-  void Turn(int, absl::Time) override {}
+  void Turn(int, absl::Time, WaitHooks*) override {}
+  bool SendNow() override { return true; }  // Submit() ran it
   void Cancel(size_t) override {}  // every input ended in Submit()
   size_t unfinished() const override { return 0; }
   int interrupt_signal() const override { return 0; }

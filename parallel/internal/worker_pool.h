@@ -16,7 +16,9 @@
 // their own code (an entry point valid in every worker, or a body that gets
 // a fresh process of its own), their own timeout, and may be cancelled.
 //
-// Thread-safety: one pool per owner, used from one thread.
+// Thread-safety: one pool per owner, used by one thread at a time: the one
+// driving Turn(), or, while it waits (WaitHooks), another under the owner's
+// lock (Submit, SendNow).
 
 #ifndef PARALLEL_INTERNAL_WORKER_POOL_H_
 #define PARALLEL_INTERNAL_WORKER_POOL_H_
@@ -35,6 +37,8 @@
 
 namespace parallel {
 namespace internal {
+
+class WaitHooks;  // supervisor.h
 
 // Runs in a worker: decodes the arguments and runs the task; returns the
 // encoded result ("" for void) or a non-OK status. May throw.
@@ -127,8 +131,18 @@ class WorkerPool {
   // the input is recorded, not run.
   virtual size_t Submit(PoolInput input) = 0;
   // Sends what can go to workers, then waits for one event (or `wake_fd`
-  // readable, or `wake_at`) and handles it.
-  virtual void Turn(int wake_fd, absl::Time wake_at) = 0;
+  // readable, or `wake_at`) and handles it. `hooks`: Supervisor::Turn's
+  // (supervisor.h) — they release the owner's lock, under which its other
+  // threads call Submit() and SendNow() while this one waits.
+  virtual void Turn(int wake_fd, absl::Time wake_at,
+                    WaitHooks* hooks = nullptr) = 0;
+  // What Turn() does before it waits, alone: sends the inputs that can go
+  // to already running workers now (it starts no process). False if the
+  // pool needs a Turn() before an event would bring one: an input no
+  // running worker could take (or that needs a process of its own), a send
+  // its socket did not take whole, or the pool is stopping. (For a thread
+  // other than the one driving Turn(), which it then wakes.)
+  virtual bool SendNow() = 0;
   // Ends an input that has not ended: dropped if no worker has it,
   // withdrawn if its worker has not started it (the worker skips it and goes
   // on), else its worker is killed (and replaced, the inputs it held but had
