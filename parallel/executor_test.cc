@@ -505,6 +505,41 @@ TEST(Executor, TasksSubmittedWhileTheLoopWaitsAreSeenToWhole) {
   EXPECT_EQ(got.find("yyyy", at), std::string::npos);
 }
 
+// Threads that each submit and wait one task at a time race for the direct
+// path and the queue: every task runs once, its output whole, each
+// thread's in its own order.
+TEST(Executor, ThreadsSubmittingOneAtATimeLoseNothing) {
+  OutputFile out;
+  ProcessPoolExecutor executor(Into(out, 2));
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 100; ++i) {
+        absl::StatusOr<int> got = executor.Submit(
+            +[](int t, int i) {
+              Say(absl::StrCat(t, ":", i, "\n"));
+              return t * 1000 + i;
+            },
+            t, i).Get();
+        if (!got.ok() || *got != t * 1000 + i) ++wrong;
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  executor.Shutdown();
+  EXPECT_EQ(wrong.load(), 0);
+  std::vector<int> next(4, 0);
+  for (absl::string_view line :
+       absl::StrSplit(out.Contents(), '\n', absl::SkipEmpty())) {
+    std::pair<std::string, std::string> parts = absl::StrSplit(line, ':');
+    const int t = std::stoi(parts.first);
+    ASSERT_TRUE(t >= 0 && t < 4) << line;
+    EXPECT_EQ(std::stoi(parts.second), next[t]++) << line;
+  }
+  EXPECT_THAT(next, ElementsAre(100, 100, 100, 100));
+}
+
 TEST(Executor, CallbacksRunInOrderAndOneThatThrowsIsRaisedByShutdown) {
   OutputFile out;
   ProcessPoolExecutor executor(Into(out, 2));
