@@ -331,7 +331,14 @@ void ExecutorCore::UnlockAndResolve() {
   resolving_.swap(to_resolve_);
   pool_mu_.unlock();
   for (Ended& ended : resolving_) {
-    ended.state->Resolve(std::move(ended.raw), ended.cancelled);
+    // This thread's reference goes as soon as the task is resolved, not
+    // after the others: a woken caller that drops its future (and the
+    // result it copied) meanwhile leaves the state's last reference, and
+    // the result's, here. (Correct either way; but absl's refcounts live
+    // in Debian's uninstrumented shared libraries, so TSan sees the late
+    // free here race the caller's reads.)
+    const std::shared_ptr<TaskState> state = std::move(ended.state);
+    state->Resolve(std::move(ended.raw), ended.cancelled);
   }
   resolving_.clear();
 }
