@@ -12,6 +12,9 @@
 // (seen in 2 of 10 TSan runs of executor_test). `called_from_lib` ignores
 // what those two libraries do through TSan's interceptors; they are not
 // instrumented anyway, so nothing TSan could check in them is lost.
+//
+// TSan's own weak default of this hook wins over one in a shared library
+// loaded after it, so the tests that link this library link statically.
 
 extern "C" const char* __tsan_default_suppressions();  // TSan calls it
 
