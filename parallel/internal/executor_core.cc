@@ -158,7 +158,9 @@ void ExecutorCore::Enqueue(
 
 bool ExecutorCore::SubmitDirectly(const std::shared_ptr<TaskState>& state,
                                   PoolInput& input) {
-  // The loop's own thread (a callback that submits) holds pool_mu_.
+  // Not from the loop's own thread (a callback that submits): it may hold
+  // pool_mu_ then (a cancel at shutdown runs callbacks under it), and
+  // try_lock on a mutex the thread holds is undefined.
   if (std::this_thread::get_id() == loop_id_) return false;
   std::unique_lock<std::mutex> pool_lock(pool_mu_, std::try_to_lock);
   if (!pool_lock.owns_lock() || pool_ == nullptr) return false;
