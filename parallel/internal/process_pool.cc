@@ -104,8 +104,8 @@ bool ProcessPool::AnyWorkerAlive() const {
   return false;
 }
 
-bool ProcessPool::DispatchWaiting() {
-  const bool all = DispatchQueued();
+bool ProcessPool::DispatchWaiting(bool may_fork) {
+  const bool all = DispatchQueued(may_fork);
   if (all) Steal();
   FlushSends();
   return all;
@@ -128,7 +128,7 @@ void ProcessPool::SendQueued(size_t slot) {
   supervisor_.WantWritable(slot, !worker.outbox.empty());
 }
 
-bool ProcessPool::DispatchQueued() {
+bool ProcessPool::DispatchQueued(bool may_fork) {
   const size_t capacity = config_.processes * depth_;
   while (!waiting_.empty()) {
     const size_t index = waiting_.front();
@@ -139,7 +139,7 @@ bool ProcessPool::DispatchQueued() {
     const bool may_add_process =
         BusyProcesses() < static_cast<size_t>(config_.processes);
     const bool own = static_cast<bool>(input.own_body);
-    if (own && (!may_add_process || !may_fork_)) return false;
+    if (own && (!may_add_process || !may_fork)) return false;
     const size_t slot = own ? OneShotSlot() : FreeWorker(may_add_process);
     if (slot == workers_.size()) return false;
     waiting_.pop_front();
@@ -364,9 +364,7 @@ bool ProcessPool::SendNow() {
   // Not the thread that drives Turn(): it forks no process (a child's
   // PR_SET_PDEATHSIG follows the thread that forked it, and its descriptors
   // would not be polled before the next Turn anyway).
-  may_fork_ = false;
-  DispatchWaiting();
-  may_fork_ = true;
+  DispatchWaiting(/*may_fork=*/false);
   if (!waiting_.empty()) return false;
   for (const Worker& worker : workers_) {
     if (!worker.outbox.empty()) return false;

@@ -129,9 +129,11 @@ class ProcessPool : public WorkerPool, public SupervisorClient {
   // Sends a waiting input to the pooled worker, on a free lane, with a
   // claim word (unless may_start refuses it).
   void SendTo(size_t slot, size_t index);
-  bool DispatchWaiting();
+  // `may_fork`: false leaves an input that needs a process of its own
+  // waiting (SendNow).
+  bool DispatchWaiting(bool may_fork = true);
   // DispatchWaiting without the stealing and the sending.
-  bool DispatchQueued();
+  bool DispatchQueued(bool may_fork);
   // Writes every worker's outbox.
   void FlushSends();
   // Writes what the worker's socket takes of its outbox now, and has the
@@ -201,7 +203,6 @@ class ProcessPool : public WorkerPool, public SupervisorClient {
   std::vector<StepReport> onexit_reports_;
   int initializer_failures_ = 0;
   std::optional<ExceptionInfo> initializer_error_;  // the last one
-  bool may_fork_ = true;  // false within SendNow()
   bool finishing_ = false;
   bool finished_ = false;
   bool killed_ = false;

@@ -87,12 +87,14 @@ struct PoolConfig : ProcessOptions {
   // resident set is over this many bytes after an input (0: never).
   int max_inputs_per_worker = 0;
   int64_t max_worker_rss_bytes = 0;
-  // Called as each input ends (value, failure, halt, cancel), in the
-  // pool's thread; before its output is replayed when that waits for an
-  // earlier input.
+  // Called as each input ends (value, failure, halt, cancel), on the thread
+  // using the pool at the time — the one driving Turn(), or one calling
+  // Submit()/SendNow() under the owner's lock (an input refused at once);
+  // before its output is replayed when that waits for an earlier input.
   std::function<void(size_t index, const StepReport& report)> on_done;
-  // Called just before an input goes to a worker: false drops it (it ends
-  // as kHalted, its on_done called) — a cancelled input never starts.
+  // Called just before an input goes to a worker (on the thread using the
+  // pool, as on_done): false drops it (it ends as kHalted, its on_done
+  // called) — a cancelled input never starts.
   // `claim` is the input's claim word (claims.h; null for a process of its
   // own, or if the claim words could not be mapped): until the worker starts
   // it, ClaimWithdraw(claim, index) keeps it from starting (it then ends as
