@@ -10,6 +10,9 @@
 
 #include <atomic>
 #include <fstream>
+#include <functional>
+#include <iostream>
+#include <streambuf>
 #include <string>
 #include <thread>
 #include <vector>
@@ -121,6 +124,66 @@ TEST(Output, ThrowingApiReportsLostOutput) {
     EXPECT_TRUE(failure.HasFailureType(kOutputLost));
     EXPECT_THAT(failure.what(), HasSubstr("Broken pipe"));
   }
+}
+
+// A stream buffer that keeps every byte until it is synced, then writes
+// them to a descriptor: what a C++ stream of the step's own may hold when
+// the step returns.
+class HoldingBuffer : public std::streambuf {
+ public:
+  explicit HoldingBuffer(int fd) : fd_(fd) {}
+
+ protected:
+  int_type overflow(int_type c) override {
+    if (c != traits_type::eof()) held_.push_back(traits_type::to_char_type(c));
+    return traits_type::not_eof(c);
+  }
+  int sync() override {
+    const bool written =
+        ::write(fd_, held_.data(), held_.size()) ==
+        static_cast<ssize_t>(held_.size());
+    held_.clear();
+    return written ? 0 : -1;
+  }
+
+ private:
+  const int fd_;
+  std::string held_;
+};
+
+TEST(Output, CppStreamBytesAreDeliveredWhateverTheStreamsBuffer) {
+  // The library flushes std::cout and std::cerr itself only when they no
+  // longer write straight through to stdio (launch.h: FlushCppStreams).
+  auto step = [](std::function<void()> body) {
+    return Step::Function([body]() -> absl::StatusOr<std::string> {
+      body();
+      return std::string();
+    });
+  };
+  std::vector<Step> steps;
+  steps.push_back(step([] {
+    std::cout << "default:";
+    std::cerr << "err;";
+  }));
+  steps.push_back(step([] {
+    std::ios_base::sync_with_stdio(false);  // cout buffers on its own now
+    std::cout << "unsynced;";
+  }));
+  steps.push_back(step([] {
+    static HoldingBuffer held(STDOUT_FILENO);
+    std::cout.rdbuf(&held);
+    std::cout << "own buffer;";
+  }));
+  steps.push_back(step([] {
+    static HoldingBuffer held(STDERR_FILENO);
+    std::cerr.rdbuf(&held);
+    std::cerr << "own cerr buffer";
+  }));
+  OutputFile out;
+  RunReport report = RunAll(std::move(steps), testing::Into(out));
+  EXPECT_EQ(report.failed_count(), 0u);
+  EXPECT_EQ(out.Contents(),
+            "default:err;unsynced;own buffer;own cerr buffer");
 }
 
 TEST(Output, DeadlinesAreServicedWhileTheOutputIsBlocked) {

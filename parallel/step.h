@@ -51,8 +51,12 @@ class Step {
   const std::string& name() const { return name_; }
   bool is_command() const { return !argv_.empty(); }
   const std::vector<std::string>& argv() const { return argv_; }
-  const std::function<absl::StatusOr<std::string>()>& body() const {
+  const std::function<absl::StatusOr<std::string>()>& body() const& {
     return body_;
+  }
+  // Moves the body out (`std::move(step).body()`), leaving it empty.
+  std::function<absl::StatusOr<std::string>()> body() && {
+    return std::move(body_);
   }
 
  private:

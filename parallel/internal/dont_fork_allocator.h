@@ -16,6 +16,7 @@
 
 #include <cstddef>
 #include <new>
+#include <vector>
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/asan_interface.h>
@@ -65,6 +66,10 @@ class DontForkAllocator {
     return bytes == 0 ? page : (bytes + page - 1) / page * page;
   }
 };
+
+// A vector of the parent's alone: never read by a child.
+template <typename T>
+using DontForkVector = std::vector<T, DontForkAllocator<T>>;
 
 }  // namespace internal
 }  // namespace parallel

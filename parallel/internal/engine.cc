@@ -40,10 +40,12 @@ class Engine : public SupervisorClient {
                                 hooks.line_buffer,
                                 /*hold_live=*/bool{hooks.replay_output}}),
         supervisor_(&replayer_, this),
-        reports_(steps_.size()) {
+        reports_(steps_.size()),
+        bodies_(steps_.size()) {
     for (size_t i = 0; i < steps_.size(); ++i) {
       reports_[i].name = steps_[i].name().empty() ? absl::StrCat("step ", i)
                                                   : steps_[i].name();
+      if (!steps_[i].is_command()) bodies_[i] = std::move(steps_[i]).body();
     }
     limit_ = options_.max_parallel == 0
                  ? steps_.size()
@@ -87,8 +89,16 @@ class Engine : public SupervisorClient {
   Replayer replayer_;
   Supervisor supervisor_;
   std::vector<StepReport, DontForkAllocator<StepReport>> reports_;
-  std::vector<Running> running_;  // by supervisor slot
-  std::vector<size_t> free_slots_;
+  // The closures' bodies, moved out of steps_ (a command's is empty). Each
+  // is moved onto the stack for its fork and back after it, so that the
+  // parent neither copies nor frees one per step: a malloc or free after a
+  // fork writes allocator pages the young child still shares (a
+  // copy-on-write fault each). The bodies' own heap blocks are the
+  // caller's, and the child's to read.
+  DontForkVector<Body> bodies_;
+  // Written at every start and end, never read by a child.
+  DontForkVector<Running> running_;  // by supervisor slot
+  DontForkVector<size_t> free_slots_;
   size_t limit_ = 0;
   const absl::Time run_start_ = absl::Now();
   bool halting_soon_ = false;  // hooks_.should_halt said so: start no more
@@ -117,7 +127,7 @@ absl::StatusOr<RunReport> Engine::Run() {
   absl::Time look_for_stops =
       hooks_.on_stopped ? absl::InfinitePast() : absl::InfiniteFuture();
   while (true) {
-    const absl::Time now = absl::Now();
+    const absl::Time now = LoopNow();
     if (replayer_.output_error() == EPIPE && !output_lost) {
       // Nobody reads the output any more: stop, as a filter would.
       output_lost = true;
@@ -284,15 +294,16 @@ absl::Status Engine::Launch(size_t index, absl::Time now) {
     setup.extra_env = &extra_env;
     child = SpawnChild(step.argv(), setup);
   } else {
-    // A copy of the body on the heap: steps_ itself is not mapped in the
-    // child (see dont_fork_allocator.h), the heap is.
-    const Body body = step.body();
+    // The body on the stack: bodies_ itself is not mapped in the child (see
+    // dont_fork_allocator.h), the stack is.
+    Body body = std::move(bodies_[index]);
     const int result_fd = result.get();
     const bool keep = options_.return_values;
     child =
         ForkProcess([&body, result_fd,
                      keep] { return RunBodyAndReport(body, result_fd, keep); },
                     setup);
+    bodies_[index] = std::move(body);
   }
   if (!child.ok()) return child.status();
   StepReport& report = reports_[index];
@@ -317,7 +328,7 @@ void Engine::OnEnded(size_t slot, const ProcessExit& exit, KillReason why) {
   free_slots_.push_back(slot);
   start_blocked_ = false;
   StepReport& report = reports_[index];
-  report.duration = absl::Now() - run.started;
+  report.duration = LoopNow() - run.started;
   TakeTerminalBack(hooks_.terminal_fd);
   report.exit_code = exit.exit_code();
   report.signal = exit.signal();

@@ -29,6 +29,12 @@ struct sigaction
     g_saved[kSignalCount];  // written under g_lock, read by handlers
 bool g_caught[kSignalCount];  // guarded by g_lock
 std::atomic<int> g_waiters{0};
+// The calling thread's InterruptWaits. A loop that holds one for its whole
+// length (the engine, the executor) also passes through the supervisor's
+// own every turn: only a thread's outermost wait counts in g_waiters, so the
+// turns write nothing shared (each page a parent writes after a fork costs
+// it a copy-on-write fault).
+thread_local int t_waits = 0;
 std::atomic<int> g_wake_read{-1};
 std::atomic<int> g_wake_write{-1};
 // Lock-free, so async-signal-safe. The handler stores it after writing the
@@ -139,15 +145,20 @@ void InterruptScope::ForgetInChild() {
   g_scopes = 0;
   g_pending.store(0);
   g_waiters.store(0);
+  t_waits = 0;
   const int read_fd = g_wake_read.exchange(-1);
   const int write_fd = g_wake_write.exchange(-1);
   if (read_fd >= 0) ::close(read_fd);
   if (write_fd >= 0) ::close(write_fd);
 }
 
-InterruptWait::InterruptWait() { g_waiters.fetch_add(1); }
+InterruptWait::InterruptWait() {
+  if (t_waits++ == 0) g_waiters.fetch_add(1);
+}
 
-InterruptWait::~InterruptWait() { g_waiters.fetch_sub(1); }
+InterruptWait::~InterruptWait() {
+  if (--t_waits == 0) g_waiters.fetch_sub(1);
+}
 
 bool MayBeCaught(int signo) {
   for (int caught : kSignals) {

@@ -12,12 +12,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <ext/stdio_sync_filebuf.h>
+
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
-#include <algorithm>
 #include <cstring>
 #include <iostream>
 #include <map>
+#include <typeinfo>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/match.h"
@@ -138,7 +141,33 @@ void ReportSetupError(int fd, const SetupError& error) {
   if (fd >= 0) WriteRecord(fd, RecordKind::kStartFailed, payload, size);
 }
 
+// `stream`'s buffer if it writes straight through to a C stream (what
+// sync_with_stdio(true), the default, gives std::cout and std::cerr), else
+// null.
+const std::streambuf* SyncedBuffer(const std::ostream& stream) {
+  const std::streambuf* buffer = stream.rdbuf();
+  return buffer != nullptr &&
+                 typeid(*buffer) ==
+                     typeid(__gnu_cxx::stdio_sync_filebuf<char>)
+             ? buffer
+             : nullptr;
+}
+
+// Taken as the program starts (this file includes <iostream>, so the
+// standard streams exist by then), and inherited by every child.
+const std::streambuf* const g_synced_cout = SyncedBuffer(std::cout);
+const std::streambuf* const g_synced_cerr = SyncedBuffer(std::cerr);
+
 }  // namespace
+
+void FlushCppStreams() {
+  if (g_synced_cout == nullptr || std::cout.rdbuf() != g_synced_cout) {
+    std::cout.flush();
+  }
+  if (g_synced_cerr == nullptr || std::cerr.rdbuf() != g_synced_cerr) {
+    std::cerr.flush();
+  }
+}
 
 void TakeTerminalBack(int tty_fd) {
   if (tty_fd < 0) return;
@@ -195,8 +224,7 @@ absl::StatusOr<Child> ForkProcess(absl::FunctionRef<int()> child_main,
     InstallChildHandlers(setup.result_fd);
     SetNoteChannel(setup.result_fd);
     const int code = child_main();
-    std::cout.flush();
-    std::cerr.flush();
+    FlushCppStreams();
     std::fflush(nullptr);
     ::_exit(code);
   }

@@ -73,6 +73,16 @@ void TakeTerminalBack(int tty_fd);
 // than SIGPIPE and SIGCHLD): that one the child inherits ignored.
 sigset_t NonDefaultSignals();
 
+// Flushes std::cout and std::cerr, except while one still has the stream
+// buffer it had when the program started and that buffer is synchronised
+// with stdio (the default): such a buffer holds no bytes of its own, so
+// fflush(stdout) / fflush(stderr), which the caller does next, is its flush.
+// Skipping the C++ flush spares a forked child the libstdc++ code and data
+// pages it would otherwise touch (every page a young child touches costs it
+// a fault). Flushes whatever replaced them (sync_with_stdio(false), a
+// rdbuf() of the step's own).
+void FlushCppStreams();
+
 // Forks a child that runs `child_main` after the preparation and _exits with
 // what it returns (after flushing stdio). ResourceExhaustedError when the
 // system is out of processes or memory (try again later).

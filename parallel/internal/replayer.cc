@@ -363,8 +363,8 @@ int Replayer::capture_error(size_t index) const {
   return 0;
 }
 
-void Replayer::AppendPollFds(std::vector<pollfd>* fds,
-                             std::vector<size_t>* owners) const {
+void Replayer::AppendPollFds(DontForkVector<pollfd>* fds,
+                             DontForkVector<size_t>* owners) const {
   for (const size_t index : open_) {
     const Unit& unit = this->unit(index);
     for (const auto* stream : {&unit.out, &unit.err}) {

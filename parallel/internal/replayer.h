@@ -37,6 +37,7 @@
 
 #include "absl/status/status.h"
 #include "parallel/internal/capture.h"
+#include "parallel/internal/dont_fork_allocator.h"
 #include "parallel/internal/fd.h"
 #include "parallel/internal/sink.h"
 #include "parallel/step.h"
@@ -124,8 +125,8 @@ class Replayer {
   // Poll entries: open units' pipes (POLLIN) and blocked sinks (POLLOUT).
   // owners[i] is the unit, or kSinkOwner.
   static constexpr size_t kSinkOwner = ~size_t{0};
-  void AppendPollFds(std::vector<pollfd>* fds,
-                     std::vector<size_t>* owners) const;
+  void AppendPollFds(DontForkVector<pollfd>* fds,
+                     DontForkVector<size_t>* owners) const;
   // A blocked sink may take bytes again.
   void SinkWritable(int fd);
   // Whether a sink waits for its reader to take bytes.

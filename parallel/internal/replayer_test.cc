@@ -222,8 +222,8 @@ TEST(Replayer, InCompletionOrderManyFinishedUnitsWaitForABlockedSink) {
   std::string got;
   for (int round = 0; round < 10000 && !replayer.all_replayed(); ++round) {
     got += reader.Take();
-    std::vector<pollfd> fds;
-    std::vector<size_t> owners;
+    DontForkVector<pollfd> fds;
+    DontForkVector<size_t> owners;
     replayer.AppendPollFds(&fds, &owners);
     for (size_t i = 0; i < fds.size(); ++i) {
       if (owners[i] == Replayer::kSinkOwner) replayer.SinkWritable(fds[i].fd);
@@ -302,8 +302,8 @@ TEST(Replayer, ClosedReaderIsLatchedAsEpipeWithoutSigpipe) {
 
 // The descriptor the replayer polls for POLLOUT while its sink is blocked.
 int replayer_poll_fd(const Replayer& replayer) {
-  std::vector<pollfd> fds;
-  std::vector<size_t> owners;
+  DontForkVector<pollfd> fds;
+  DontForkVector<size_t> owners;
   replayer.AppendPollFds(&fds, &owners);
   for (size_t i = 0; i < fds.size(); ++i) {
     if (owners[i] == Replayer::kSinkOwner) return fds[i].fd;

@@ -4,13 +4,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <iostream>
 #include <tuple>
 
 #include "absl/strings/str_cat.h"
 #include "parallel/codec.h"
 #include "parallel/internal/call_body.h"
 #include "parallel/internal/fd.h"
+#include "parallel/internal/launch.h"
 #include "parallel/step_observer_internal.h"
 
 namespace parallel {
@@ -25,8 +25,7 @@ constexpr int kExitReportFailed = 126;
 }  // namespace
 
 int FlushOutput() {
-  std::cout.flush();
-  std::cerr.flush();
+  FlushCppStreams();
   int error = 0;
   for (FILE* stream : {stdout, stderr}) {
     errno = 0;
@@ -47,36 +46,63 @@ void AppendFailureRecord(const ExceptionInfo& failure, std::string* out) {
       out);
 }
 
-int RunBody(const Body& body, bool keep_value, std::string* out) {
-  std::string value;
+namespace {
+
+// RunBody up to its record: 0 with *value (the body's, or "" when
+// !keep_value), or 1 with *failure.
+int CallAndFlush(const Body& body, bool keep_value, std::string* value,
+                 ExceptionInfo* failure) {
   ExceptionInfo error;
   ObserversBeforeBody(/*in_child=*/true);
-  const bool ok = CallBody(body, &value, &error);
+  const bool ok = CallBody(body, value, &error);
   std::optional<ExceptionInfo> observed = ObserversAfterBody(/*in_child=*/true);
   // Output the step printed but could not deliver (a full disk, a file size
   // limit, a closed pipe) fails the step with the reason.
   if (const int lost = FlushOutput(); lost != 0) {
-    AppendFailureRecord(
-        {std::string(kOutputLost),
-         absl::StrCat("could not write the step's output: ", ::strerror(lost)),
-         "", ""},
-        out);
+    *failure = {std::string(kOutputLost),
+                absl::StrCat("could not write the step's output: ",
+                             ::strerror(lost)),
+                "", ""};
     return 1;
   }
   if (!ok || observed) {
-    AppendFailureRecord(!ok ? error : *observed, out);
+    *failure = !ok ? std::move(error) : *std::move(observed);
     return 1;
   }
-  AppendRecord(RecordKind::kValue, keep_value ? value : "", out);
+  if (!keep_value) value->clear();
+  return 0;
+}
+
+}  // namespace
+
+int RunBody(const Body& body, bool keep_value, std::string* out) {
+  std::string value;
+  ExceptionInfo failure;
+  if (CallAndFlush(body, keep_value, &value, &failure) != 0) {
+    AppendFailureRecord(failure, out);
+    return 1;
+  }
+  AppendRecord(RecordKind::kValue, value, out);
   return 0;
 }
 
 int RunBodyAndReport(const Body& body, int result_fd, bool keep_value) {
-  std::string records;
-  const int code = RunBody(body, keep_value, &records);
-  return WriteFully(result_fd, records.data(), records.size()) == 0
-             ? code
-             : kExitReportFailed;
+  std::string value;
+  ExceptionInfo failure;
+  const int code = CallAndFlush(body, keep_value, &value, &failure);
+  bool written;
+  if (code == 0) {
+    // The header from the stack and the value from where it is: a forked
+    // child allocates nothing it need not (each heap page it writes is a
+    // copy-on-write fault).
+    written = WriteRecord(result_fd, RecordKind::kValue, value.data(),
+                          value.size());
+  } else {
+    std::string records;
+    AppendFailureRecord(failure, &records);
+    written = WriteFully(result_fd, records.data(), records.size()) == 0;
+  }
+  return written ? code : kExitReportFailed;
 }
 
 void ChildResult::Add(const Record& record) {

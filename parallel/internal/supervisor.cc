@@ -278,10 +278,16 @@ void Supervisor::HandleReady(absl::Time now) {
   }
 }
 
+absl::Time LoopNow() {
+  timespec now;
+  ::clock_gettime(CLOCK_REALTIME, &now);
+  return absl::TimeFromTimespec(now);
+}
+
 void Supervisor::Turn(int extra_wake_fd, absl::Time wake_at,
                       WaitHooks* hooks) {
   BuildPollSet(extra_wake_fd);
-  absl::Time now = absl::Now();
+  absl::Time now = LoopNow();
   const absl::Time wake = std::min(NextWake(), wake_at);
   int ready;
   {
@@ -295,7 +301,7 @@ void Supervisor::Turn(int extra_wake_fd, absl::Time wake_at,
                 wake == absl::InfiniteFuture() ? nullptr : &timeout, nullptr);
     if (hooks != nullptr) hooks->AfterWait();
   }
-  now = absl::Now();
+  now = LoopNow();
   // Priority: an interrupt beats everything that came with it.
   if (const int signo = InterruptScope::pending();
       signo != 0 && interrupt_signal_ == 0) {
@@ -304,7 +310,7 @@ void Supervisor::Turn(int extra_wake_fd, absl::Time wake_at,
     StopAll(KillReason::kInterrupt, now);
   }
   if (ready > 0) HandleReady(now);
-  now = absl::Now();
+  now = LoopNow();
   CheckDeadlines(now);
   replayer_->Pump();
   if (interrupt_signal_ != 0 && active_ == 0 && now >= give_up_output_at_ &&
