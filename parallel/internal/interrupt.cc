@@ -29,11 +29,8 @@ struct sigaction
     g_saved[kSignalCount];  // written under g_lock, read by handlers
 bool g_caught[kSignalCount];  // guarded by g_lock
 std::atomic<int> g_waiters{0};
-// The calling thread's InterruptWaits. A loop that holds one for its whole
-// length (the engine, the executor) also passes through the supervisor's
-// own every turn: only a thread's outermost wait counts in g_waiters, so the
-// turns write nothing shared (each page a parent writes after a fork costs
-// it a copy-on-write fault).
+// The calling thread's InterruptWaits: only a thread's outermost wait counts
+// in g_waiters.
 thread_local int t_waits = 0;
 std::atomic<int> g_wake_read{-1};
 std::atomic<int> g_wake_write{-1};
@@ -159,6 +156,8 @@ InterruptWait::InterruptWait() {
 InterruptWait::~InterruptWait() {
   if (--t_waits == 0) g_waiters.fetch_sub(1);
 }
+
+bool InterruptWait::HeldByThisThread() { return t_waits > 0; }
 
 bool MayBeCaught(int signo) {
   for (int caught : kSignals) {

@@ -58,6 +58,10 @@ class InterruptWait {
   ~InterruptWait();
   InterruptWait(const InterruptWait&) = delete;
   InterruptWait& operator=(const InterruptWait&) = delete;
+
+  // Whether the calling thread holds one already (then another adds
+  // nothing). A read only: a loop that forks asks it every turn.
+  static bool HeldByThisThread();
 };
 
 // Whether an InterruptScope may catch `signo` (see above).

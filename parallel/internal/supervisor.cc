@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdio>
 #include <mutex>
+#include <optional>
 
 #include "absl/time/clock.h"
 
@@ -292,7 +293,11 @@ void Supervisor::Turn(int extra_wake_fd, absl::Time wake_at,
   int ready;
   {
     // While we wait, we act on SIGINT/SIGTERM/SIGHUP/SIGQUIT (interrupt.h).
-    InterruptWait waiting;
+    // A loop that holds a wait for its whole length (the engine, the
+    // executor) is not marked again every turn: that would write to a page
+    // the last fork shared with a young child (a copy-on-write fault).
+    std::optional<InterruptWait> waiting;
+    if (!InterruptWait::HeldByThisThread()) waiting.emplace();
     timespec timeout =
         absl::ToTimespec(std::max(wake - now, absl::ZeroDuration()));
     if (hooks != nullptr) hooks->BeforeWait();
