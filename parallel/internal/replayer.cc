@@ -146,6 +146,14 @@ void Replayer::Drop(size_t index) {
 }
 
 void Replayer::Hold(Unit& unit) {
+  // A unit that kept no byte has no file (a stream takes one with its first
+  // byte, and a closed unit gets no more): nothing to hold or spool. Counted,
+  // such units (most of a pool's) would push the ones with output into the
+  // spool, a copy and a seek each.
+  if (!(unit.out && unit.out->file() >= 0) &&
+      !(unit.err && unit.err->file() >= 0)) {
+    return;
+  }
   if (held_ < kMaxHeld) {
     unit.held = true;
     ++held_;

@@ -18,7 +18,8 @@
 // only makes Pump() stop early; the supervisor polls the sink and calls it
 // again. At most kMaxHeld finished units keep spill files of their own; the
 // output of further ones is moved into one spool file, so descriptor use is
-// constant however many units finish ahead of the head.
+// constant however many units finish ahead of the head (a unit that kept no
+// byte has no file and does not count).
 //
 // Thread-safety: thread-compatible.
 
@@ -111,6 +112,9 @@ class Replayer {
   void Pump();
 
   bool all_replayed() const { return units_.empty(); }
+  // Finished units ahead of the head that keep spill files of their own (at
+  // most kMaxHeld).
+  size_t held() const { return held_; }
   // Units added so far.
   size_t size() const { return first_ + units_.size(); }
   // Bytes the unit wrote to stdout and stderr together.

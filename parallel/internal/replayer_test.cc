@@ -311,6 +311,47 @@ int replayer_poll_fd(const Replayer& replayer) {
   return -1;
 }
 
+TEST(Replayer, UnitsThatKeptNoByteAreNotHeldAndPushNothingIntoTheSpool) {
+  // A pool's units mostly end empty and ahead of the head: they have no file
+  // to hold. Counted, they would fill kMaxHeld and push every unit with
+  // output into the spool (a copy and a seek each).
+  Reader reader;
+  Replayer replayer(ReplayOptions{reader.write_end.get(), true, 2, TempDir(),
+                                  false, nullptr});
+  const size_t head = replayer.Add("head");
+  UniqueFd head_out, unused;
+  ASSERT_TRUE(replayer.Open(head, &head_out, &unused).ok());
+  for (size_t i = 0; i < 3 * Replayer::kMaxHeld; ++i) {
+    const size_t unit = replayer.Add("empty");
+    UniqueFd out, err;
+    ASSERT_TRUE(replayer.Open(unit, &out, &err).ok());
+    out.reset();
+    replayer.Close(unit, false);
+  }
+  EXPECT_EQ(replayer.held(), 0u);
+  std::string expected;
+  for (int i = 0; i < 3; ++i) {
+    const size_t unit = replayer.Add("said");
+    UniqueFd out, err;
+    ASSERT_TRUE(replayer.Open(unit, &out, &err).ok());
+    Say(out, "said " + std::to_string(i) + "\n");
+    expected += "said " + std::to_string(i) + "\n";
+    out.reset();
+    replayer.Close(unit, false);
+  }
+  EXPECT_EQ(replayer.held(), 3u);
+  Say(head_out, "head\n");
+  head_out.reset();
+  replayer.Close(head, false);
+  std::string got;
+  for (int round = 0; round < 1000 && !replayer.all_replayed(); ++round) {
+    replayer.Pump();
+    got += reader.Take();
+  }
+  EXPECT_TRUE(replayer.all_replayed());
+  EXPECT_EQ(got, "head\n" + expected);
+}
+
 TEST(Replayer, ManyFinishedAheadOfTheHeadUseConstantDescriptors) {
   Reader reader;
   Replayer replayer(ReplayOptions{reader.write_end.get(), true, 2, TempDir(),
