@@ -311,76 +311,77 @@ int replayer_poll_fd(const Replayer& replayer) {
   return -1;
 }
 
+// A replayer whose head unit stays open, so that every unit closed after it
+// finishes ahead of the head.
+struct BehindAnOpenHead {
+  BehindAnOpenHead() {
+    UniqueFd unused;
+    EXPECT_TRUE(replayer.Open(head, &head_out, &unused).ok());
+  }
+  // Adds a unit whose child writes `text` and ends; returns it.
+  size_t Finish(const std::string& text) {
+    const size_t unit = replayer.Add("u");
+    UniqueFd out, err;
+    EXPECT_TRUE(replayer.Open(unit, &out, &err).ok());
+    if (!text.empty()) Say(out, text);
+    out.reset();
+    replayer.Close(unit, false);
+    return unit;
+  }
+
+  Reader reader;
+  Replayer replayer{ReplayOptions{reader.write_end.get(), true, 2, TempDir(),
+                                  false, nullptr}};
+  const size_t head = replayer.Add("head");
+  UniqueFd head_out;
+};
+
 TEST(Replayer, UnitsThatKeptNoByteAreNotHeldAndPushNothingIntoTheSpool) {
   // A pool's units mostly end empty and ahead of the head: they have no file
   // to hold. Counted, they would fill kMaxHeld and push every unit with
   // output into the spool (a copy and a seek each).
-  Reader reader;
-  Replayer replayer(ReplayOptions{reader.write_end.get(), true, 2, TempDir(),
-                                  false, nullptr});
-  const size_t head = replayer.Add("head");
-  UniqueFd head_out, unused;
-  ASSERT_TRUE(replayer.Open(head, &head_out, &unused).ok());
-  for (size_t i = 0; i < 3 * Replayer::kMaxHeld; ++i) {
-    const size_t unit = replayer.Add("empty");
-    UniqueFd out, err;
-    ASSERT_TRUE(replayer.Open(unit, &out, &err).ok());
-    out.reset();
-    replayer.Close(unit, false);
-  }
-  EXPECT_EQ(replayer.held(), 0u);
+  BehindAnOpenHead run;
+  for (size_t i = 0; i < 3 * Replayer::kMaxHeld; ++i) run.Finish("");
+  EXPECT_EQ(run.replayer.held(), 0u);
   std::string expected;
   for (int i = 0; i < 3; ++i) {
-    const size_t unit = replayer.Add("said");
-    UniqueFd out, err;
-    ASSERT_TRUE(replayer.Open(unit, &out, &err).ok());
-    Say(out, "said " + std::to_string(i) + "\n");
-    expected += "said " + std::to_string(i) + "\n";
-    out.reset();
-    replayer.Close(unit, false);
+    const std::string text = "said " + std::to_string(i) + "\n";
+    run.Finish(text);
+    expected += text;
   }
-  EXPECT_EQ(replayer.held(), 3u);
-  Say(head_out, "head\n");
-  head_out.reset();
-  replayer.Close(head, false);
+  EXPECT_EQ(run.replayer.held(), 3u);
+  Say(run.head_out, "head\n");
+  run.head_out.reset();
+  run.replayer.Close(run.head, false);
   std::string got;
-  for (int round = 0; round < 1000 && !replayer.all_replayed(); ++round) {
-    replayer.Pump();
-    got += reader.Take();
+  for (int round = 0; round < 1000 && !run.replayer.all_replayed(); ++round) {
+    run.replayer.Pump();
+    got += run.reader.Take();
   }
-  EXPECT_TRUE(replayer.all_replayed());
+  EXPECT_TRUE(run.replayer.all_replayed());
   EXPECT_EQ(got, "head\n" + expected);
 }
 
 TEST(Replayer, ManyFinishedAheadOfTheHeadUseConstantDescriptors) {
-  Reader reader;
-  Replayer replayer(ReplayOptions{reader.write_end.get(), true, 2, TempDir(),
-                                  false, nullptr});
-  const size_t head = replayer.Add("head");
-  UniqueFd head_out, unused;
-  ASSERT_TRUE(replayer.Open(head, &head_out, &unused).ok());
+  BehindAnOpenHead run;
   std::string expected;
   for (int i = 0; i < 200; ++i) {
-    const size_t unit = replayer.Add("u");
-    UniqueFd out, err;
-    ASSERT_TRUE(replayer.Open(unit, &out, &err).ok());
-    Say(out, std::to_string(i) + "\n");
-    expected += std::to_string(i) + "\n";
-    out.reset();
-    replayer.Close(unit, false);
+    const std::string text = std::to_string(i) + "\n";
+    run.Finish(text);
+    expected += text;
   }
   std::vector<int> fds;
-  replayer.AppendFds(&fds);
+  run.replayer.AppendFds(&fds);
   EXPECT_LT(fds.size(), Replayer::kMaxHeld + SpillPool::kMaxPooled + 8);
-  head_out.reset();
-  replayer.Close(head, false);
+  run.head_out.reset();
+  run.replayer.Close(run.head, false);
   // Each small kernel copy into a pipe takes one of its 16 buffer slots: the
   // sink fills up long before 64 KiB and waits for the reader.
   std::string got;
-  while (!replayer.all_replayed()) {
-    replayer.Pump();
-    got += reader.Take();
-    replayer.SinkWritable(replayer_poll_fd(replayer));
+  while (!run.replayer.all_replayed()) {
+    run.replayer.Pump();
+    got += run.reader.Take();
+    run.replayer.SinkWritable(replayer_poll_fd(run.replayer));
   }
   EXPECT_EQ(got, expected);
 }
