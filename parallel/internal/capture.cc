@@ -231,10 +231,8 @@ void StreamCapture::Drain(SpillPool& pool, uint64_t budget) {
   if (file_ < 0) {
     // A file is taken only once there is a byte to keep: a silent step
     // costs none, and finding that out costs one read. The read end is
-    // non-blocking. A small buffer: a deeper stack is more pages for the
-    // parent to write after each fork (a copy-on-write fault each); what
-    // does not fit is spliced below.
-    char buffer[512];
+    // non-blocking.
+    char buffer[1 << 12];
     const ssize_t n =
         RetryOnEintr([&] { return ::read(pipe_, buffer, sizeof(buffer)); });
     if (n == 0) DetachPipe();  // every writer closed it

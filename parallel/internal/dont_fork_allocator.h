@@ -67,7 +67,10 @@ class DontForkAllocator {
   }
 };
 
-// A vector of the parent's alone: never read by a child.
+// A vector of the parent's alone. A forked child must never touch it — nor
+// anything that refers to it, destructors included (children end with
+// _exit). Each growth is a mapping of its own (a system call, whole pages):
+// for containers that grow rarely.
 template <typename T>
 using DontForkVector = std::vector<T, DontForkAllocator<T>>;
 

@@ -29,8 +29,7 @@ struct sigaction
     g_saved[kSignalCount];  // written under g_lock, read by handlers
 bool g_caught[kSignalCount];  // guarded by g_lock
 std::atomic<int> g_waiters{0};
-// The calling thread's InterruptWaits: only a thread's outermost wait counts
-// in g_waiters.
+// The calling thread's InterruptWaits (HeldByThisThread).
 thread_local int t_waits = 0;
 std::atomic<int> g_wake_read{-1};
 std::atomic<int> g_wake_write{-1};
@@ -150,11 +149,13 @@ void InterruptScope::ForgetInChild() {
 }
 
 InterruptWait::InterruptWait() {
-  if (t_waits++ == 0) g_waiters.fetch_add(1);
+  g_waiters.fetch_add(1);
+  ++t_waits;
 }
 
 InterruptWait::~InterruptWait() {
-  if (--t_waits == 0) g_waiters.fetch_sub(1);
+  --t_waits;
+  g_waiters.fetch_sub(1);
 }
 
 bool InterruptWait::HeldByThisThread() { return t_waits > 0; }

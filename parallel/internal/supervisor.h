@@ -86,11 +86,11 @@ class WaitHooks {
   ~WaitHooks() = default;
 };
 
-// The time, for event loops that fork: clock_gettime through the vDSO,
-// which writes nothing. absl::Now() keeps a calibration record in
-// libabsl_time's data that it rewrites on most calls, and each page a parent
-// writes after a fork costs it a copy-on-write fault while a young child
-// still shares it (about 35 µs on the shadow-paged VMs this is measured on).
+// The time (absl::Now()'s clock), for event loops that fork: clock_gettime
+// through the vDSO, which writes nothing. absl::Now() rewrites a
+// calibration record in libabsl_time's data on most calls, and each page a
+// parent writes while a young child still shares it is a copy-on-write
+// fault (15-20 µs on this project's VMs: BM_ForkWritingPages).
 absl::Time LoopNow();
 
 class Supervisor {
@@ -193,9 +193,9 @@ class Supervisor {
   UniqueFd dev_null_;
   // Declared before slots_: destroyed (goodbye, reaped) after them.
   Watchdog watchdog_;
-  // Written every turn and never read by a child: out of the children's
-  // address space (dont_fork_allocator.h), so that a fork does not
-  // write-protect them and the next turn's writes cost no fault.
+  // Written at every launch and end, never read by a child: out of the
+  // children's address space (dont_fork_allocator.h), so that a fork does
+  // not write-protect it and the next write costs no fault.
   DontForkVector<Slot> slots_;
   size_t active_ = 0;
   KillReason stopping_ = KillReason::kNone;
