@@ -10,6 +10,7 @@
 #include <iterator>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -459,6 +460,49 @@ TEST(RunSteps, ManyStepsAtOnce) {
   ASSERT_TRUE(report.ok());
   EXPECT_EQ(report->failed_count(), 0u);
   EXPECT_EQ(out.Contents(), expected);
+}
+
+TEST(RunSteps, ANestedRunInAStepActsOnTheSignalTheStepGets) {
+  // The step forked from this run inherits the run's interrupt state; it
+  // must forget it (ForgetInChild), so that its own run catches SIGTERM,
+  // kills its steps and says so, as any caller's would.
+  int pids[2];
+  ASSERT_EQ(pipe2(pids, O_CLOEXEC), 0);
+  const int report = pids[1];
+  std::vector<Step> outer;
+  outer.push_back(Step::Function([report]() -> absl::StatusOr<std::string> {
+    std::vector<Step> inner;
+    inner.push_back(Step::Function([report]() -> absl::StatusOr<std::string> {
+      const pid_t ids[2] = {getppid(), getpid()};  // the outer step, this one
+      (void)!write(report, ids, sizeof(ids));
+      pause();
+      return std::string();
+    }));
+    absl::StatusOr<RunReport> run = RunSteps(std::move(inner));
+    if (!run.ok()) return run.status();
+    return absl::StrCat("signal ", run->interrupt_signal, ", inner ",
+                        run->steps[0].outcome == StepOutcome::kInterrupted
+                            ? "interrupted"
+                            : "not interrupted");
+  }));
+  ParallelOptions options;
+  options.return_values = true;
+  std::thread killer([read_end = pids[0]] {
+    pid_t ids[2] = {0, 0};
+    if (read(read_end, ids, sizeof(ids)) == sizeof(ids)) {
+      kill(ids[0], SIGTERM);
+    }
+  });
+  absl::StatusOr<RunReport> run = RunSteps(std::move(outer), options);
+  close(pids[1]);  // the killer's read ends even if no step wrote
+  killer.join();
+  close(pids[0]);
+  ASSERT_TRUE(run.ok()) << run.status();
+  EXPECT_EQ(run->interrupt_signal, 0);  // this run was not interrupted
+  ASSERT_EQ(run->steps.size(), 1u);
+  EXPECT_EQ(run->steps[0].outcome, StepOutcome::kSucceeded)
+      << (run->steps[0].error ? run->steps[0].error->message : "");
+  EXPECT_EQ(run->steps[0].value, "signal 15, inner interrupted");
 }
 
 }  // namespace
